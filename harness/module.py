@@ -1,0 +1,120 @@
+"""The LightningModule that trains every variant: one `model_step` shared by train/val/test.
+
+Why one module for all architectures: variants differ only in the network (pure config), so the
+training loop, metrics and their names (`train/loss`, `val/acc`, `val/acc/<class>`) stay identical
+across a sweep and runs are comparable.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.03
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up then cosine decay to zero, stepped per batch.
+
+    Why: short CPU runs (a few epochs) need the whole schedule to fit the run length, which is only
+    known once the trainer has counted its batches.
+    """
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class ClassifierModule(pl.LightningModule):
+    """Image classification with overall and per-class accuracy.
+
+    Usage: ``ClassifierModule(net, class_names=["line", "corner"], optimizer=partial(torch.optim.AdamW, lr=1e-3))``
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        class_names: Sequence[str],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.class_names = list(class_names)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.channels_last = channels_last
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        n = len(self.class_names)
+        self.criterion = nn.CrossEntropyLoss()
+        # One accuracy object per stage: torchmetrics accumulates state across batches.
+        self.acc = nn.ModuleDict({s: MulticlassAccuracy(n, average="micro") for s in ("train", "val", "test")})
+        self.class_acc = nn.ModuleDict({s: MulticlassAccuracy(n, average="none") for s in ("val", "test")})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.prepare(x))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images (the world stores them compactly) become float in [0, 1]; layout follows the net."""
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def model_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = self.criterion(logits, y)
+        preds = logits.argmax(dim=1)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.acc[stage].update(preds, y)
+        self.log(f"{stage}/acc", self.acc[stage], on_step=False, on_epoch=True, prog_bar=True)
+        if stage in self.class_acc:
+            self.class_acc[stage].update(preds, y)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self.model_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.model_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.model_step(batch, "test")
+
+    def _log_class_acc(self, stage: str) -> None:
+        per_class = self.class_acc[stage].compute()
+        for name, value in zip(self.class_names, per_class):
+            self.log(f"{stage}/acc/{name}", value)
+        self.class_acc[stage].reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_class_acc("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_class_acc("test")
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        kwargs = {}
+        if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, **kwargs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

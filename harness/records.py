@@ -1,0 +1,109 @@
+"""The local run record: `record.json` in the run directory, the source of truth for comparison.
+
+Why not rely on wandb: comparison and tests must work without a wandb server or account. The
+record is rewritten atomically after every epoch, so a crash or Ctrl-C keeps everything logged so
+far, and it is written even when wandb is off or fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+RECORD_NAME = "record.json"
+SCHEMA_VERSION = 1
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe scalars: tensors become floats, NaN/inf become None (JSON has no NaN)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class RunRecord:
+    """Everything one run produced, kept as a JSON document in its run directory.
+
+    Usage: ``rec = RunRecord(run_dir, config=cfg_dict, variant="base", seed=0); rec.update(model={...}); rec.save()``
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, **fields: Any) -> None:
+        self.path = Path(run_dir) / RECORD_NAME
+        self.data: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "status": "running",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "epochs": [],
+            "metrics": {},
+            "test": {},
+            "probes": {},
+            **_plain(fields),
+        }
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(_plain(fields))
+
+    def save(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=False))
+        os.replace(tmp, self.path)  # atomic: readers never see half a file
+        return self.path
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> dict[str, Any]:
+        """Read a record from a run directory or a record.json path."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / RECORD_NAME
+        return json.loads(path.read_text())
+
+
+class RecordCallback(pl.Callback):
+    """Copies the trainer's epoch metrics and test metrics into the run record as they happen."""
+
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+
+    def _metrics(self, trainer: pl.Trainer) -> dict[str, Any]:
+        return {k: _plain(v) for k, v in trainer.callback_metrics.items() if not k.endswith("_step")}
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._epoch_row(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Runs after validation in Lightning 2: merge train metrics into this epoch's row.
+        self._epoch_row(trainer)
+
+    def _epoch_row(self, trainer: pl.Trainer) -> None:
+        epochs = self.record.data["epochs"]
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step, **self._metrics(trainer)}
+        if epochs and epochs[-1]["epoch"] == trainer.current_epoch:
+            epochs[-1].update(row)
+        else:
+            epochs.append(row)
+        self.record.data["metrics"].update({k: v for k, v in row.items() if k not in ("epoch", "step")})
+        self.record.save()
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        test = {k: v for k, v in self._metrics(trainer).items() if k.startswith("test/")}
+        self.record.data["test"].update(test)
+        self.record.data["metrics"].update(test)
+        self.record.save()

@@ -1,0 +1,156 @@
+"""Entry point: `harness-train [overrides]` (same as `python -m harness.train`).
+
+Why a pure `train(cfg)` behind a thin `@hydra.main`: tests, sweeps and scripts call the same
+function with a composed config; the wrapper only turns bad input into a one-line error and returns
+the metric a Hydra sweeper optimises.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import ConfigError
+from harness.records import RecordCallback, RunRecord
+from harness.variant import variant_name
+
+log = logging.getLogger("harness.train")
+
+
+def _overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir)
+
+
+def build_model(cfg: DictConfig, num_classes: int, image_size: int) -> torch.nn.Module:
+    """Instantiate `cfg.model`, filling `num_classes` from the data when it is null."""
+    kwargs = {"num_classes": num_classes} if cfg.model.get("num_classes") is None else {}
+    net = hydra.utils.instantiate(cfg.model, **kwargs)
+    if hasattr(net, "check_input_size"):
+        net.check_input_size(image_size)
+    return net
+
+
+def model_summary(net: torch.nn.Module) -> dict[str, Any]:
+    """Parameter counts and per-layer channels: the first thing to compare across architecture variants."""
+    from harness.models import layers
+
+    total = sum(p.numel() for p in net.parameters())
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    return {"params/total": total, "params/trainable": trainable, "channels": layers(net)}
+
+
+def _loggers(cfg: DictConfig, variant: str, config: dict[str, Any], run_dir: Path) -> list[Any]:
+    loggers = []
+    for name, lg_cfg in (cfg.get("logger") or {}).items():
+        if lg_cfg is None:
+            continue
+        extra: dict[str, Any] = {}
+        if str(lg_cfg.get("_target_", "")).endswith("make_wandb_logger"):
+            extra = {"config": config, "tags": list(cfg.tags), "name": run_dir.name}
+            if lg_cfg.get("group") is None:
+                extra["group"] = variant
+        loggers.append(hydra.utils.instantiate(lg_cfg, **extra))
+        log.info("logger %s ready", name)
+    return loggers
+
+
+def _callbacks(cfg: DictConfig) -> list[pl.Callback]:
+    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Train one variant and test it; returns (metrics, objects). The run record is always written."""
+    run_dir = output_dir(cfg)
+    variant = cfg.get("variant") or variant_name(_overrides())
+    config = OmegaConf.to_container(cfg, resolve=True)
+    record = RunRecord(run_dir, variant=variant, seed=cfg.seed, tags=list(cfg.tags), config=config)
+    record.save()  # even a run that fails during setup leaves its config and error behind
+    loggers: list[Any] = []
+    started = time.perf_counter()
+    try:
+        pl.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = hydra.utils.instantiate(cfg.data)
+        net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
+        module = hydra.utils.instantiate(cfg.module, net=net, class_names=datamodule.classes)
+        summary = model_summary(net)
+        record.update(model=summary, classes=list(datamodule.classes))
+        loggers = _loggers(cfg, variant, config, run_dir)
+        trainer: pl.Trainer = hydra.utils.instantiate(
+            cfg.trainer, logger=loggers or False, callbacks=[*_callbacks(cfg), RecordCallback(record)]
+        )
+        flat = {"model/params/total": summary["params/total"], "model/params/trainable": summary["params/trainable"]}
+        flat.update({f"model/channels/{k}": v for k, v in summary["channels"].items()})
+        for lg in loggers:
+            lg.log_metrics(flat, step=0)
+        record.update(wandb=_wandb_info(loggers))
+        log.info("variant %s: %d parameters", variant, summary["params/total"])
+
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if cfg.get("test"):
+            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+            trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        ckpt = trainer.checkpoint_callback
+        paths = {"best": getattr(ckpt, "best_model_path", None), "last": getattr(ckpt, "last_model_path", None)}
+        record.update(status="finished", checkpoints=paths)
+        return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "record": record}
+    except BaseException as err:
+        record.update(status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        record.update(wall_seconds=round(time.perf_counter() - started, 2))
+        record.save()
+        for lg in loggers:
+            if hasattr(lg, "experiment") and hasattr(lg.experiment, "finish"):
+                lg.experiment.finish(exit_code=0 if record.data["status"] == "finished" else 1)
+
+
+def _wandb_info(loggers: list[Any]) -> dict[str, Any] | None:
+    for lg in loggers:
+        mode = getattr(lg, "wandb_mode", None)
+        if mode is not None:
+            run = lg.experiment
+            return {"mode": mode, "id": run.id, "dir": str(Path(run.dir).parent), "group": run.group}
+    return None
+
+
+def config_error(err: BaseException) -> ConfigError | None:
+    """The ConfigError behind `err`, looking through Hydra's InstantiationException wrapping."""
+    while err is not None:
+        if isinstance(err, ConfigError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics, _ = train(cfg)
+    except Exception as err:
+        bad = config_error(err)
+        if bad is None or HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"error: {bad}", file=sys.stderr)
+        raise SystemExit(2) from None
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    return None if value is None or math.isnan(value) else value
+
+
+if __name__ == "__main__":
+    main()

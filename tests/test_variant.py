@@ -1,0 +1,20 @@
+from harness.variant import variant_name
+
+
+def test_seed_and_logging_overrides_do_not_change_the_variant() -> None:
+    assert variant_name(["+model.widen.mixed3b_5x5=32", "seed=1"]) == "model.widen.mixed3b_5x5=32"
+    assert variant_name(["seed=2", "logger=csv", "trainer.accelerator=gpu", "+model.widen.mixed3b_5x5=32"]) == (
+        "model.widen.mixed3b_5x5=32"
+    )
+
+
+def test_order_does_not_matter_and_zero_widen_is_base() -> None:
+    a = variant_name(["data.image_size=32", "+model.widen.conv2d2=8"])
+    assert a == variant_name(["+model.widen.conv2d2=8", "data.image_size=32"])
+    assert variant_name(["+model.widen.mixed3b_5x5=0", "seed=0"]) == "base"
+    assert variant_name([]) == "base"
+
+
+def test_training_changes_are_part_of_the_variant() -> None:
+    assert variant_name(["trainer.max_epochs=2"]) == "trainer.max_epochs=2"
+    assert variant_name(["model.widen.mixed3b_5x5=10"]) != variant_name(["model.widen.mixed3b_5x5=100"])
