@@ -1,0 +1,70 @@
+"""Models by name, and name -> module / channel lookups that work for any of them.
+
+Why: experiments compare our InceptionV1 against torchvision architectures, and
+probes address layers by name only. :func:`hook_points` and :func:`layers` give
+every model the same name-based interface: InceptionV1 answers with Lucid names,
+any other model with the dotted module paths of its Conv2d/Linear layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torchvision
+from torch import nn
+
+from harness.errors import ConfigError
+
+# These torchvision models default to auxiliary heads and a (warned about) legacy
+# init when built without weights; a plain classifier with explicit init is what we train.
+_NO_WEIGHTS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
+
+
+def classification_models() -> list[str]:
+    """Names of torchvision's image-classification models (no detection/segmentation/video)."""
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def torchvision_model(name: str, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
+    """Build torchvision model ``name`` with random weights (never downloads).
+
+    Usage (Hydra): ``_target_: harness.models.torchvision_model`` with ``name: resnet18``, ``num_classes: 10``
+    """
+    names = classification_models()
+    if name not in names:
+        raise ConfigError(f"unknown torchvision model {name!r}; valid: {', '.join(names)}")
+    if kwargs.get("weights") is not None:
+        raise ConfigError(f"torchvision_model({name!r}) builds untrained models only; drop weights=")
+    kwargs.pop("weights", None)
+    config = {**_NO_WEIGHTS_DEFAULTS.get(name, {}), **kwargs}
+    try:
+        return torchvision.models.get_model(name, weights=None, num_classes=int(num_classes), **config)
+    except TypeError as err:  # unknown keyword for this architecture
+        message = " ".join(str(err).split())
+        raise ConfigError(f"bad arguments for torchvision model {name!r}: {message}") from err
+
+
+def hook_points(model: nn.Module) -> dict[str, nn.Module]:
+    """Layer name -> module whose forward output is that layer's activation.
+
+    InceptionV1 (anything with a ``hook_points()`` method) uses its own names;
+    other models map dotted module paths of every Conv2d/Linear, in module order.
+    """
+    own = getattr(model, "hook_points", None)
+    if callable(own):
+        return own()
+    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def layers(model: nn.Module) -> dict[str, int]:
+    """Layer name (as in :func:`hook_points`) -> output channels / features, without a forward pass."""
+    channels = getattr(model, "channels", None)
+    if isinstance(channels, dict):
+        return dict(channels)
+    out = {}
+    for name, module in hook_points(model).items():
+        out[name] = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+    return out
