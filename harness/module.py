@@ -60,9 +60,9 @@ class ClassifierModule(pl.LightningModule):
             self.net = self.net.to(memory_format=torch.channels_last)
         n = len(self.class_names)
         self.criterion = nn.CrossEntropyLoss()
-        # One accuracy object per stage: torchmetrics accumulates state across batches.
-        self.acc = nn.ModuleDict({s: MulticlassAccuracy(n, average="micro") for s in ("train", "val", "test")})
-        self.class_acc = nn.ModuleDict({s: MulticlassAccuracy(n, average="none") for s in ("val", "test")})
+        # One accuracy object per stage (torchmetrics accumulates across batches); keys avoid nn.Module.train.
+        self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(n, average="micro") for s in ("train", "val", "test")})
+        self.class_acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(n, average="none") for s in ("val", "test")})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.prepare(x))
@@ -82,10 +82,10 @@ class ClassifierModule(pl.LightningModule):
         preds = logits.argmax(dim=1)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.acc[stage].update(preds, y)
-        self.log(f"{stage}/acc", self.acc[stage], on_step=False, on_epoch=True, prog_bar=True)
-        if stage in self.class_acc:
-            self.class_acc[stage].update(preds, y)
+        self.acc[f"{stage}_acc"].update(preds, y)
+        self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=False, on_epoch=True, prog_bar=True)
+        if f"{stage}_acc" in self.class_acc:
+            self.class_acc[f"{stage}_acc"].update(preds, y)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
@@ -98,10 +98,11 @@ class ClassifierModule(pl.LightningModule):
         self.model_step(batch, "test")
 
     def _log_class_acc(self, stage: str) -> None:
-        per_class = self.class_acc[stage].compute()
+        metric = self.class_acc[f"{stage}_acc"]
+        per_class = metric.compute()
         for name, value in zip(self.class_names, per_class):
             self.log(f"{stage}/acc/{name}", value)
-        self.class_acc[stage].reset()
+        metric.reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_class_acc("val")

@@ -61,16 +61,19 @@ def _loggers(cfg: DictConfig, variant: str, config: dict[str, Any], run_dir: Pat
             continue
         extra: dict[str, Any] = {}
         if str(lg_cfg.get("_target_", "")).endswith("make_wandb_logger"):
-            extra = {"config": config, "tags": list(cfg.tags), "name": run_dir.name}
+            extra = {"run_config": config, "tags": list(cfg.tags), "name": run_dir.name}
             if lg_cfg.get("group") is None:
                 extra["group"] = variant
-        loggers.append(hydra.utils.instantiate(lg_cfg, **extra))
+        # Partial first: instantiate would otherwise recurse into the run config's own `_target_`s.
+        loggers.append(hydra.utils.instantiate(lg_cfg, _partial_=True)(**extra))
         log.info("logger %s ready", name)
     return loggers
 
 
-def _callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+def _callbacks(cfg: DictConfig, with_logger: bool) -> list[pl.Callback]:
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    # Lightning refuses an LR monitor without a logger; `logger=null` must still train.
+    return [c for c in callbacks if with_logger or not isinstance(c, pl.callbacks.LearningRateMonitor)]
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -78,6 +81,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     run_dir = output_dir(cfg)
     variant = cfg.get("variant") or variant_name(_overrides())
     config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)  # present only when composed with return_hydra_config (tests)
     record = RunRecord(run_dir, variant=variant, seed=cfg.seed, tags=list(cfg.tags), config=config)
     record.save()  # even a run that fails during setup leaves its config and error behind
     loggers: list[Any] = []
@@ -91,7 +95,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         record.update(model=summary, classes=list(datamodule.classes))
         loggers = _loggers(cfg, variant, config, run_dir)
         trainer: pl.Trainer = hydra.utils.instantiate(
-            cfg.trainer, logger=loggers or False, callbacks=[*_callbacks(cfg), RecordCallback(record)]
+            cfg.trainer, logger=loggers or False, callbacks=[*_callbacks(cfg, bool(loggers)), RecordCallback(record)]
         )
         flat = {"model/params/total": summary["params/total"], "model/params/trainable": summary["params/trainable"]}
         flat.update({f"model/channels/{k}": v for k, v in summary["channels"].items()})
@@ -101,13 +105,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         log.info("variant %s: %d parameters", variant, summary["params/total"])
 
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        if cfg.get("test"):
-            best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-            trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        metrics = _scalars(trainer)
+        # Read before testing: loading the best checkpoint restores the callback's older state.
         ckpt = trainer.checkpoint_callback
-        paths = {"best": getattr(ckpt, "best_model_path", None), "last": getattr(ckpt, "last_model_path", None)}
-        record.update(status="finished", checkpoints=paths)
+        paths = {"best": getattr(ckpt, "best_model_path", "") or None, "last": getattr(ckpt, "last_model_path", "") or None}
+        record.update(checkpoints=paths)
+        if cfg.get("test"):
+            trainer.test(module, datamodule=datamodule, ckpt_path=paths["best"], verbose=False)
+            metrics.update(_scalars(trainer))
+        record.update(status="finished")
         return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "record": record}
     except BaseException as err:
         record.update(status="failed", error=f"{type(err).__name__}: {err}")
@@ -118,6 +124,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         for lg in loggers:
             if hasattr(lg, "experiment") and hasattr(lg.experiment, "finish"):
                 lg.experiment.finish(exit_code=0 if record.data["status"] == "finished" else 1)
+
+
+def _scalars(trainer: pl.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
 
 def _wandb_info(loggers: list[Any]) -> dict[str, Any] | None:

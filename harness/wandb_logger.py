@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import netrc
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,12 @@ def make_wandb_logger(
     job_type: str = "train",
     tags: Sequence[str] = (),
     name: str | None = None,
-    config: Mapping[str, Any] | None = None,
+    run_config: Mapping[str, Any] | None = None,
     init_timeout: float = 30.0,
 ) -> WandbLogger:
     """Start a wandb run (online, falling back to offline on failure) and wrap it for Lightning.
 
-    Usage: ``make_wandb_logger(save_dir="outputs/run", group="base", config=resolved_cfg)``
+    Usage: ``make_wandb_logger(save_dir="outputs/run", group="base", run_config=resolved_cfg)``
     """
     import wandb
 
@@ -78,16 +79,20 @@ def make_wandb_logger(
         job_type=job_type,
         tags=list(tags),
         name=name,
-        config=dict(config or {}),
+        config=dict(run_config or {}),
         reinit="finish_previous",
     )
     settings = wandb.Settings(silent=True, console="off", init_timeout=init_timeout, x_disable_stats=True)
+    wandb_dir = Path(save_dir) / "wandb"
+    before = set(wandb_dir.glob("run-*"))
     try:
         run = wandb.init(mode=resolved, settings=settings, **init)
     except Exception as err:  # network down, bad key, server error: keep the run, log offline
         if resolved != "online":
             raise
-        log.warning("wandb online init failed (%s); logging offline instead", err)
+        log.warning("wandb online init failed (%s); logging offline instead", str(err).splitlines()[0])
+        for partial in set(wandb_dir.glob("run-*")) - before:  # the failed attempt's files: not a run
+            shutil.rmtree(partial, ignore_errors=True)
         resolved = "offline"
         run = wandb.init(mode=resolved, settings=settings, **init)
     logger = WandbLogger(experiment=run, save_dir=str(save_dir), project=project)

@@ -17,7 +17,7 @@ CASES = [
     (["+model.widen.mixed3b_7x7=8"], ["mixed3b_7x7", "mixed3b_5x5", "conv2d2"]),
     (["+model.widen.mixed3b_5x5=1.5"], ["mixed3b_5x5", "integer"]),
     (["+model.widen.mixed3b_5x5=-4"], ["mixed3b_5x5", "pruning"]),
-    (["model.insert=[mixed9z]"], ["mixed9z", "mixed3b", "mixed5b"]),
+    (["model.insert=[mixed9z]"], ["mixed9z", "mixed3b", "mixed4b"]),
     (["model=torchvision", "model.name=resnet999"], ["resnet999", "resnet18"]),
     (["data.classes=[line,blob]"], ["blob", "arc_high", "spiral"]),
     (["data.image_size=16"], ["16", "32"]),
@@ -43,7 +43,7 @@ def test_missing_and_empty_image_folders(make_cfg, tmp_path: Path) -> None:
             root.mkdir()
         if root.name == "no_images":
             (root / "cat").mkdir()
-        cfg = make_cfg("debug=fdr", "data=imagefolder", f"data.root={root}")
+        cfg = make_cfg("debug=fdr", "data=imagefolder", f"data.root={root}", tiny=False)
         with pytest.raises(Exception) as info:
             train(cfg)
         err = config_error(info.value)
@@ -51,7 +51,7 @@ def test_missing_and_empty_image_folders(make_cfg, tmp_path: Path) -> None:
 
 
 def test_missing_cifar_says_how_to_get_it(make_cfg, tmp_path: Path) -> None:
-    cfg = make_cfg("debug=fdr", "data=cifar10", f"data.root={tmp_path}")
+    cfg = make_cfg("debug=fdr", "data=cifar10", f"data.root={tmp_path}", tiny=False)
     with pytest.raises(Exception) as info:
         train(cfg)
     message = str(config_error(info.value))

@@ -37,7 +37,7 @@ def test_unreachable_server_falls_back_to_offline(tmp_path: Path, monkeypatch) -
     # A configured key but no server: init must give up quickly and log offline into the run dir.
     monkeypatch.setenv("WANDB_API_KEY", "local-" + "0" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # discard port: connection refused at once
-    logger = make_wandb_logger(save_dir=str(tmp_path), group="g", init_timeout=20)
+    logger = make_wandb_logger(save_dir=str(tmp_path), group="g", init_timeout=5)
     try:
         assert logger.wandb_mode == "offline"
         logger.log_metrics({"val/acc": 0.5}, step=0)
