@@ -108,7 +108,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         metrics = _scalars(trainer)
         # Read before testing: loading the best checkpoint restores the callback's older state.
         ckpt = trainer.checkpoint_callback
-        paths = {"best": getattr(ckpt, "best_model_path", "") or None, "last": getattr(ckpt, "last_model_path", "") or None}
+        paths = {k: getattr(ckpt, f"{k}_model_path", "") or None for k in ("best", "last")}
         record.update(checkpoints=paths)
         if cfg.get("test"):
             trainer.test(module, datamodule=datamodule, ckpt_path=paths["best"], verbose=False)

@@ -69,7 +69,8 @@ def test_failed_run_keeps_its_record(make_cfg, monkeypatch) -> None:
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     small = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16"]
-    cmd = [sys.executable, "-m", "harness.train", *args, *small, f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run"]
+    where = [f"paths.log_dir={tmp_path}", f"hydra.run.dir={tmp_path}/run"]
+    cmd = [sys.executable, "-m", "harness.train", *args, *small, *where]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
