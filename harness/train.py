@@ -148,7 +148,12 @@ def config_error(err: BaseException) -> ConfigError | None:
     return None
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+# An absolute path: console scripts and `python -m` both find the configs (Hydra resolves relative paths
+# against the calling module, which differs between the two).
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics, _ = train(cfg)

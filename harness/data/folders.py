@@ -79,9 +79,15 @@ def _cifar_files_present(root: str) -> bool:
 
 class _LocalCIFAR10(datasets.CIFAR10):
     # torchvision checks md5 sums of the official archive; we accept any CIFAR-format batch files the
-    # user placed (e.g. a subset), and only insist that they exist.
+    # user placed (e.g. a subset), and only insist that they exist. Like torchvision, this unpickles
+    # the batch files: CIFAR's python format is pickle, so only point data.root at files you trust.
     def _check_integrity(self) -> bool:
         return _cifar_files_present(self.root)
+
+    def _load_meta(self) -> None:
+        # The class names are fixed; skip torchvision's md5-checked read of batches.meta.
+        self.classes = list(CIFAR10_CLASSES)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
 
 class Cifar10DataModule(_FolderDataModule):
