@@ -1,0 +1,48 @@
+"""Rebuild a trained network from a run's checkpoint and its run record.
+
+Why the record: a Lightning checkpoint holds weights but our module does not pickle the network's
+config; the run record next to it has the resolved config, so the exact variant (widen, insert,
+width, classes) is rebuilt from config and the weights are loaded with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.records import RECORD_NAME, RunRecord
+
+
+def find_record(ckpt: Path) -> Path:
+    """The record.json of the run a checkpoint belongs to (the checkpoint's folder or its parent)."""
+    for folder in (ckpt.parent, ckpt.parent.parent):
+        if (folder / RECORD_NAME).is_file():
+            return folder / RECORD_NAME
+    raise ConfigError(f"no {RECORD_NAME} next to checkpoint {ckpt}: pass the run's model config instead")
+
+
+def load_net(ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """(network with trained weights, run record) from a checkpoint written by `harness-train`.
+
+    Usage: ``net, record = load_net("outputs/2026-11-22/20-48-54/checkpoints/last.ckpt")``
+    """
+    ckpt = Path(ckpt_path)
+    if not ckpt.is_file():
+        raise ConfigError(f"checkpoint {ckpt} does not exist")
+    record = RunRecord.load(find_record(ckpt))
+    model_cfg = OmegaConf.create(record["config"]["model"])
+    net = hydra.utils.instantiate(model_cfg, num_classes=len(record["classes"]))
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(f"{ckpt} is not a readable torch checkpoint: {str(err).splitlines()[0]}") from err
+    weights = state.get("state_dict", state)
+    net_weights = {k[len("net.") :]: v for k, v in weights.items() if k.startswith("net.")} or weights
+    net.load_state_dict(net_weights)
+    return net, record

@@ -1,0 +1,111 @@
+"""The probe contract: what a probe receives (`ProbeContext`), returns (`ProbeResult`) and promises.
+
+A probe measures a model and changes nothing: it never updates weights, restores train/eval mode
+(`harness.hooks.eval_mode`), leaves no hooks behind, and is deterministic for a given `ctx.seed`.
+Scalars are keyed `<layer>/<metric>` (the runner prefixes the probe name: `curves/mixed3b/detectors`);
+per-unit rows go into tables; pictures are HxWx3 uint8 arrays.
+
+Why a context object instead of a long argument list: probes share one probe set and one forward
+pass per batch (`ctx.activations()` captures every requested layer at once and caches it), and some
+need extras (a reference model for CKA, a fresh random-init copy as a control, the widen edits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.hooks import capture, eval_mode
+from harness.probes.probe_set import ProbeSet
+
+
+@dataclass
+class ProbeResult:
+    """What one probe found. Usage: ``ProbeResult(scalars={"mixed3b/detectors": 7.0})``"""
+
+    scalars: dict[str, float] = field(default_factory=dict)  # "<layer>/<metric>" -> value
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> per-unit rows
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # name -> HxWx3 uint8
+    info: dict[str, Any] = field(default_factory=dict)  # small non-scalar facts (e.g. curve_cluster_layer)
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe may use. Usage: ``ctx = ProbeContext(net, ["mixed3b"], probe_set); ctx.activations()``"""
+
+    model: nn.Module
+    layers: list[str]
+    probe_set: ProbeSet
+    reference: nn.Module | None = None  # e.g. the run's initial weights (CKA default)
+    make_model: Callable[[], nn.Module] | None = None  # same architecture, fresh random init (controls)
+    widen: Mapping[str, int] = field(default_factory=dict)  # the run's widen edits: added = last n units
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    batch_size: int = 128
+    _cache: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def activations(
+        self, layers: Sequence[str] | None = None, model: nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Post-ReLU activations [N, C, H, W] (or [N, F]) over the whole probe set, float32 on CPU.
+
+        The first call for a model captures every layer in `self.layers` plus the requested ones in
+        one pass over the probe set; later calls (by any probe) are served from the cache.
+        """
+        model = self.model if model is None else model
+        wanted = list(dict.fromkeys(list(layers or self.layers)))
+        key = id(model)
+        missing = [name for name in dict.fromkeys([*self.layers, *wanted]) if (key, name) not in self._cache]
+        if missing and any((key, name) not in self._cache for name in wanted):
+            chunks: dict[str, list[torch.Tensor]] = {name: [] for name in missing}
+            with torch.no_grad(), eval_mode(model), capture(model, missing) as cache:
+                for x, _ in self.probe_set.batches(self.batch_size, device=self.device):
+                    model(x)
+                    for name in missing:
+                        chunks[name].append(cache[name].float().cpu())
+            for name, parts in chunks.items():
+                self._cache[(key, name)] = torch.cat(parts)
+        return {name: self._cache[(key, name)] for name in wanted}
+
+    def logits(self, model: nn.Module | None = None) -> torch.Tensor:
+        """Model outputs [N, classes] over the probe set (eval mode, no grad)."""
+        model = self.model if model is None else model
+        with torch.no_grad(), eval_mode(model):
+            return torch.cat([model(x).float().cpu() for x, _ in self.probe_set.batches(self.batch_size, self.device)])
+
+    def added_units(self) -> dict[str, list[int]]:
+        """Widened layer -> indices of the units the widen edit added (the last n channels of it)."""
+        from harness.models import layers as layer_channels
+
+        channels = layer_channels(self.model)
+        return {name: list(range(channels[name] - n, channels[name])) for name, n in self.widen.items() if n > 0}
+
+    def forget(self, model: nn.Module) -> None:
+        """Drop cached activations of a model (e.g. a temporary control) to free memory."""
+        for key in [k for k in self._cache if k[0] == id(model)]:
+            del self._cache[key]
+
+
+class Probe:
+    """Base class: subclasses set `name`, take their settings as keyword arguments, implement `run`.
+
+    Usage: ``class DeadUnits(Probe): name = "activations"; def run(self, ctx): ...``
+    """
+
+    name: ClassVar[str] = "probe"
+    cheap: ClassVar[bool] = False  # cheap probes may run every few epochs, the rest at the end
+
+    def __init__(self, layers: Sequence[str] | None = None) -> None:
+        self.layers = list(layers) if layers else None
+
+    def target_layers(self, ctx: ProbeContext) -> list[str]:
+        """The layers this probe covers: its own `layers` setting, else the run's."""
+        return self.layers or list(ctx.layers)
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:  # pragma: no cover - abstract
+        raise NotImplementedError

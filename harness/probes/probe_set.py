@@ -1,0 +1,65 @@
+"""The probe set: a fixed, seeded set of images every probe of a run uses, so runs are comparable.
+
+Why separate from the training data: probes need concept masks and attributes (curvature,
+orientation) that training batches do not carry, and the same images for every run of a sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from harness.data.world import World
+
+
+@dataclass
+class ProbeSet:
+    """Images (float [0, 1], [N, 3, H, W]), labels, optional concept masks and attributes.
+
+    Usage: ``ps = ProbeSet.from_world(World(image_size=64), n=512, seed=1234)``
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    masks: torch.Tensor | None = None  # [N, K, H, W] bool
+    concepts: tuple[str, ...] = ()
+    attrs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @classmethod
+    def from_world(cls, world: World, n: int = 512, seed: int = 1234) -> ProbeSet:
+        batch = world.generate(n, seed=seed, with_masks=True)
+        return cls(
+            images=batch.images.float().div_(255.0),
+            labels=batch.labels,
+            classes=tuple(world.classes),
+            masks=batch.masks,
+            concepts=tuple(world.concepts),
+            attrs=dict(batch.attrs),
+        )
+
+    @classmethod
+    def from_datamodule(cls, datamodule, n: int = 512, seed: int = 1234) -> ProbeSet:
+        """The world's probe set when the data is the world; otherwise the first n validation images."""
+        world = getattr(datamodule, "world", None)
+        if world is not None:
+            return cls.from_world(world, n=n, seed=seed)
+        xs, ys = [], []
+        for x, y in datamodule.val_dataloader():
+            xs.append(x if x.dtype != torch.uint8 else x.float() / 255.0)
+            ys.append(y)
+            if sum(len(v) for v in ys) >= n:
+                break
+        return cls(images=torch.cat(xs)[:n].float(), labels=torch.cat(ys)[:n], classes=tuple(datamodule.classes))
+
+    def batches(
+        self, batch_size: int, device: torch.device | str = "cpu"
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self), batch_size):
+            sl = slice(start, start + batch_size)
+            yield self.images[sl].to(device), self.labels[sl].to(device)
