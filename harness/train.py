@@ -76,6 +76,34 @@ def _callbacks(cfg: DictConfig, with_logger: bool) -> list[pl.Callback]:
     return [c for c in callbacks if with_logger or not isinstance(c, pl.callbacks.LearningRateMonitor)]
 
 
+def _probe_callback(cfg: DictConfig, record: RunRecord, run_dir: Path, make_model) -> pl.Callback | None:
+    """The ProbeCallback for the selected probes (`probes=[curves,cka]`), or None when none are selected."""
+    from harness.probes.callback import ProbeCallback
+
+    probes = {
+        name: hydra.utils.instantiate(p_cfg)
+        for name, p_cfg in (cfg.get("probes") or {}).items()
+        if isinstance(p_cfg, DictConfig) and "_target_" in p_cfg
+    }
+    if not probes:
+        return None
+    settings = OmegaConf.to_container(cfg.probing, resolve=True) if cfg.get("probing") else {}
+    widen = OmegaConf.to_container(cfg.model.widen, resolve=True) if cfg.model.get("widen") else {}
+    return ProbeCallback(probes, record=record, run_dir=run_dir, seed=cfg.seed, widen=widen,
+                         make_model=make_model, **settings)
+
+
+def fresh_model_factory(cfg: DictConfig, num_classes: int, image_size: int, seed: int):
+    """A function building the run's architecture with a fresh, seeded random init (probe controls)."""
+
+    def make() -> torch.nn.Module:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return build_model(cfg, num_classes, image_size)
+
+    return make
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train one variant and test it; returns (metrics, objects). The run record is always written."""
     run_dir = output_dir(cfg)
@@ -94,9 +122,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         summary = model_summary(net)
         record.update(model=summary, classes=list(datamodule.classes))
         loggers = _loggers(cfg, variant, config, run_dir)
-        trainer: pl.Trainer = hydra.utils.instantiate(
-            cfg.trainer, logger=loggers or False, callbacks=[*_callbacks(cfg, bool(loggers)), RecordCallback(record)]
-        )
+        callbacks = [*_callbacks(cfg, bool(loggers)), RecordCallback(record)]
+        make_model = fresh_model_factory(cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
+        probe_cb = _probe_callback(cfg, record, run_dir, make_model)
+        if probe_cb is not None:
+            callbacks.append(probe_cb)
+        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
         flat = {"model/params/total": summary["params/total"], "model/params/trainable": summary["params/trainable"]}
         flat.update({f"model/channels/{k}": v for k, v in summary["channels"].items()})
         for lg in loggers:

@@ -1,0 +1,106 @@
+"""Entry point: `harness-probe ckpt=<path> [probes=...]` runs probes without training.
+
+Why a separate command: researchers probe checkpoints they already have (earlier runs, pretrained
+nets, torchvision models) and want the same keys and run record as a training run, so comparison
+reads both alike. The results go to `record.json` in this command's run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from harness.checkpoints import load_net
+from harness.probes.base import ProbeContext
+from harness.probes.callback import default_layers
+from harness.probes.probe_set import ProbeSet
+from harness.probes.runner import record_entry, run_probes, save_outcomes
+from harness.records import RunRecord
+from harness.train import CONF_DIR, build_model, config_error, model_summary
+
+log = logging.getLogger("harness.probe")
+
+
+def probe(cfg: DictConfig) -> dict[str, Any]:
+    """Build (or load) the model and probe set, run the selected probes, write the run record."""
+    run_dir = Path(cfg.paths.output_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)
+    record = RunRecord(run_dir, job_type="probe", variant=cfg.get("variant") or "probe", seed=cfg.seed, config=config)
+    record.save()
+    started = time.perf_counter()
+    try:
+        if cfg.get("ckpt"):
+            net, source = load_net(cfg.ckpt)
+            data_cfg = OmegaConf.create(source["config"]["data"])
+            model_cfg = OmegaConf.create({"model": source["config"]["model"]})
+            record.update(source={"ckpt": str(cfg.ckpt), "variant": source.get("variant"), "seed": source.get("seed")})
+        else:
+            data_cfg, model_cfg = cfg.data, cfg
+        datamodule = hydra.utils.instantiate(data_cfg)
+        if not cfg.get("ckpt"):
+            net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
+
+        def make_model() -> torch.nn.Module:
+            with torch.random.fork_rng():
+                torch.manual_seed(cfg.seed + 10_000)
+                return build_model(model_cfg, datamodule.num_classes, datamodule.image_size)
+
+        reference = load_net(cfg.reference)[0] if cfg.get("reference") else make_model()
+        probes = {
+            name: hydra.utils.instantiate(p)
+            for name, p in (cfg.get("probes") or {}).items()
+            if isinstance(p, DictConfig) and "_target_" in p
+        }
+        settings = cfg.probing
+        probe_set = ProbeSet.from_datamodule(datamodule, n=settings.probe_set_size, seed=settings.probe_set_seed)
+        widen = OmegaConf.to_container(model_cfg.model.get("widen") or {}, resolve=True)
+        ctx = ProbeContext(
+            model=net,
+            layers=list(settings.layers or default_layers(net)),
+            probe_set=probe_set,
+            reference=reference,
+            make_model=make_model,
+            widen=widen,
+            seed=cfg.seed,
+            batch_size=settings.batch_size,
+        )
+        outcomes = run_probes(probes, ctx, settings.budget_s)
+        save_outcomes(outcomes, run_dir)
+        record.update(model=model_summary(net), classes=list(datamodule.classes))
+        record.data["probes"].update({o.name: record_entry(o, None) for o in outcomes})
+        for outcome in outcomes:
+            record.data["metrics"].update(outcome.scalars())
+        record.update(status="finished")
+        return record.data["metrics"]
+    except BaseException as err:
+        record.update(status="failed", error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        record.update(wall_seconds=round(time.perf_counter() - started, 2))
+        record.save()
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="probe")
+def main(cfg: DictConfig) -> None:
+    try:
+        metrics = probe(cfg)
+    except Exception as err:
+        bad = config_error(err)
+        if bad is None:
+            raise
+        print(f"error: {bad}", file=sys.stderr)
+        raise SystemExit(2) from None
+    failed = sorted(k for k, v in metrics.items() if k.endswith("/failed") and v)
+    log.info("%d probe metrics written; failed probes: %s", len(metrics), ", ".join(failed) or "none")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The Lightning callback that runs the selected probes during and after training.
+
+Why a callback: probes need the live network, the datamodule (for the probe set) and the loggers,
+which Lightning hands to callbacks; cheap probes every N epochs show *when* structure forms, all
+probes at the end give the run's verdict. The initial weights are kept as the CKA reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from torch import nn
+
+from harness.probes.base import Probe, ProbeContext
+from harness.probes.probe_set import ProbeSet
+from harness.probes.runner import publish, record_entry, run_probes, save_outcomes
+from harness.records import RunRecord
+
+log = logging.getLogger(__name__)
+
+
+def default_layers(net: nn.Module) -> list[str]:
+    """Main layers to probe: InceptionV1's stem and mixed outputs (branches on request); else every hook point."""
+    from harness.models import hook_points
+
+    plan = getattr(net, "plan", None)
+    if plan is not None:
+        return [name for name, _, _ in plan.stem] + [block.name for block in plan.blocks]
+    return list(hook_points(net))
+
+
+class ProbeCallback(pl.Callback):
+    """Runs probes on `pl_module.net`. Usage: ``Trainer(callbacks=[ProbeCallback({"activations": p}, record)])``"""
+
+    def __init__(
+        self,
+        probes: Mapping[str, Probe],
+        record: RunRecord | None = None,
+        run_dir: str | Path | None = None,
+        layers: Sequence[str] | None = None,
+        every_n_epochs: int = 0,
+        budget_s: float | None = None,
+        probe_set_size: int = 512,
+        probe_set_seed: int = 1234,
+        batch_size: int = 128,
+        seed: int = 0,
+        widen: Mapping[str, int] | None = None,
+        make_model: Callable[[], nn.Module] | None = None,
+    ) -> None:
+        self.probes = dict(probes)
+        self.record = record
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.layers = list(layers) if layers else None
+        self.every_n_epochs = every_n_epochs
+        self.budget_s = budget_s
+        self.probe_set_size, self.probe_set_seed, self.batch_size = probe_set_size, probe_set_seed, batch_size
+        self.seed = seed
+        self.widen = dict(widen or {})
+        self.make_model = make_model
+        self.ctx: ProbeContext | None = None
+        self.reference: nn.Module | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.probes:
+            # Before the first step: the run's own initial weights are the default CKA reference.
+            self.reference = copy.deepcopy(pl_module.net).eval()
+
+    def _context(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> ProbeContext:
+        if self.ctx is None:
+            probe_set = ProbeSet.from_datamodule(trainer.datamodule, n=self.probe_set_size, seed=self.probe_set_seed)
+            self.ctx = ProbeContext(
+                model=pl_module.net,
+                layers=self.layers or default_layers(pl_module.net),
+                probe_set=probe_set,
+                reference=self.reference,
+                make_model=self.make_model,
+                widen=self.widen,
+                device=pl_module.device,
+                seed=self.seed,
+                batch_size=self.batch_size,
+            )
+        self.ctx._cache.clear()  # weights changed since the last call
+        return self.ctx
+
+    def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, cheap_only: bool) -> None:
+        if not self.probes or trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
+            return
+        ctx = self._context(trainer, pl_module)
+        epoch = trainer.current_epoch
+        outcomes = run_probes(self.probes, ctx, self.budget_s, cheap_only=cheap_only)
+        if self.run_dir is not None and not cheap_only:
+            save_outcomes(outcomes, self.run_dir)
+        publish(outcomes, trainer.loggers, step=trainer.global_step)
+        if self.record is not None:
+            _update_record(self.record, outcomes, epoch, final=not cheap_only)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        n = self.every_n_epochs
+        last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
+        if n and (trainer.current_epoch + 1) % n == 0 and not last:
+            self._run(trainer, pl_module, cheap_only=True)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._run(trainer, pl_module, cheap_only=False)
+        self.reference = None
+        if self.ctx is not None:
+            self.ctx._cache.clear()
+
+
+def _update_record(record: RunRecord, outcomes: Sequence[Any], epoch: int, final: bool) -> None:
+    """Final results under `probes/<name>` and in `metrics`; per-epoch cheap results in `probe_history`."""
+    entries = {o.name: record_entry(o, epoch) for o in outcomes}
+    if final:
+        record.data["probes"].update(entries)
+        for outcome in outcomes:
+            record.data["metrics"].update(outcome.scalars())
+    else:
+        history = record.data.setdefault("probe_history", [])
+        history.append({"epoch": epoch, **{name: e["scalars"] for name, e in entries.items()}})
+    record.save()
