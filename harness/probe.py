@@ -61,7 +61,8 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
         }
         settings = cfg.probing
         probe_set = ProbeSet.from_datamodule(datamodule, n=settings.probe_set_size, seed=settings.probe_set_seed)
-        widen = OmegaConf.to_container(model_cfg.model.get("widen") or {}, resolve=True)
+        widen_cfg = model_cfg.model.get("widen")
+        widen = OmegaConf.to_container(widen_cfg, resolve=True) if widen_cfg else {}
         ctx = ProbeContext(
             model=net,
             layers=list(settings.layers or default_layers(net)),

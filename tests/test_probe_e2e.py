@@ -1,0 +1,63 @@
+"""Probes inside a training run and on a checkpoint: keys reach wandb (read back) and the run record."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.probes import Probe, ProbeContext, ProbeResult
+from harness.records import RunRecord
+from harness.train import train
+from harness.wandb_offline import read_offline_run
+
+
+class Broken(Probe):
+    """A probe that always raises: the run and the other probes must carry on."""
+
+    name = "broken"
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        raise RuntimeError("planted probe failure")
+
+
+def test_training_run_logs_probe_results(make_cfg) -> None:
+    cfg = make_cfg(
+        "probes=[activations]",
+        "+probes.broken._target_=tests.test_probe_e2e.Broken",
+        "trainer.max_epochs=2",
+        "probing.every_n_epochs=1",
+        "probing.probe_set_size=64",
+    )
+    metrics, _ = train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    record = RunRecord.load(run_dir)
+    assert record["status"] == "finished" and "test/acc" in record["test"]
+
+    entry = record["probes"]["activations"]
+    assert entry["error"] is None and 0.0 <= entry["scalars"]["mixed3b/dead_fraction"] <= 1.0
+    assert record["metrics"]["activations/conv2d0/dead_fraction"] == entry["scalars"]["conv2d0/dead_fraction"]
+    assert record["probes"]["broken"]["error"] == "RuntimeError: planted probe failure"
+    assert record["metrics"]["broken/failed"] == 1.0
+    assert [h["epoch"] for h in record["probe_history"]] == [0]  # cheap probes mid-run, all at the end
+
+    run = read_offline_run(run_dir)
+    keys = run.keys()
+    assert {"activations/mixed3b/dead_fraction", "activations/conv2d2/sparsity", "broken/failed"} <= keys
+    assert run.summary["activations/mixed4b/dead_fraction"] == entry["scalars"]["mixed4b/dead_fraction"]
+
+
+def test_harness_probe_on_a_checkpoint(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("probes=none", "trainer.max_epochs=1", "logger=none")
+    train(cfg)
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    out = tmp_path / "probe_run"
+    cmd = [sys.executable, "-m", "harness.probe", f"ckpt={ckpt}", "probes=[activations]",
+           "probing.probe_set_size=64", f"hydra.run.dir={out}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = RunRecord.load(out)
+    assert record["status"] == "finished" and record["job_type"] == "probe"
+    assert record["source"]["ckpt"] == str(ckpt)
+    assert "activations/mixed3a/dead_fraction" in record["metrics"]
+    assert record["probes"]["activations"]["files"]["table/units"].endswith(".csv")
