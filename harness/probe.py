@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness.checkpoints import load_net
@@ -23,7 +22,7 @@ from harness.probes.callback import default_layers
 from harness.probes.probe_set import ProbeSet
 from harness.probes.runner import record_entry, run_probes, save_outcomes
 from harness.records import RunRecord
-from harness.train import CONF_DIR, build_model, config_error, model_summary
+from harness.train import CONF_DIR, build_model, config_error, fresh_model_factory, model_summary
 
 log = logging.getLogger("harness.probe")
 
@@ -47,11 +46,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
         datamodule = hydra.utils.instantiate(data_cfg)
         if not cfg.get("ckpt"):
             net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
-
-        def make_model() -> torch.nn.Module:
-            with torch.random.fork_rng():
-                torch.manual_seed(cfg.seed + 10_000)
-                return build_model(model_cfg, datamodule.num_classes, datamodule.image_size)
+        make_model = fresh_model_factory(model_cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
 
         reference = load_net(cfg.reference)[0] if cfg.get("reference") else make_model()
         probes = {
