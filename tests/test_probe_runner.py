@@ -76,3 +76,17 @@ def test_activations_are_captured_once_and_shared() -> None:
     finally:
         handle.remove()
     assert len(calls) == 1  # 16 images, batch 128: one pass served both requests
+
+
+class Reader(Probe):
+    name = "reader"
+    order = 1
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        return ProbeResult(scalars={"seen": float("const" in ctx.results)})
+
+
+def test_consumers_run_after_the_probes_they_read() -> None:
+    outcomes = run_probes({"reader": Reader(), "const": Const()}, _ctx())
+    assert [o.name for o in outcomes] == ["const", "reader"]
+    assert outcomes[1].result.scalars["seen"] == 1.0

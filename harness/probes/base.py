@@ -47,6 +47,9 @@ class ProbeContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     batch_size: int = 128
+    # Results of probes already run this round, by name: consumers (ablation, lineage, featvis) reuse the
+    # curves/dissect verdicts instead of recomputing them.
+    results: dict[str, ProbeResult] = field(default_factory=dict)
     _cache: dict[tuple[int, str], torch.Tensor] = field(default_factory=dict, repr=False)
 
     def activations(
@@ -99,6 +102,7 @@ class Probe:
 
     name: ClassVar[str] = "probe"
     cheap: ClassVar[bool] = False  # cheap probes may run every few epochs, the rest at the end
+    order: ClassVar[int] = 0  # probes that read other probes' results (ctx.results) run later: order 1
 
     def __init__(self, layers: Sequence[str] | None = None) -> None:
         self.layers = list(layers) if layers else None

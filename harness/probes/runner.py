@@ -52,7 +52,8 @@ def run_probes(
     """Run each probe in order; once `budget_s` is spent the remaining probes are skipped, not run."""
     outcomes = []
     start = time.perf_counter()
-    for name, probe in probes.items():
+    ctx.results.clear()
+    for name, probe in sorted(probes.items(), key=lambda item: item[1].order):  # stable: config order within
         if cheap_only and not probe.cheap:
             continue
         outcome = ProbeOutcome(name)
@@ -69,6 +70,8 @@ def run_probes(
             outcome.error = f"{type(err).__name__}: {err}"
             log.error("probe %s failed: %s\n%s", name, outcome.error, traceback.format_exc(limit=4))
         outcome.seconds = time.perf_counter() - t0
+        if outcome.result is not None:
+            ctx.results[name] = outcome.result
         outcomes.append(outcome)
     return outcomes
 

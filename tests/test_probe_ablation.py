@@ -1,0 +1,159 @@
+"""Ablation probe: on a model whose output reads only unit 0, zeroing unit 0 costs loss/accuracy and
+zeroing unit 1 (no outgoing weights) costs exactly nothing; groups, controls, hooks and weights checked."""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.models import ConvReLU
+from harness.probes import Probe, ProbeContext, ProbeResult, ProbeSet
+from harness.probes.ablation import AblationProbe
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one thread avoids OpenMP contention on the shared 2-core machine (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Tiny(nn.Module):
+    """layer (1x1 conv): unit 0 = red, unit 1 = green; logits = [u0 - 0.5, 0.5 - u0] (unit 1 unused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unit = ConvReLU(3, 2, 1)
+        self.fc = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.unit.conv.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).view(2, 3, 1, 1))
+            self.unit.conv.bias.zero_()
+            self.fc.weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+            self.fc.bias.copy_(torch.tensor([-0.5, 0.5]))
+
+    @property
+    def channels(self) -> dict[str, int]:
+        return {"layer": 2}
+
+    def hook_points(self) -> dict[str, nn.Module]:
+        return {"layer": self.unit}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.unit(x).mean(dim=(2, 3)))
+
+
+def make_ctx(widen: dict | None = None) -> ProbeContext:
+    torch.manual_seed(0)
+    n = 40
+    red = torch.cat([torch.rand(n // 2) * 0.4, 0.6 + torch.rand(n // 2) * 0.4])  # away from the 0.5 boundary
+    colours = torch.stack([red, torch.rand(n), torch.rand(n)], dim=1)
+    images = colours[:, :, None, None].expand(n, 3, 8, 8).clone()
+    labels = (red <= 0.5).long()  # class 0 "red" when the red channel is high
+    probe_set = ProbeSet(images=images, labels=labels, classes=("red", "dark"))
+    return ProbeContext(Tiny(), ["layer"], probe_set, widen=widen or {}, seed=3, batch_size=16)
+
+
+def fake_curves(monkeypatch: pytest.MonkeyPatch, detectors: set[int] | None) -> None:
+    """Install a stand-in curves probe (or, with None, make it unavailable)."""
+    if detectors is None:
+        monkeypatch.setitem(sys.modules, "harness.probes.curves", None)
+        return
+
+    class FakeCurves(Probe):
+        name = "curves"
+
+        def run(self, ctx: ProbeContext) -> ProbeResult:
+            rows = [{"layer": "layer", "unit": u, "is_curve_detector": u in detectors} for u in range(2)]
+            return ProbeResult(tables={"units": rows})
+
+    module = types.ModuleType("harness.probes.curves")
+    module.FakeCurves = FakeCurves
+    monkeypatch.setitem(sys.modules, "harness.probes.curves", module)
+
+
+def no_hooks(model: nn.Module) -> bool:
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_used_unit_costs_accuracy_unused_unit_costs_nothing() -> None:
+    ctx = make_ctx()
+    ctx.model.train()
+    before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+    s0 = AblationProbe(groups=[], units=["layer:0"], random_draws=0).run(ctx).scalars
+    s1 = AblationProbe(groups=[], units=["layer:1"], random_draws=2).run(ctx).scalars
+    # Planted: every image is classified by unit 0 alone; without it every image reads "dark".
+    assert s0["layer/custom/delta_loss"] > 0.1
+    assert s0["layer/custom/delta_acc"] == pytest.approx(-0.5)
+    assert s0["layer/custom/delta_acc/red"] == pytest.approx(-1.0)
+    assert s0["layer/custom/delta_acc/dark"] == 0.0
+    assert s0["layer/custom/size"] == 1.0
+    assert "layer/random_custom/delta_loss" not in s0  # random_draws=0: no control
+    # Negative control: unit 1 has no outgoing weights.
+    assert s1["layer/custom/delta_loss"] == 0.0 and s1["layer/custom/delta_acc"] == 0.0
+    # Its random control can only draw unit 0, the one that matters.
+    assert s1["layer/random_custom/delta_acc"] == pytest.approx(-0.5)
+    assert no_hooks(ctx.model)
+    assert all(m.training for m in ctx.model.modules())
+    assert all(torch.equal(before[k], v) for k, v in ctx.model.state_dict().items())
+    assert torch.equal(ctx.logits(), make_ctx().logits())  # the model computes what it did before
+
+
+def test_curve_and_added_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_curves(monkeypatch, {0})
+    result = AblationProbe(random_draws=1).run(make_ctx(widen={"layer": 1}))
+    s = result.scalars
+    assert s["layer/curve_detectors/size"] == 1.0 and s["layer/curve_detectors/delta_acc"] == pytest.approx(-0.5)
+    assert s["layer/random_curve_detectors/delta_acc"] == 0.0  # the only other unit is the unused one
+    assert s["layer/added/delta_loss"] == 0.0  # widen added unit 1 (the last one)
+    groups = {(r["layer"], r["group"]): r for r in result.tables["groups"]}
+    assert groups[("layer", "added")]["units"] == "1"
+    assert {r["class"] for r in result.tables["classes"]} == {"red", "dark"}
+
+
+def test_curves_unavailable_or_empty_skips_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_curves(monkeypatch, None)
+    result = AblationProbe(groups=["curve_detectors"]).run(make_ctx())
+    assert "not available" in result.info["curve_detectors"] and not result.scalars
+    fake_curves(monkeypatch, set())
+    assert not AblationProbe(groups=["curve_detectors"]).run(make_ctx()).scalars
+
+
+def test_random_control_is_seeded() -> None:
+    class Wide(Tiny):  # 6 units: the random draws vary, but only with the seed
+        def __init__(self) -> None:
+            super().__init__()
+            self.unit = ConvReLU(3, 6, 1)
+            self.fc = nn.Linear(6, 2)
+
+        @property
+        def channels(self) -> dict[str, int]:
+            return {"layer": 6}
+
+    def draws(seed: int) -> list[str]:
+        torch.manual_seed(0)
+        ctx = make_ctx()
+        ctx.model, ctx.seed = Wide(), seed
+        rows = AblationProbe(groups=[], units=["layer:0", "layer:1"], random_draws=3).run(ctx).tables["groups"]
+        return [r["units"] for r in rows if r["group"] == "random_custom"]
+
+    assert draws(1) == draws(1)
+    assert draws(1) != draws(2)
+
+
+@pytest.mark.parametrize("spec", ["layer:2", "layer:x", "nolayer:0", "layer"])
+def test_bad_units_raise(spec: str) -> None:
+    with pytest.raises(ConfigError):
+        AblationProbe(units=[spec]).run(make_ctx())
+
+
+def test_bad_group_raises() -> None:
+    with pytest.raises(ConfigError, match="curve_detectors"):
+        AblationProbe(groups=["nope"])
