@@ -1,0 +1,265 @@
+"""Curve-detector census by radial tuning (after Cammarata et al. 2020, "Curve Detectors").
+
+Each unit of a layer is shown anti-aliased arcs at every orientation (72 x 5° by default) and a few
+radii, centred on the receptive field of ONE output position, plus straight-line controls, in both
+polarities (`curve_stimuli.py` has the geometry and its orientation convention). Only that position
+is read: a max over a neighbourhood broadens tuning and inflates counts (DESIGN.md).
+
+Which position: with TF-"SAME" padding the odd pixel goes to the end, so the receptive field of
+index H//2 sits half a layer stride right/below the image centre (7.5 px at mixed3a for 64 px).
+So per layer we measure receptive-field centres as the |gradient| centroid of a few candidate
+positions on noise images and read the one nearest the image centre; stimuli are centred on the
+image centre, one batch for all layers. Geometry is architectural, so the random-init control
+reuses the trained model's positions.
+
+Why so many criteria (all in conf/probes/curves.yaml): a lenient criterion "finds" curve detectors
+at random init and in models that never saw a curve. A unit counts only if its tuning is peaked
+(peak/mean, circular variance, half-max width), it prefers arcs to every straight line, its preferred
+orientation is stable across the radii it responds to, it prefers a middle radius (not the smallest
+or largest: those are edge/blob or line-like responses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.hooks import capture, eval_mode
+from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.curve_stimuli import Stimuli, make_stimuli
+
+
+def _rf_centre(profile: torch.Tensor) -> float:
+    """Receptive-field centre along one axis from a |gradient| profile: the midpoint of its support when that
+    lies inside the image (geometric, independent of the weights), else its centroid (support clipped)."""
+    support = torch.nonzero(profile > profile.max() * 1e-6)[:, 0]
+    lo, hi = int(support[0]), int(support[-1])
+    if lo > 0 and hi < len(profile) - 1:
+        return (lo + hi) / 2
+    return float((profile * torch.arange(len(profile), dtype=profile.dtype)).sum() / profile.sum())
+
+
+def centre_positions(
+    model: nn.Module, layers: Sequence[str], size: int, device: torch.device, seed: int = 0
+) -> dict[str, tuple[int, int, float]]:
+    """Layer -> (row, col, offset px): the output index whose receptive field is centred nearest the image centre.
+
+    Receptive fields come from |d(sum of pre-ReLU channels at the index) / d input| over 4 noise images, for
+    indices H//2 - 2 ... H//2 + 1. Layers without a spatial map are left out.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(4, 3, size, size, generator=gen).to(device).requires_grad_(True)
+    centre = (size - 1) / 2
+    out = {}
+    with torch.enable_grad(), eval_mode(model), capture(model, layers, detach=False, pre_relu=True) as cache:
+        model(x)
+        for name in layers:
+            act = cache[name]
+            if act.dim() != 4:  # a pooled / linear layer has no receptive-field centre: skipped (run says so)
+                continue
+            h, w = act.shape[-2:]
+            best = {"row": (np.inf, h // 2), "col": (np.inf, w // 2)}
+            for d in range(-2, 2):
+                i, j = min(max(h // 2 + d, 0), h - 1), min(max(w // 2 + d, 0), w - 1)
+                (g,) = torch.autograd.grad(act[:, :, i, j].sum(), x, retain_graph=True)
+                g = g.abs().sum((0, 1)).double().cpu()
+                if g.sum() <= 0:
+                    continue
+                for axis, idx, prof in (("row", i, g.sum(1)), ("col", j, g.sum(0))):
+                    best[axis] = min(best[axis], (abs(_rf_centre(prof) - centre), idx))
+            out[name] = (best["row"][1], best["col"][1], float(np.hypot(best["row"][0], best["col"][0])))
+    return out
+
+
+def stimulus_responses(
+    model: nn.Module, layers: Sequence[str], images: torch.Tensor, positions: dict, device, batch_size: int = 256
+) -> dict[str, np.ndarray]:
+    """Layer -> [N stimuli, C] post-ReLU responses at the layer's chosen position, one pass for all layers."""
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    with torch.no_grad(), eval_mode(model), capture(model, layers) as cache:
+        for start in range(0, len(images), batch_size):
+            model(images[start : start + batch_size].to(device))
+            for name in layers:
+                i, j, _ = positions[name]
+                parts[name].append(cache[name][:, :, i, j].float().cpu())
+    return {name: torch.cat(p).double().numpy() for name, p in parts.items()}
+
+
+def tuning_stats(resp: np.ndarray, stim: Stimuli) -> dict[str, np.ndarray]:
+    """Per-unit radial tuning statistics from [N stimuli, C] responses (arrays of length C, tuning [K, C])."""
+    n_r, n_k = len(stim.radii), len(stim.orientations)
+    arcs = resp[: stim.n_arcs].reshape(2, n_r, n_k, -1).max(0)  # [R, K, C], max over polarity
+    lines = resp[stim.n_arcs :].reshape(2, n_r, len(stim.line_orientations), -1).max(0).max(0)  # [L, C]
+    line_peak = lines.max(0)
+    peak_r = arcs.max(1)  # [R, C]
+    pref_r = peak_r.argmax(0)
+    tuning = np.take_along_axis(arcs, pref_r[None, None, :], 0)[0]  # [K, C] at the preferred radius
+    peak, pref_k, mean = tuning.max(0), tuning.argmax(0), tuning.mean(0)
+    theta = np.deg2rad(stim.orientations.double().numpy())[:, None]
+    total = tuning.sum(0)
+    resultant = np.hypot((tuning * np.cos(theta)).sum(0), (tuning * np.sin(theta)).sum(0))
+    step = 360.0 / n_k
+    above = tuning >= peak / 2  # contiguous run around the peak, walked both ways round the circle
+    fwd = np.cumprod(np.take_along_axis(above, (pref_k + np.arange(n_k)[:, None]) % n_k, 0), 0).sum(0)
+    bwd = np.cumprod(np.take_along_axis(above, (pref_k - np.arange(n_k)[:, None]) % n_k, 0), 0).sum(0)
+    pref_deg = pref_k * step
+    shift = np.abs((arcs.argmax(1) * step - pref_deg + 180.0) % 360.0 - 180.0)  # [R, C] drift per radius
+    with np.errstate(divide="ignore", invalid="ignore"):
+        selectivity = np.where(mean > 0, peak / mean, 0.0)
+        cv = np.where(total > 0, 1.0 - resultant / total, 1.0)
+        col = np.where(line_peak > 0, peak / line_peak, np.where(peak > 0, np.inf, 0.0))
+    return {
+        "peak": peak, "preferred_orientation": pref_deg, "preferred_radius_index": pref_r,
+        "preferred_radius": stim.radii.double().numpy()[pref_r], "selectivity": selectivity,
+        "circular_variance": cv, "curve_over_line": np.minimum(col, 1e3),  # capped: no line response at all
+        "half_max_width": np.minimum(fwd + bwd - 1, n_k) * step, "peak_per_radius": peak_r,
+        "orientation_shift": shift, "tuning": tuning, "line_tuning": lines,
+    }  # fmt: skip
+
+
+def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 160) -> np.ndarray:
+    """Polar plots (HxWx3 uint8) of the most selective detectors: arc tuning at the preferred radius (blue)
+    and line responses (orange, same scale), 0° = right, counter-clockwise. Falls back to the most selective
+    units when none pass. Drawn with PIL (already a torchvision dependency; matplotlib is not installed)."""
+    from PIL import Image, ImageDraw
+
+    units = [(s["selectivity"][u], name, u) for name, s in stats.items() for u in np.flatnonzero(s["detector"])]
+    title = "curve detectors"
+    if not units:
+        units = [(s["selectivity"][u], name, u) for name, s in stats.items() for u in range(len(s["peak"]))]
+        title = "NO detectors; most selective"
+    units = sorted(units, key=lambda t: (-t[0], t[1], t[2]))[: max(n, 1)]
+    cols = min(len(units), 4)
+    img = Image.new("RGB", (cols * cell, ((len(units) + 3) // 4) * (cell + 12)), "white")
+    draw = ImageDraw.Draw(img)
+    arc_t = np.deg2rad(stim.orientations.double().numpy())
+    line_t = np.deg2rad(stim.line_orientations.double().numpy())
+    line_t = np.concatenate([line_t, line_t + np.pi])  # a line at θ is also the line at θ + 180°
+    for k, (sel, name, u) in enumerate(units):
+        s, ox, oy = stats[name], (k % 4) * cell + cell / 2, (k // 4) * (cell + 12) + 12 + cell / 2
+        rad, scale = cell / 2 - 8, max(s["peak"][u], 1e-12)
+        for ring in (0.5, 1.0):
+            draw.ellipse([ox - ring * rad, oy - ring * rad, ox + ring * rad, oy + ring * rad], outline=(200, 200, 200))
+        draw.line([ox - rad, oy, ox + rad, oy], fill=(220, 220, 220))
+        draw.line([ox, oy - rad, ox, oy + rad], fill=(220, 220, 220))
+        line_r = np.concatenate([s["line_tuning"][:, u]] * 2)
+        for t, r, colour in ((line_t, line_r, (230, 130, 20)), (arc_t, s["tuning"][:, u], (30, 80, 200))):
+            rr = np.clip(r / scale, 0, 1.05) * rad
+            pts = [(ox + a * np.cos(b), oy - a * np.sin(b)) for a, b in zip(rr, t)]
+            draw.line([*pts, pts[0]], fill=colour, width=2)
+        label = f"{name}:{u} r={s['preferred_radius'][u]:.0f} sel={sel:.1f}"
+        draw.text(((k % 4) * cell + 4, (k // 4) * (cell + 12) + 2), label, fill="black")
+    draw.text((4, img.height - 12), title, fill=(120, 120, 120))
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+class CurveCensus(Probe):
+    """Counts curve detectors per layer (and at random init); per-unit tuning table and a polar plot.
+
+    Usage: ``CurveCensus(layers=["mixed3a", "mixed3b"]).run(ctx).scalars["mixed3b/detectors"]``
+    """
+
+    name = "curves"
+    cheap = False
+
+    def __init__(
+        self,
+        layers: Sequence[str] | None = None,
+        orientations: int = 72,
+        radii: Sequence[float] = (0.05, 0.08, 0.125, 0.2, 0.32, 0.5),
+        arc_span: float = 120.0,
+        stroke: float = 2.0,
+        min_selectivity: float = 3.0,
+        max_circular_variance: float = 0.5,
+        min_curve_over_line: float = 2.0,
+        half_max_width: Sequence[float] = (30.0, 150.0),
+        stable_tolerance: float = 30.0,
+        stable_min_frac: float = 0.5,
+        mid_radius: bool = True,
+        coverage_bins: int = 8,
+        random_init: bool = True,
+        plot_units: int = 8,
+    ) -> None:
+        super().__init__(layers)
+        if orientations < 36 or len(radii) < 3:
+            raise ConfigError(f"curves needs orientations >= 36 and >= 3 radii, got {orientations}, {list(radii)}")
+        self.orientations, self.radii, self.arc_span, self.stroke = orientations, list(radii), arc_span, stroke
+        self.min_selectivity, self.max_cv, self.min_col = min_selectivity, max_circular_variance, min_curve_over_line
+        self.width_range, self.stable_tolerance = tuple(half_max_width), stable_tolerance
+        self.stable_min_frac = stable_min_frac
+        self.mid_radius, self.coverage_bins = mid_radius, coverage_bins
+        self.random_init, self.plot_units = random_init, plot_units
+        self._stimuli: dict[int, Stimuli] = {}  # per image size: drawing them costs more than showing them
+
+    def stimuli(self, size: int) -> Stimuli:
+        if size not in self._stimuli:
+            self._stimuli[size] = make_stimuli(
+                size, self.orientations, [f * size for f in self.radii], self.arc_span, self.stroke
+            )
+        return self._stimuli[size]
+
+    def is_detector(self, s: dict[str, np.ndarray]) -> np.ndarray:
+        """The fixed criterion: every test must pass."""
+        n_r = s["peak_per_radius"].shape[0]
+        responsive = s["peak_per_radius"] >= self.stable_min_frac * s["peak"]
+        ok = (s["peak"] > 0) & (s["selectivity"] >= self.min_selectivity)
+        ok &= (s["circular_variance"] <= self.max_cv) & (s["curve_over_line"] >= self.min_col)
+        ok &= (s["half_max_width"] >= self.width_range[0]) & (s["half_max_width"] <= self.width_range[1])
+        ok &= ~(responsive & (s["orientation_shift"] > self.stable_tolerance)).any(0)
+        if self.mid_radius:
+            ok &= (s["preferred_radius_index"] > 0) & (s["preferred_radius_index"] < n_r - 1)
+        return ok
+
+    def census(self, ctx: ProbeContext, model: nn.Module, layers: list[str], positions: dict) -> dict[str, dict]:
+        """Layer -> tuning stats plus "detector" for one model."""
+        stim = self.stimuli(ctx.probe_set.images.shape[-1])
+        resp = stimulus_responses(model, layers, stim.images, positions, ctx.device, max(ctx.batch_size, 256))
+        out = {}
+        for name in layers:
+            out[name] = s = tuning_stats(resp[name], stim)
+            s["detector"] = self.is_detector(s)
+        return out
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        size = ctx.probe_set.images.shape[-1]
+        positions = centre_positions(ctx.model, self.target_layers(ctx), size, ctx.device, ctx.seed)
+        layers = list(positions)
+        if not layers:
+            raise ConfigError(f"curves needs conv feature maps; none among {self.target_layers(ctx)}")
+        stats = self.census(ctx, ctx.model, layers, positions)
+        result = ProbeResult(info={
+            "centre_index": {k: [v[0], v[1]] for k, v in positions.items()},
+            "rf_centre_offset_px": {k: round(v[2], 2) for k, v in positions.items()},
+            "stimuli": f"{self.orientations} orientations x radii {[round(f * size, 1) for f in self.radii]} px, "
+                       f"{self.arc_span} deg arcs, {self.stroke} px stroke, both polarities, + chord lines",
+        })  # fmt: skip
+        if skipped := [n for n in self.target_layers(ctx) if n not in positions]:
+            result.info["skipped_layers"] = skipped  # no spatial map
+        if self.random_init and ctx.make_model is not None:
+            with torch.random.fork_rng(devices=[]):  # a seeded control that leaves the global RNG alone
+                torch.manual_seed(ctx.seed)
+                control = ctx.make_model().to(ctx.device)
+            for name, s in self.census(ctx, control, layers, positions).items():
+                result.scalars[f"{name}/detectors_random_init"] = float(s["detector"].sum())
+        else:
+            why = "disabled in config" if not self.random_init else "ctx.make_model is None"
+            result.info["random_init"] = f"skipped: {why}"
+        rows, width = [], 360.0 / self.coverage_bins
+        for name, s in stats.items():
+            det = s["detector"]
+            bins = np.floor(((s["preferred_orientation"][det] + width / 2) % 360.0) / width).astype(int)
+            result.scalars[f"{name}/detectors"] = float(det.sum())
+            result.scalars[f"{name}/orientation_coverage"] = len(set(bins.tolist())) / self.coverage_bins
+            for u in range(len(det)):
+                rows.append({"layer": name, "unit": u, "is_curve_detector": bool(det[u]),
+                             **{k: float(s[k][u]) for k in ("preferred_orientation", "preferred_radius", "selectivity",
+                                "circular_variance", "curve_over_line", "half_max_width", "peak")}})  # fmt: skip
+        counts = {name: int(s["detector"].sum()) for name, s in stats.items()}
+        result.info["curve_cluster_layer"] = max(counts, key=counts.get) if any(counts.values()) else None
+        result.tables["units"] = rows
+        result.images["tuning"] = tuning_plot(stats, self.stimuli(size), self.plot_units)
+        return result

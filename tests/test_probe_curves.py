@@ -1,0 +1,179 @@
+"""The curves probe finds planted arc detectors, rejects line/random/blob filters, and changes nothing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.models import ConvReLU, InceptionV1
+from harness.probes import ProbeContext, ProbeSet
+from harness.probes.curve_stimuli import arc_distance, line_distance, make_stimuli
+from harness.probes.curves import CurveCensus, centre_positions
+
+SIZE, K = 33, 15  # odd image and kernel: the centre output index sees exactly the stimulus centre
+RADII = (0.1, 0.2, 0.3, 0.4)  # x 33 px = 3.3, 6.6, 9.9, 13.2: the planted 6.6 px is a middle radius
+ARC_ANGLES = (0.0, 90.0, 180.0, 270.0)
+SETTINGS = dict(radii=RADII)  # 72 orientations (5 deg) as in the default config
+
+
+class OneConv(nn.Module):
+    """A single Conv+ReLU layer (no pooling) exposed as ``curve_layer``; ``pooled`` has no spatial map."""
+
+    def __init__(self, kernels: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.curve_layer = ConvReLU(3, len(kernels), K)
+        self.pooled = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        with torch.no_grad():
+            self.curve_layer.conv.weight.copy_(kernels[:, None].expand(-1, 3, -1, -1) / 3)
+            self.curve_layer.conv.bias.copy_(torch.zeros(len(kernels)) if bias is None else bias)
+
+    def hook_points(self) -> dict[str, nn.Module]:
+        return {"curve_layer": self.curve_layer, "pooled": self.pooled}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pooled(self.curve_layer(x))
+
+
+def _ink(dist: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(1.5 - dist, 0, 1)  # a 2 px anti-aliased stroke, as the probe draws
+
+
+def _detector(template: torch.Tensor, own: torch.Tensor, threshold: float = 0.4) -> tuple[torch.Tensor, float]:
+    """Zero-mean kernel and a bias that makes the unit fire only above `threshold` x its response to `own`.
+
+    Why a threshold: every arc passes through the centre, so any linear arc filter also answers every
+    other arc (through the shared crossing and the shared tangent); a firing threshold is what a trained
+    unit's bias does, and it is what makes a linear filter's tuning peaked.
+    """
+    kernel = template - template.mean()
+    return kernel, -threshold * 0.5 * float((kernel * own).sum())  # light stroke on grey 0.5: 0.5 * w . ink
+
+
+def _planted() -> OneConv:
+    """Units 0-3: arc detectors (r = 6.6 px) at 0/90/180/270 deg; 4-7: line detectors at 0/45/90/135 (same
+    recipe); 8-10: random filters; 11: a centre blob. Arc detector = matched filter of the arc pooled over
+    +-20 deg, minus half its tangent line, zero-mean, thresholded at 40% of its response to its own arc."""
+    centre, radius = ((K - 1) / 2, (K - 1) / 2), torch.tensor([0.2 * SIZE])
+    chord = 2 * radius * math.sin(math.radians(60))
+    kernels, biases = [], []
+    for angle in ARC_ANGLES:
+        spread = torch.deg2rad(angle + torch.linspace(-20, 20, 5))
+        pooled = _ink(arc_distance(K, spread, radius, 120.0, centre)[:, 0]).mean(0)
+        tangent = _ink(line_distance(K, torch.deg2rad(torch.tensor([angle])), chord, centre)[0, 0])
+        own = _ink(arc_distance(K, torch.deg2rad(torch.tensor([angle])), radius, 120.0, centre)[0, 0])
+        kernel, bias = _detector(pooled - 0.5 * tangent, own)
+        kernels.append(kernel)
+        biases.append(bias)
+    for angle in (0.0, 45.0, 90.0, 135.0):
+        spread = torch.deg2rad(angle + torch.linspace(-20, 20, 5))
+        pooled = _ink(line_distance(K, spread, chord, centre)[:, 0]).mean(0)
+        own = _ink(line_distance(K, torch.deg2rad(torch.tensor([angle])), chord, centre)[0, 0])
+        kernel, bias = _detector(pooled, own)
+        kernels.append(kernel)
+        biases.append(bias)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        kernel = torch.randn(K, K, generator=gen)
+        kernels.append(kernel - kernel.mean())
+        biases.append(0.0)
+    yy, xx = torch.meshgrid(torch.arange(K) - centre[0], torch.arange(K) - centre[1], indexing="ij")
+    blob = torch.exp(-(xx**2 + yy**2) / 8.0)
+    kernels.append(blob - blob.mean())
+    biases.append(0.0)
+    return OneConv(torch.stack(kernels), torch.tensor(biases))
+
+
+def _random_model() -> OneConv:
+    return OneConv(torch.randn(12, K, K))
+
+
+def _ctx(make_model=None, model: nn.Module | None = None) -> ProbeContext:
+    probe_set = ProbeSet(
+        images=torch.full((2, 3, SIZE, SIZE), 0.5), labels=torch.zeros(2, dtype=torch.long), classes=("a",)
+    )
+    return ProbeContext(model or _planted(), ["curve_layer"], probe_set, make_model=make_model, seed=3)
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[OneConv, object, dict]:
+    torch.manual_seed(0)
+    net = _planted().train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    ctx = _ctx(make_model=_random_model, model=net)
+    return net, CurveCensus(**SETTINGS).run(ctx), before
+
+
+def test_stimulus_convention_and_polarity() -> None:
+    stim = make_stimuli(SIZE, 36, [0.2 * SIZE], span=120.0, stroke=2.0)
+    assert stim.images.shape == (2 * 36 + 2 * 18, 3, SIZE, SIZE) and stim.n_arcs == 72
+    assert stim.line_orientations.tolist() == [10.0 * k for k in range(18)]
+    dark, light = stim.images[0, 0], stim.images[36, 0]  # orientation 0 in both polarities
+    assert (
+        dark.min() == 0.0 and dark.max() == 0.5 and light.max() == 1.0 and torch.allclose(dark + light, torch.ones(1))
+    )
+    ink = 0.5 - dark  # a 0-deg arc bulges to +x: it passes through the centre and its ends lie to the left
+    cols = torch.arange(SIZE, dtype=torch.float32)
+    assert (ink.sum(0) * cols).sum() / ink.sum() < (SIZE - 1) / 2 - 1
+    ink90 = 0.5 - stim.images[9, 0]  # 90 deg bulges up (y up): ends lie below the centre, i.e. larger rows
+    assert (ink90.sum(1) * cols).sum() / ink90.sum() > (SIZE - 1) / 2 + 1
+    c = (SIZE - 1) / 2  # the stroke passes through the centre (the 4 centre pixels are inked)
+    assert ink[math.floor(c) : math.ceil(c) + 1, math.floor(c) : math.ceil(c) + 1].min() > 0.2
+
+
+def test_planted_arc_detectors_found(planted) -> None:
+    _, result, _ = planted
+    rows = {r["unit"]: r for r in result.tables["units"] if r["layer"] == "curve_layer"}
+    for unit, angle in enumerate(ARC_ANGLES):
+        row = rows[unit]
+        assert row["is_curve_detector"], row
+        diff = abs((row["preferred_orientation"] - angle + 180) % 360 - 180)
+        assert diff <= 5.0, (unit, row["preferred_orientation"])  # within the 5-degree orientation step
+        assert row["preferred_radius"] == pytest.approx(0.2 * SIZE) and row["curve_over_line"] >= 2
+    assert result.scalars["curve_layer/detectors"] == 4.0
+    assert result.scalars["curve_layer/orientation_coverage"] == 4 / 8
+    assert result.info["curve_cluster_layer"] == "curve_layer"
+
+
+def test_lines_random_and_blob_filters_rejected(planted) -> None:
+    _, result, _ = planted
+    rows = {r["unit"]: r for r in result.tables["units"]}
+    assert not any(rows[u]["is_curve_detector"] for u in range(4, 12))
+    assert all(rows[u]["curve_over_line"] < 1.0 for u in range(4, 8))  # line detectors prefer lines
+    assert result.scalars["curve_layer/detectors_random_init"] == 0.0  # control: random filters
+    assert "skipped_layers" not in result.info
+    image = result.images["tuning"]
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 and image.std() > 0
+
+
+def test_changes_nothing_and_is_deterministic(planted) -> None:
+    net, result, before = planted
+    assert net.training and all(m.training for m in net.modules())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+    assert all(p.grad is None for p in net.parameters())
+    again = CurveCensus(**SETTINGS).run(_ctx(make_model=_random_model, model=net))
+    assert again.tables == result.tables and again.scalars == result.scalars
+
+
+def test_no_make_model_skips_control_and_non_spatial_layers() -> None:
+    result = CurveCensus(layers=["curve_layer", "pooled"], random_init=True, **SETTINGS).run(_ctx())
+    assert "curve_layer/detectors_random_init" not in result.scalars and "make_model" in result.info["random_init"]
+    assert result.info["skipped_layers"] == ["pooled"] and "curve_layer/detectors" in result.scalars
+    with pytest.raises(ConfigError, match="conv feature maps"):
+        CurveCensus(layers=["pooled"], **SETTINGS).run(_ctx())
+    with pytest.raises(ConfigError, match="orientations"):
+        CurveCensus(orientations=12)
+
+
+def test_centre_position_follows_same_padding() -> None:
+    """TF-SAME padding puts index H//2's receptive field half a stride past the centre: index H//2 - 1 is read."""
+    torch.manual_seed(0)
+    net = InceptionV1(num_classes=3, width=0.125, batch_norm=True, last_layer="mixed3b")
+    pos = centre_positions(net, ["conv2d2", "mixed3a"], 64, torch.device("cpu"))
+    assert pos["conv2d2"][:2] == (7, 7) and pos["mixed3a"][:2] == (3, 3)  # 16x16 and 8x8 maps, centred on px 31
+    assert all(not m._forward_hooks for m in net.modules())
