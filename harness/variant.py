@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-# Overrides that change where or how a run is logged or run, not what is trained.
-_IGNORED = re.compile(r"^(seed|variant|tags|logger|paths|hydra|callbacks|trainer\.(accelerator|devices|strategy|"
-                      r"enable_progress_bar|num_nodes))(\.|=|$)")
+# Overrides that change where, how or what is logged or measured, not what is trained.
+_IGNORED = re.compile(r"^(seed|variant|tags|logger|paths|hydra|callbacks|probes|probing|test|optimized_metric|"
+                      r"trainer\.(accelerator|devices|strategy|enable_progress_bar|num_nodes))(\.|=|$)")
 _ZERO_WIDEN = re.compile(r"^model\.widen\.[A-Za-z0-9_]+=0$")
 
 

@@ -50,6 +50,8 @@ def make_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
     """`make_cfg(*overrides)` -> the composed train config, writing into tmp_path, HydraConfig set."""
 
     def _make(*overrides: str, tiny: bool = True) -> DictConfig:
+        if not any(o.startswith("probes=") for o in overrides):
+            overrides = ("probes=none", *overrides)  # probes are tested on their own and in test_probe_e2e
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose(

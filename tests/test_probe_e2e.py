@@ -61,3 +61,17 @@ def test_harness_probe_on_a_checkpoint(make_cfg, tmp_path: Path) -> None:
     assert record["source"]["ckpt"] == str(ckpt)
     assert "activations/mixed3a/dead_fraction" in record["metrics"]
     assert record["probes"]["activations"]["files"]["table/units"].endswith(".csv")
+
+
+def test_default_probe_set_runs_without_failures(make_cfg) -> None:
+    cfg = make_cfg("probes=default", "trainer.max_epochs=1", "probing.probe_set_size=64", "logger=none")
+    train(cfg)
+    record = RunRecord.load(cfg.paths.output_dir)
+    probes = record["probes"]
+    assert set(probes) == {"activations", "curves", "dissect", "linear", "cka", "spectra", "lineage", "examples",
+                           "featvis"}
+    assert {name: e["error"] for name, e in probes.items() if e["error"]} == {}
+    metrics = record["metrics"]
+    assert "curves/mixed3b/detectors" in metrics and "curves/mixed3b/detectors_random_init" in metrics
+    assert "dissect/mixed3b/unique_concepts" in metrics and "cka/mixed3b/cka_to_reference" in metrics
+    assert (Path(cfg.paths.output_dir) / probes["curves"]["files"]["image/tuning"]).is_file()

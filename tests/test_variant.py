@@ -3,7 +3,8 @@ from harness.variant import variant_name
 
 def test_seed_and_logging_overrides_do_not_change_the_variant() -> None:
     assert variant_name(["+model.widen.mixed3b_5x5=32", "seed=1"]) == "model.widen.mixed3b_5x5=32"
-    assert variant_name(["seed=2", "logger=csv", "trainer.accelerator=gpu", "+model.widen.mixed3b_5x5=32"]) == (
+    assert variant_name(["seed=2", "logger=csv", "trainer.accelerator=gpu", "probes=[curves]",
+                         "probing.budget_s=9", "+model.widen.mixed3b_5x5=32"]) == (
         "model.widen.mixed3b_5x5=32"
     )
 
