@@ -46,6 +46,17 @@ def _isolated_wandb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one thread avoids OpenMP contention on a shared 2-core machine (restored after)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def make_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
     """`make_cfg(*overrides)` -> the composed train config, writing into tmp_path, HydraConfig set."""
 

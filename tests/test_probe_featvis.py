@@ -3,8 +3,6 @@ much larger activation than at the start; a green unit is the control. Model unt
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -17,13 +15,7 @@ from harness.probes.featvis import FeatVisProbe, pre_relu_target, visualise
 SIZE, STEPS = 24, 48
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread avoids OpenMP contention on the shared 2-core machine (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ColourNet(nn.Module):

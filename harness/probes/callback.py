@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class ProbeCallback(pl.Callback):
         self.make_model = make_model
         self.ctx: ProbeContext | None = None
         self.reference: nn.Module | None = None
+        self.seconds = 0.0
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.probes:
@@ -90,13 +92,18 @@ class ProbeCallback(pl.Callback):
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, cheap_only: bool) -> None:
         if not self.probes or trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
             return
+        started = time.perf_counter()
         ctx = self._context(trainer, pl_module)
         epoch = trainer.current_epoch
         outcomes = run_probes(self.probes, ctx, self.budget_s, cheap_only=cheap_only)
         if self.run_dir is not None and not cheap_only:
             save_outcomes(outcomes, self.run_dir)
         publish(outcomes, trainer.loggers, step=trainer.global_step)
+        seconds = time.perf_counter() - started
+        self.seconds += seconds
+        log.info("probes (%s) after epoch %d: %.1f s", "cheap" if cheap_only else "all", epoch, seconds)
         if self.record is not None:
+            self.record.data["probe_seconds"] = round(self.seconds, 2)  # all rounds, logging included
             _update_record(self.record, outcomes, epoch, final=not cheap_only)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
