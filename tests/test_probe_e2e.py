@@ -23,7 +23,7 @@ class Broken(Probe):
 
 def test_training_run_logs_probe_results(make_cfg) -> None:
     cfg = make_cfg(
-        "probes=[activations]",
+        "probes=[activations,examples]",
         "+probes.broken._target_=tests.test_probe_e2e.Broken",
         "trainer.max_epochs=2",
         "probing.every_n_epochs=1",
@@ -45,6 +45,13 @@ def test_training_run_logs_probe_results(make_cfg) -> None:
     keys = run.keys()
     assert {"activations/mixed3b/dead_fraction", "activations/conv2d2/sparsity", "broken/failed"} <= keys
     assert run.summary["activations/mixed4b/dead_fraction"] == entry["scalars"]["mixed4b/dead_fraction"]
+    # per-unit rows as a wandb.Table, pictures as wandb.Image
+    assert run.summary["activations/units/_type"] == "table-file"
+    assert int(run.summary["activations/units/nrows"]) == sum(record["model"]["channels"][layer] for layer in
+                                                             ("conv2d0", "conv2d1", "conv2d2", "mixed3a", "mixed3b",
+                                                              "mixed4a", "mixed4b"))
+    assert run.summary["examples/mixed4b/_type"] == "images/separated"
+    assert (run_dir / record["probes"]["examples"]["files"]["image/mixed4b"]).is_file()
 
 
 def test_harness_probe_on_a_checkpoint(make_cfg, tmp_path: Path) -> None:
