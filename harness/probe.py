@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from harness.probes.callback import default_layers
 from harness.probes.probe_set import ProbeSet
 from harness.probes.runner import record_entry, run_probes, save_outcomes
 from harness.records import RunRecord
-from harness.train import CONF_DIR, build_model, config_error, fresh_model_factory, model_summary
+from harness.train import CONF_DIR, build_model, build_probes, config_error, fresh_model_factory, model_summary
 
 log = logging.getLogger("harness.probe")
 
@@ -34,8 +33,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
     config.pop("hydra", None)
     record = RunRecord(run_dir, job_type="probe", variant=cfg.get("variant") or "probe", seed=cfg.seed, config=config)
     record.save()
-    started = time.perf_counter()
-    try:
+    with record.track():
         if cfg.get("ckpt"):
             net, source = load_net(cfg.ckpt)
             data_cfg = OmegaConf.create(source["config"]["data"])
@@ -49,11 +47,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
         make_model = fresh_model_factory(model_cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
 
         reference = load_net(cfg.reference)[0] if cfg.get("reference") else make_model()
-        probes = {
-            name: hydra.utils.instantiate(p)
-            for name, p in (cfg.get("probes") or {}).items()
-            if isinstance(p, DictConfig) and "_target_" in p
-        }
+        probes = build_probes(cfg)
         settings = cfg.probing
         probe_set = ProbeSet.from_datamodule(datamodule, n=settings.probe_set_size, seed=settings.probe_set_seed)
         widen_cfg = model_cfg.model.get("widen")
@@ -76,12 +70,6 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
             record.data["metrics"].update(outcome.scalars())
         record.update(status="finished")
         return record.data["metrics"]
-    except BaseException as err:
-        record.update(status="failed", error=f"{type(err).__name__}: {err}")
-        raise
-    finally:
-        record.update(wall_seconds=round(time.perf_counter() - started, 2))
-        record.save()
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="probe")

@@ -11,7 +11,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,19 @@ class RunRecord:
         tmp.write_text(json.dumps(self.data, indent=1, sort_keys=False))
         os.replace(tmp, self.path)  # atomic: readers never see half a file
         return self.path
+
+    @contextmanager
+    def track(self) -> Iterator[RunRecord]:
+        """Mark the run failed (with the error) if the block raises; always stamp the wall time and save."""
+        started = time.perf_counter()
+        try:
+            yield self
+        except BaseException as err:
+            self.update(status="failed", error=f"{type(err).__name__}: {err}")
+            raise
+        finally:
+            self.update(wall_seconds=round(time.perf_counter() - started, 2))
+            self.save()
 
     @staticmethod
     def load(path: str | os.PathLike) -> dict[str, Any]:

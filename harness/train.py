@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,13 @@ def model_summary(net: torch.nn.Module) -> dict[str, Any]:
     return {"params/total": total, "params/trainable": trainable, "channels": layers(net)}
 
 
+def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """`model_summary` as flat logger keys: model/params/total, model/params/trainable, model/channels/<layer>."""
+    flat = {f"model/{k}": v for k, v in summary.items() if k.startswith("params/")}
+    flat.update({f"model/channels/{k}": v for k, v in summary["channels"].items()})
+    return flat
+
+
 def _loggers(cfg: DictConfig, variant: str, config: dict[str, Any], run_dir: Path) -> list[Any]:
     loggers = []
     for name, lg_cfg in (cfg.get("logger") or {}).items():
@@ -76,15 +82,20 @@ def _callbacks(cfg: DictConfig, with_logger: bool) -> list[pl.Callback]:
     return [c for c in callbacks if with_logger or not isinstance(c, pl.callbacks.LearningRateMonitor)]
 
 
-def _probe_callback(cfg: DictConfig, record: RunRecord, run_dir: Path, make_model) -> pl.Callback | None:
-    """The ProbeCallback for the selected probes (`probes=[curves,cka]`), or None when none are selected."""
-    from harness.probes.callback import ProbeCallback
-
-    probes = {
+def build_probes(cfg: DictConfig) -> dict[str, Any]:
+    """The probes selected in `cfg.probes` (`probes=[curves,cka]`), built from their configs, in config order."""
+    return {
         name: hydra.utils.instantiate(p_cfg)
         for name, p_cfg in (cfg.get("probes") or {}).items()
         if isinstance(p_cfg, DictConfig) and "_target_" in p_cfg
     }
+
+
+def _probe_callback(cfg: DictConfig, record: RunRecord, run_dir: Path, make_model) -> pl.Callback | None:
+    """The ProbeCallback for the selected probes (`probes=[curves,cka]`), or None when none are selected."""
+    from harness.probes.callback import ProbeCallback
+
+    probes = build_probes(cfg)
     if not probes:
         return None
     settings = OmegaConf.to_container(cfg.probing, resolve=True) if cfg.get("probing") else {}
@@ -113,45 +124,38 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     record = RunRecord(run_dir, variant=variant, seed=cfg.seed, tags=list(cfg.tags), config=config)
     record.save()  # even a run that fails during setup leaves its config and error behind
     loggers: list[Any] = []
-    started = time.perf_counter()
     try:
-        pl.seed_everything(cfg.seed, workers=True, verbose=False)
-        datamodule = hydra.utils.instantiate(cfg.data)
-        net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
-        module = hydra.utils.instantiate(cfg.module, net=net, class_names=datamodule.classes)
-        summary = model_summary(net)
-        record.update(model=summary, classes=list(datamodule.classes))
-        loggers = _loggers(cfg, variant, config, run_dir)
-        callbacks = [*_callbacks(cfg, bool(loggers)), RecordCallback(record)]
-        make_model = fresh_model_factory(cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
-        probe_cb = _probe_callback(cfg, record, run_dir, make_model)
-        if probe_cb is not None:
-            callbacks.append(probe_cb)
-        trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-        flat = {"model/params/total": summary["params/total"], "model/params/trainable": summary["params/trainable"]}
-        flat.update({f"model/channels/{k}": v for k, v in summary["channels"].items()})
-        for lg in loggers:
-            lg.log_metrics(flat, step=0)
-        record.update(wandb=_wandb_info(loggers))
-        log.info("variant %s: %d parameters", variant, summary["params/total"])
+        with record.track():
+            pl.seed_everything(cfg.seed, workers=True, verbose=False)
+            datamodule = hydra.utils.instantiate(cfg.data)
+            net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
+            module = hydra.utils.instantiate(cfg.module, net=net, class_names=datamodule.classes)
+            summary = model_summary(net)
+            record.update(model=summary, classes=list(datamodule.classes))
+            loggers = _loggers(cfg, variant, config, run_dir)
+            callbacks = [*_callbacks(cfg, bool(loggers)), RecordCallback(record)]
+            make_model = fresh_model_factory(cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
+            probe_cb = _probe_callback(cfg, record, run_dir, make_model)
+            if probe_cb is not None:
+                callbacks.append(probe_cb)
+            trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+            for lg in loggers:
+                lg.log_metrics(summary_metrics(summary), step=0)
+            record.update(wandb=_wandb_info(loggers))
+            log.info("variant %s: %d parameters", variant, summary["params/total"])
 
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        metrics = _scalars(trainer)
-        # Read before testing: loading the best checkpoint restores the callback's older state.
-        ckpt = trainer.checkpoint_callback
-        paths = {k: getattr(ckpt, f"{k}_model_path", "") or None for k in ("best", "last")}
-        record.update(checkpoints=paths)
-        if cfg.get("test"):
-            trainer.test(module, datamodule=datamodule, ckpt_path=paths["best"], verbose=False)
-            metrics.update(_scalars(trainer))
-        record.update(status="finished")
-        return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "record": record}
-    except BaseException as err:
-        record.update(status="failed", error=f"{type(err).__name__}: {err}")
-        raise
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            metrics = _scalars(trainer)
+            # Read before testing: loading the best checkpoint restores the callback's older state.
+            ckpt = trainer.checkpoint_callback
+            paths = {k: getattr(ckpt, f"{k}_model_path", "") or None for k in ("best", "last")}
+            record.update(checkpoints=paths)
+            if cfg.get("test"):
+                trainer.test(module, datamodule=datamodule, ckpt_path=paths["best"], verbose=False)
+                metrics.update(_scalars(trainer))
+            record.update(status="finished")
+            return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "record": record}
     finally:
-        record.update(wall_seconds=round(time.perf_counter() - started, 2))
-        record.save()
         for lg in loggers:
             if hasattr(lg, "experiment") and hasattr(lg.experiment, "finish"):
                 lg.experiment.finish(exit_code=0 if record.data["status"] == "finished" else 1)
