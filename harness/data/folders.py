@@ -93,7 +93,7 @@ class _LocalCIFAR10(datasets.CIFAR10):
 class Cifar10DataModule(_FolderDataModule):
     """CIFAR-10 from `root` (holding `cifar-10-batches-py/`); the official test batch is the test split.
 
-    Usage: ``Cifar10DataModule(root="~/data/cifar10")`` — add ``download=True`` to fetch it once.
+    Usage: ``Cifar10DataModule(root="~/data/cifar10")`` (set ``download`` to true to fetch it once).
     """
 
     def __init__(
