@@ -13,7 +13,8 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.models import ConvReLU
 from harness.probes import Probe, ProbeContext, ProbeResult, ProbeSet
-from harness.probes.lineage import LineageProbe, parse_units
+from harness.probes.lineage import LineageProbe
+from harness.probes.units import parse_units
 
 # Old units 0..2 read R, G, B; widen added 3..5: 3 copies unit 0, 4 is dead, 5 = relu(R - G) (independent).
 WEIGHTS = [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 0, 0], [0, 0, 0], [1.0, -1.0, 0]]

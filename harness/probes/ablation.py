@@ -22,7 +22,7 @@ from harness.errors import ConfigError
 from harness.hooks import resolve
 from harness.models import layers as layer_channels
 from harness.probes.base import Probe, ProbeContext, ProbeResult
-from harness.probes.lineage import parse_units, probe_units
+from harness.probes.units import parse_units, probe_units
 
 GROUPS = ("curve_detectors", "added")
 

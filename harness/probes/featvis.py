@@ -26,8 +26,8 @@ from harness.models import CONCAT_BRANCHES
 from harness.models import layers as layer_channels
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.fourier import fft_image, random_transform
-from harness.probes.lineage import parse_units, probe_units
 from harness.probes.plots import image_grid
+from harness.probes.units import parse_units, probe_units
 
 
 class _Stop(Exception):

@@ -14,63 +14,21 @@ category, checked in this priority order (the first that applies wins):
 
 The curves/dissect verdicts come from those probes, imported lazily (``probe_units``) so this file works
 without them; when one is missing, its category is never assigned and ``info`` says so.
-This file also holds the two helpers the ablation and featvis probes share: ``probe_units`` and
-``parse_units``.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 
 from harness.errors import ConfigError
 from harness.models import layers as layer_channels
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.units import probe_units
 
 CATEGORIES = ("dead", "duplicate", "curve_detector", "other_detector", "other")
-
-
-def probe_units(ctx: ProbeContext, probe: str, layers: Sequence[str]) -> list[dict[str, Any]] | None:
-    """Rows of probe ``probe``'s ``tables["units"]`` for ``layers``; None when that probe is not available.
-
-    The probe is the `Probe` subclass named ``probe`` in ``harness.probes.<probe>``, imported only here (it
-    may not be installed). A runner that already ran it may share its result as ``ctx.results[probe]``; it
-    is used when it covers every requested layer, otherwise the probe runs here on ``layers``.
-    """
-    shared = (getattr(ctx, "results", None) or {}).get(probe)
-    if shared is not None:
-        rows = [r for r in shared.tables.get("units", []) if r["layer"] in layers]
-        if set(layers) <= {r["layer"] for r in rows}:
-            return rows
-    try:
-        module = importlib.import_module(f"harness.probes.{probe}")
-    except ModuleNotFoundError as err:
-        if err.name != f"harness.probes.{probe}":
-            raise  # the probe exists but is broken: say so instead of silently skipping its verdicts
-        return None
-    found = [c for c in vars(module).values() if isinstance(c, type) and issubclass(c, Probe) and c.name == probe]
-    if not found:
-        return None
-    return list(found[0](layers=list(layers)).run(ctx).tables.get("units", []))
-
-
-def parse_units(specs: Sequence[str] | None, channels: Mapping[str, int]) -> dict[str, list[int]]:
-    """``["mixed3b:3", "mixed3b:7"]`` -> ``{"mixed3b": [3, 7]}``, checked against the model's layers."""
-    out: dict[str, list[int]] = {}
-    for spec in specs or []:
-        layer, _, index = str(spec).rpartition(":")
-        if layer not in channels:
-            valid = ", ".join(channels)
-            raise ConfigError(f"unit {spec!r}: unknown layer {layer!r}; write 'layer:index' with a layer in: {valid}")
-        if not index.isdigit() or int(index) >= channels[layer]:
-            raise ConfigError(f"unit {spec!r}: index must be an integer in 0..{channels[layer] - 1}")
-        if int(index) not in out.setdefault(layer, []):
-            out[layer].append(int(index))
-    return out
 
 
 def best_correlations(acts: torch.Tensor, old: Sequence[int], max_positions: int) -> tuple[torch.Tensor, torch.Tensor]:
