@@ -21,14 +21,22 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
+from harness.recipes import expand_recipes
 from harness.records import RecordCallback, RunRecord
-from harness.variant import variant_name
+from harness.variant import shared_sweep_keys, variant_name
 
 log = logging.getLogger("harness.train")
 
 
-def _overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+def _variant(cfg: DictConfig) -> str:
+    """`cfg.variant`, else derived from the overrides (in a sweep, minus the settings all its jobs share)."""
+    if cfg.get("variant"):
+        return str(cfg.variant)
+    if not HydraConfig.initialized():
+        return "base"
+    hc = HydraConfig.get()
+    shared = shared_sweep_keys(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else []
+    return variant_name(hc.overrides.task, shared)
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -118,10 +126,13 @@ def fresh_model_factory(cfg: DictConfig, num_classes: int, image_size: int, seed
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train one variant and test it; returns (metrics, objects). The run record is always written."""
     run_dir = output_dir(cfg)
-    variant = cfg.get("variant") or variant_name(_overrides())
+    variant = _variant(cfg)
+    tweak = expand_recipes(cfg)  # curve_widen / random_tweak -> model.widen / model.insert, before recording
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)  # present only when composed with return_hydra_config (tests)
     record = RunRecord(run_dir, variant=variant, seed=cfg.seed, tags=list(cfg.tags), config=config)
+    if tweak is not None:
+        record.update(random_tweak=tweak)
     record.save()  # even a run that fails during setup leaves its config and error behind
     loggers: list[Any] = []
     try:

@@ -19,3 +19,17 @@ def test_order_does_not_matter_and_zero_widen_is_base() -> None:
 def test_training_changes_are_part_of_the_variant() -> None:
     assert variant_name(["trainer.max_epochs=2"]) == "trainer.max_epochs=2"
     assert variant_name(["model.widen.mixed3b_5x5=10"]) != variant_name(["model.widen.mixed3b_5x5=100"])
+
+
+def test_settings_shared_by_a_sweep_name_no_variant_but_a_shared_model_edit_does(tmp_path) -> None:
+    from harness.variant import shared_sweep_keys
+
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    task:\n    - seed=0,1\n    - +model.widen.mixed3b_5x5=32\n"
+        "    - model.width=0.25,0.5\n    - trainer.max_epochs=2\n    - data.train_size=256\n"
+    )
+    shared = shared_sweep_keys(tmp_path)
+    assert sorted(shared) == ["data.train_size", "trainer.max_epochs"]
+    job = ["seed=1", "+model.widen.mixed3b_5x5=32", "model.width=0.5", "trainer.max_epochs=2", "data.train_size=256"]
+    assert variant_name(job, shared) == "model.widen.mixed3b_5x5=32,model.width=0.5"
+    assert shared_sweep_keys(tmp_path / "missing") == []
