@@ -1,0 +1,80 @@
+"""The comparison pipeline: records -> runs -> effects -> headline -> files in the output folder.
+
+Why one function: the CLI, tests and notebooks all call `compare(...)`; the CLI only adds argument parsing
+and the terminal table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.compare.headline import Headline, make_headline
+from harness.compare.load import RECORD_NAME, Run, load_runs, ordered_variants
+from harness.compare.plots import Plot, make_plots
+from harness.compare.report import write_report
+from harness.compare.stats import ALPHA, Effect, variant_effects
+from harness.compare.tables import write_effects, write_summary
+from harness.compare.variants import choose_baseline, variant_labels
+from harness.errors import ConfigError
+
+
+@dataclass
+class Comparison:
+    """Everything one comparison produced (also written to `out_dir`).
+
+    Usage: ``c = compare(["multirun/2026-11-22/22-40-44"]); print(c.headline.text); c.effects[variant]``
+    """
+
+    runs: list[Run]
+    labels: dict[str, str]
+    baseline: str
+    effects: dict[str, list[Effect]]  # non-baseline variant -> one Effect per metric
+    headline: Headline
+    plots: list[Plot]
+    out_dir: Path
+
+
+def default_out(inputs: Sequence[str | Path]) -> Path:
+    """`<dir>/compare` for a single multirun directory, else `./compare`."""
+    if len(inputs) == 1:
+        path = Path(inputs[0])
+        if path.is_dir() and not (path / RECORD_NAME).is_file():
+            return path / "compare"
+    return Path("compare")
+
+
+def compare(
+    inputs: Sequence[str | Path],
+    out: str | Path | None = None,
+    baseline: str | None = None,
+    alpha: float = ALPHA,
+) -> Comparison:
+    """Read every record below `inputs`, compare each variant with the baseline, write all outputs to `out`."""
+    runs = load_runs(inputs)
+    readable = [r for r in runs if r.status != "unreadable"]
+    if not readable:
+        raise ConfigError(f"no readable {RECORD_NAME} below {', '.join(map(str, inputs))}: {runs[0].error}")
+    labels = variant_labels(ordered_variants(readable))
+    labels.setdefault("?", "?")
+    base = choose_baseline(readable, labels, baseline)
+    finished = [r for r in readable if r.finished]
+    base_runs = [r for r in finished if r.variant == base]
+    effects = {
+        v: variant_effects(base_runs, [r for r in finished if r.variant == v], alpha)
+        for v in ordered_variants(readable)
+        if v != base
+    }
+    headline = make_headline(runs, labels, base, effects, alpha)
+
+    out_dir = Path(out) if out is not None else default_out(inputs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_summary(runs, labels, out_dir / "summary.csv")
+    write_effects(effects, labels, base, out_dir / "effects.csv")
+    (out_dir / "headline.txt").write_text(headline.text)
+    (out_dir / "headline.json").write_text(headline.json())
+    variants = [base, *effects]
+    plots = make_plots(runs, labels, variants, out_dir / "plots")
+    write_report(out_dir / "report.html", runs, labels, base, effects, headline, plots)
+    return Comparison(runs, labels, base, effects, headline, plots, out_dir)

@@ -1,0 +1,157 @@
+"""report.html: the whole comparison on one self-contained page.
+
+Why self-contained (inline CSS, base64 PNGs, no JavaScript, no network): the page is mailed, attached to
+issues and opened from cluster scratch space; it must look the same with no server and no internet.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from harness.compare.headline import Headline, fmt
+from harness.compare.load import Run, short_dirs
+from harness.compare.plots import Plot
+from harness.compare.stats import Effect, by_effect_size
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; background: #fff; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ccc; }
+.headline { background: #f4f7fb; border-left: 4px solid #36c; padding: .6em 1em; font-size: 1.05em; }
+.headline li { margin: .2em 0; }
+table { border-collapse: collapse; font-size: 12px; margin: .5em 0; }
+th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
+th { background: #f0f0f0; position: sticky; top: 0; }
+td.text, th.text { text-align: left; }
+tr.failed td { background: #fde8e8; } tr.running td { background: #fff6da; }
+tr.beyond td { background: #e6f4e6; font-weight: 600; }
+.status-failed { color: #b00; font-weight: 700; }
+.missing { color: #aaa; } .skipped { color: #888; font-style: italic; }
+figure { display: inline-block; margin: .5em; } img { max-width: 100%; border: 1px solid #eee; }
+"""
+MISSING = '<span class="missing">missing</span>'
+RUN_METRICS = ("val/acc", "test/acc", "train/loss")
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: float | None) -> str:
+    return MISSING if value is None else _e(fmt(value))
+
+
+def _p(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
+def runs_table(runs: Sequence[Run], labels: Mapping[str, str]) -> str:
+    """Every run, failed ones marked as failed with their error, running ones as running."""
+    head = "".join(f"<th>{_e(m)}</th>" for m in RUN_METRICS)
+    common, short = short_dirs(runs)
+    rows = []
+    for run in runs:
+        error = run.error or ""
+        if run.probe_errors:
+            error += ("; " if error else "") + "; ".join(f"probe {k}: {v}" for k, v in run.probe_errors.items())
+        metrics = "".join(f"<td>{_num(run.metrics.get(m))}</td>" for m in RUN_METRICS)
+        seed = "" if run.seed is None else run.seed
+        wall = "" if run.wall_seconds is None else f"{run.wall_seconds:.0f}"
+        rows.append(
+            f'<tr class="{_e(run.status)}"><td class="text" title="{_e(run.run_dir)}">{_e(short[run.run_dir])}</td>'
+            f'<td class="text status-{_e(run.status)}">{_e(run.status)}</td>'
+            f'<td class="text">{_e(labels.get(run.variant, run.variant))}</td><td>{_e(seed)}</td><td>{wall}</td>'
+            f'{metrics}<td class="text">{_e(error)}</td></tr>'
+        )
+    caption = f"<caption>run dirs relative to {_e(common)}</caption>" if common else ""
+    return (
+        f'<table class="runs">{caption}<tr><th class="text">run dir</th><th class="text">status</th>'
+        f'<th class="text">variant</th><th>seed</th><th>wall s</th>{head}<th class="text">error</th></tr>'
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def effects_table(effects: Sequence[Effect]) -> str:
+    """One variant's metrics, largest |effect size| first; beyond-noise rows highlighted."""
+    rows = []
+    for e in by_effect_size(effects):
+        flag = {True: "yes", False: "no", None: ""}[e.beyond_noise]
+        base = MISSING if e.base_mean is None else f"{_e(fmt(e.base_mean))} ± {_e(fmt(e.base_sd))}"
+        var = MISSING if e.variant_mean is None else f"{_e(fmt(e.variant_mean))} ± {_e(fmt(e.variant_sd))}"
+        rows.append(
+            f'<tr class="{"beyond" if e.beyond_noise else ""}"><td class="text">{_e(e.metric)}</td>'
+            f"<td>{base}</td><td>{var}</td><td>{e.n_base}/{e.n_variant}</td><td>{_e(fmt(e.diff))}</td>"
+            f"<td>{_e(fmt(e.effect, 2))}</td><td>{_p(e.p)}</td><td>{_p(e.q)}</td><td>{flag}</td>"
+            f'<td class="text">{_e(e.note)}</td></tr>'
+        )
+    return (
+        '<table class="effects"><tr><th class="text">metric</th><th>baseline mean ± sd</th>'
+        "<th>variant mean ± sd</th><th>seeds</th><th>difference</th><th>effect size</th><th>p (Welch)</th>"
+        '<th>q (BH)</th><th>beyond noise</th><th class="text">note</th></tr>' + "".join(rows) + "</table>"
+    )
+
+
+def plots_section(plots: Sequence[Plot]) -> str:
+    """Inline PNGs; a skipped plot says which metrics were missing."""
+    parts = []
+    for plot in plots:
+        if plot.base64_png is None:
+            parts.append(f'<p class="skipped">{_e(plot.spec.title)}: skipped ({_e(plot.skipped)})</p>')
+        else:
+            parts.append(
+                f'<figure><img alt="{_e(plot.spec.title)}" src="data:image/png;base64,{plot.base64_png}">'
+                f"<figcaption>{_e(plot.spec.title)} <code>{_e(plot.spec.keys)}</code></figcaption></figure>"
+            )
+    return "\n".join(parts)
+
+
+def render(
+    runs: Sequence[Run],
+    labels: Mapping[str, str],
+    baseline: str,
+    effects: Mapping[str, Sequence[Effect]],
+    headline: Headline,
+    plots: Sequence[Plot],
+) -> str:
+    """The full HTML page."""
+    lines = "".join(f"<li>{_e(line)}</li>" for line in headline.lines)
+    sections = [
+        f"<h1>harness-compare: {len(runs)} runs, baseline {_e(labels[baseline])}</h1>",
+        f'<div class="headline"><ul>{lines}</ul></div>',
+        "<h2>Runs</h2>",
+        runs_table(runs, labels),
+        "<h2>Plots</h2>",
+        plots_section(plots),
+        "<h2>Effects against the baseline</h2>",
+        "<p>Sorted by |effect size| = |difference| / pooled seed sd. p: Welch t-test; q: Benjamini-Hochberg "
+        "adjusted across each variant's metrics; <em>beyond noise</em> when q &le; alpha. Failed and running "
+        "runs are excluded.</p>",
+    ]
+    if not effects:
+        sections.append('<p class="skipped">no variant other than the baseline</p>')
+    for variant, rows in effects.items():
+        sections.append(f"<h3>{_e(labels[variant])}</h3>")
+        if variant != labels[variant]:
+            sections.append(f'<p class="skipped">{_e(variant)}</p>')
+        sections.append(effects_table(rows))
+    body = "\n".join(sections)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>harness-compare</title><style>{STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def write_report(
+    path: Path,
+    runs: Sequence[Run],
+    labels: Mapping[str, str],
+    baseline: str,
+    effects: Mapping[str, Sequence[Effect]],
+    headline: Headline,
+    plots: Sequence[Plot],
+) -> Path:
+    """Render (see `render`) and write the page."""
+    path.write_text(render(runs, labels, baseline, effects, headline, plots), encoding="utf-8")
+    return path
