@@ -10,3 +10,10 @@ class ConfigError(ValueError):
 
     Usage: ``raise ConfigError(f"unknown branch 'x'; valid: {', '.join(names)}")``
     """
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run stops, keeps its last good checkpoint and is marked failed.
+
+    Usage: ``raise TrainingDiverged("train/loss is nan at epoch 3, step 120; ...")``
+    """

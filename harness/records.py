@@ -7,7 +7,9 @@ far, and it is written even when wandb is off or fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import time
@@ -20,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 
 RECORD_NAME = "record.json"
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
 
@@ -35,6 +38,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+class RecordWriteError(OSError):
+    """The record could not be written (disk full, unwritable folder); the previous version is untouched."""
 
 
 class RunRecord:
@@ -60,24 +67,56 @@ class RunRecord:
         self.data.update(_plain(fields))
 
     def save(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically: a full disk or a crash mid-write leaves the previous record intact."""
         tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=False))
-        os.replace(tmp, self.path)  # atomic: readers never see half a file
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.data, indent=1, sort_keys=False))
+            os.replace(tmp, self.path)  # atomic: readers never see half a file
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise RecordWriteError(f"cannot write the run record {self.path}: {err.strerror or err}") from err
         return self.path
+
+    @classmethod
+    def reopen(cls, run_dir: str | os.PathLike) -> RunRecord:
+        """Continue an existing record (a resumed run): history kept, status back to running."""
+        record = cls(run_dir)
+        record.data = cls.load(run_dir)
+        previous = record.data.get("status")
+        record.data["status"] = "running"
+        record.data.pop("error", None)
+        done = [row["epoch"] for row in record.data.get("epochs", []) if "epoch" in row]
+        record.data.setdefault("resumed", []).append(
+            {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "status_before": previous,
+             "epochs_done": (max(done) + 1) if done else 0}
+        )
+        return record
 
     @contextmanager
     def track(self) -> Iterator[RunRecord]:
-        """Mark the run failed (with the error) if the block raises; always stamp the wall time and save."""
+        """Mark the run failed (with the error) if the block raises; always add the wall time and save.
+
+        A record that cannot be written fails a successful run; after a failure the run's own error
+        is the one raised (the write error is logged).
+        """
         started = time.perf_counter()
+        failed = False
         try:
             yield self
         except BaseException as err:
+            failed = True
             self.update(status="failed", error=f"{type(err).__name__}: {err}")
             raise
         finally:
-            self.update(wall_seconds=round(time.perf_counter() - started, 2))
-            self.save()
+            self.update(wall_seconds=round((self.data.get("wall_seconds") or 0) + time.perf_counter() - started, 2))
+            try:
+                self.save()
+            except RecordWriteError as err:
+                if not failed:
+                    raise
+                log.error("%s", err)
 
     @staticmethod
     def load(path: str | os.PathLike) -> dict[str, Any]:

@@ -7,9 +7,11 @@ the metric a Hydra sweeper optimises.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from harness.errors import ConfigError
 from harness.recipes import expand_recipes
 from harness.records import RecordCallback, RunRecord
+from harness.resume import check_matches, load_checkpoint, resume_config
+from harness.validate import check_config
 from harness.variant import shared_sweep_keys, variant_name
 
 log = logging.getLogger("harness.train")
@@ -68,7 +72,12 @@ def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
-def _loggers(cfg: DictConfig, variant: str, config: dict[str, Any], run_dir: Path) -> list[Any]:
+def _wandb_id(record: RunRecord) -> str | None:
+    return (record.data.get("wandb") or {}).get("id")
+
+
+def _loggers(cfg: DictConfig, variant: str, config: dict[str, Any], run_dir: Path,
+             resume_id: str | None = None) -> list[Any]:
     loggers = []
     for name, lg_cfg in (cfg.get("logger") or {}).items():
         if lg_cfg is None:
@@ -76,6 +85,8 @@ def _loggers(cfg: DictConfig, variant: str, config: dict[str, Any], run_dir: Pat
         extra: dict[str, Any] = {}
         if str(lg_cfg.get("_target_", "")).endswith("make_wandb_logger"):
             extra = {"run_config": config, "tags": list(cfg.tags), "name": run_dir.name}
+            if resume_id:
+                extra["run_id"] = resume_id  # the resumed run continues the same wandb run
             if lg_cfg.get("group") is None:
                 extra["group"] = variant
         # Partial first: instantiate would otherwise recurse into the run config's own `_target_`s.
@@ -123,49 +134,86 @@ def fresh_model_factory(cfg: DictConfig, num_classes: int, image_size: int, seed
     return make
 
 
+def _check_probe_layers(cfg: DictConfig, net: torch.nn.Module) -> None:
+    layers = (cfg.get("probing") or {}).get("layers") if cfg.get("probes") else None
+    if not layers:
+        return
+    from harness.models import hook_points
+
+    valid = list(hook_points(net))
+    unknown = [name for name in layers if str(name).split(":")[0] not in valid]
+    if unknown:
+        names = ", ".join(map(str, unknown))
+        raise ConfigError(f"unknown layer(s) {names} in probing.layers; valid: {', '.join(valid)}")
+
+
+def _open_record(cfg: DictConfig, run_dir: Path, variant: str, config: dict[str, Any]) -> RunRecord:
+    if cfg.get("resume"):
+        return RunRecord.reopen(run_dir)  # history kept; the saved config is the one in force
+    record = RunRecord(run_dir, variant=variant, seed=cfg.seed, tags=list(cfg.tags), config=config)
+    record.save()  # even a run that fails during setup leaves its config and error behind
+    return record
+
+
+def _checkpoint_paths(trainer: pl.Trainer | None) -> dict[str, str | None]:
+    ckpt = trainer.checkpoint_callback if trainer is not None else None
+    return {k: getattr(ckpt, f"{k}_model_path", "") or None for k in ("best", "last")}
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train one variant and test it; returns (metrics, objects). The run record is always written."""
+    check_config(cfg)  # before anything is written: a typo must not clobber an earlier record
     run_dir = output_dir(cfg)
     variant = _variant(cfg)
     tweak = expand_recipes(cfg)  # curve_widen / random_tweak -> model.widen / model.insert, before recording
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)  # present only when composed with return_hydra_config (tests)
-    record = RunRecord(run_dir, variant=variant, seed=cfg.seed, tags=list(cfg.tags), config=config)
+    ckpt = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    record = _open_record(cfg, run_dir, variant, config)
     if tweak is not None:
         record.update(random_tweak=tweak)
-    record.save()  # even a run that fails during setup leaves its config and error behind
     loggers: list[Any] = []
+    trainer: pl.Trainer | None = None
     try:
         with record.track():
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             datamodule = hydra.utils.instantiate(cfg.data)
             net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
+            _check_probe_layers(cfg, net)
             module = hydra.utils.instantiate(cfg.module, net=net, class_names=datamodule.classes)
+            if ckpt is not None:
+                check_matches(ckpt, module, cfg.ckpt_path)
             summary = model_summary(net)
             record.update(model=summary, classes=list(datamodule.classes))
-            loggers = _loggers(cfg, variant, config, run_dir)
+            resume_id = _wandb_id(record) if cfg.get("resume") else None
+            loggers = _loggers(cfg, variant, config, run_dir, resume_id=resume_id)
             callbacks = [*_callbacks(cfg, bool(loggers)), RecordCallback(record)]
             make_model = fresh_model_factory(cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
             probe_cb = _probe_callback(cfg, record, run_dir, make_model)
             if probe_cb is not None:
                 callbacks.append(probe_cb)
-            trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+            trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
             for lg in loggers:
                 lg.log_metrics(summary_metrics(summary), step=0)
             record.update(wandb=_wandb_info(loggers))
             log.info("variant %s: %d parameters", variant, summary["params/total"])
 
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
             metrics = _scalars(trainer)
             # Read before testing: loading the best checkpoint restores the callback's older state.
-            ckpt = trainer.checkpoint_callback
-            paths = {k: getattr(ckpt, f"{k}_model_path", "") or None for k in ("best", "last")}
+            paths = _checkpoint_paths(trainer)
             record.update(checkpoints=paths)
             if cfg.get("test"):
-                trainer.test(module, datamodule=datamodule, ckpt_path=paths["best"], verbose=False)
+                trainer.test(module, datamodule=datamodule, ckpt_path=paths["best"], verbose=False, weights_only=True)
                 metrics.update(_scalars(trainer))
             record.update(status="finished")
             return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "record": record}
+    except BaseException:
+        if trainer is not None:  # a failed run still says where its last good weights are
+            record.update(checkpoints=_checkpoint_paths(trainer))
+            with contextlib.suppress(OSError):
+                record.save()
+        raise
     finally:
         for lg in loggers:
             if hasattr(lg, "experiment") and hasattr(lg.experiment, "finish"):
@@ -199,18 +247,48 @@ def config_error(err: BaseException) -> ConfigError | None:
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _report(err: BaseException, cfg: DictConfig) -> int:
+    """One `error:` line on stderr (the traceback goes to <run dir>/traceback.txt); returns the exit code."""
+    bad = config_error(err)
+    if bad is not None:
+        print(f"error: {bad}", file=sys.stderr)
+        return 2
+    where = output_dir(cfg) / "traceback.txt"
     try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.write_text("".join(traceback.format_exception(err)))
+        saved = f" (traceback: {where})"
+    except OSError:
+        saved = ""
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    print(f"error: {type(err).__name__}: {first}{saved}", file=sys.stderr)
+    return 1
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        if cfg.get("resume"):
+            cfg = resume_config(cfg, list(HydraConfig.get().overrides.task))
         metrics, _ = train(cfg)
     except Exception as err:
-        bad = config_error(err)
-        if bad is None or HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise
-        print(f"error: {bad}", file=sys.stderr)
-        raise SystemExit(2) from None
+        if multirun:
+            raise  # Hydra records the failed job and runs the others (see README, "Sweeps")
+        raise SystemExit(_report(err, cfg)) from None
     value = metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None or math.isnan(value) else value
+
+
+def main() -> float | None:
+    """`harness-train`: check the command line's overrides (one-line errors with suggestions), then run."""
+    from harness.overrides import check_command_line
+
+    problem = check_command_line(sys.argv[1:], CONF_DIR, "train")
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    return _hydra_main()
 
 
 if __name__ == "__main__":

@@ -139,6 +139,19 @@ class Cifar10DataModule(_FolderDataModule):
 IMAGE_EXTENSIONS = datasets.folder.IMG_EXTENSIONS
 
 
+def _check_images(ds: datasets.ImageFolder) -> None:
+    """Open every image's header (cheap: no decoding) so a corrupt file is named before training starts."""
+    from PIL import Image, UnidentifiedImageError
+
+    for path, _ in ds.samples:
+        try:
+            with Image.open(path) as im:
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError) as err:
+            raise ConfigError(f"data.root: {path} is not a readable image ({type(err).__name__}); remove or "
+                              f"replace it (images: {', '.join(IMAGE_EXTENSIONS)})") from None
+
+
 class ImageFolderDataModule(_FolderDataModule):
     """Images in `root/<class>/*.png|jpg|...`; val/test held out per class with a seeded split.
 
@@ -167,7 +180,7 @@ class ImageFolderDataModule(_FolderDataModule):
             self.classes = ()
         if not self.classes:
             raise ConfigError(f"data.root={self.root} has no class sub-folders: expected <root>/<class>/<image>")
-        self._dataset(None)  # fails now, not mid-run, when no images are found
+        _check_images(self._dataset(None))  # fails now, not mid-run, on a missing or unreadable image
 
     def _dataset(self, transform) -> datasets.ImageFolder:
         try:

@@ -7,11 +7,11 @@ are taken by index from in-memory tensors (no per-image collation), which keeps 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from harness.data.world import CLASSES, World
 
@@ -33,11 +33,42 @@ class TensorBatches(Dataset):
         return self.images[idx], self.labels[idx]
 
 
-def batch_loader(ds: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
-    sampler = RandomSampler(ds) if shuffle else SequentialSampler(ds)
+class EpochShuffle(Sampler[int]):
+    """A random order that depends only on (seed, epoch).
+
+    Why not RandomSampler: it draws from the global RNG, so a run resumed from a checkpoint would see
+    different batches than the uninterrupted run; here epoch 5 has the same order however it is reached.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield from torch.randperm(self.n, generator=gen).tolist()
+
+
+class EpochBatches(BatchSampler):
+    """BatchSampler that passes Lightning's per-epoch `set_epoch` on to its sampler."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
+def batch_loader(ds: TensorBatches, batch_size: int, shuffle: bool, seed: int | None = None) -> DataLoader:
+    """Whole batches by index; `shuffle` orders each epoch by (seed, epoch), seed defaulting to torch's."""
+    seed = torch.initial_seed() if seed is None else seed  # = the run's seed after pl.seed_everything
+    sampler = EpochShuffle(len(ds), seed) if shuffle else SequentialSampler(ds)
     # Dropping the ragged last training batch keeps batch-norm statistics sane, unless it is the only one.
     drop_last = shuffle and len(ds) > batch_size
-    return DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last=drop_last), batch_size=None)
+    return DataLoader(ds, sampler=EpochBatches(sampler, batch_size, drop_last=drop_last), batch_size=None)
 
 
 class WorldDataModule(pl.LightningDataModule):

@@ -1,0 +1,101 @@
+"""Continue a killed run (`harness-train resume=<run dir>`) and vet checkpoints before Lightning reads them.
+
+Why the saved config and not a recomposed one: the run must continue exactly as it started (same
+architecture, data, seed), even if the config files changed since. Lightning restores weights,
+optimizer, scheduler and the epoch/step counters from `last.ckpt`; the data order is a function of
+(seed, epoch) (see `harness.data.world_datamodule.EpochShuffle`), so the continued run sees the same
+batches the uninterrupted one would have.
+
+Why vet checkpoints first: Lightning's own errors for an empty, corrupt or wrong-architecture file are
+deep tracebacks; here each is one line naming the file and, for a mismatch, the first differing keys.
+Checkpoints are always read with `weights_only=True`, so a file can never execute pickled code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from harness.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Keys a resumed run never takes from the command line: they say which run to continue.
+_NOT_OVERRIDABLE = ("resume", "hydra", "paths", "ckpt_path")
+
+
+def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The saved config of run `cfg.resume`, with the command line's other `overrides` applied on top."""
+    run_dir = Path(str(cfg.resume)).expanduser().resolve()
+    record_path = run_dir / "record.json"
+    if not record_path.is_file():
+        raise ConfigError(f"resume={run_dir}: no record.json there; resume takes a run directory written by "
+                          f"harness-train (outputs/<date>/<time> or multirun/<date>/<time>/<job>)")
+    try:
+        record = json.loads(record_path.read_text())
+        saved = OmegaConf.create(record["config"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"resume={run_dir}: record.json is unreadable ({err}); cannot resume this run") from None
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise ConfigError(f"resume={run_dir}: no checkpoints/last.ckpt (the run stopped before its first epoch "
+                          f"ended); start it again without resume")
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.get_key_element().lstrip("+~")
+        if key.split(".")[0] in _NOT_OVERRIDABLE or override.is_delete():
+            continue
+        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+        log.warning("resume: %s overridden on top of the saved config", key)
+    with open_dict(saved):
+        saved.resume = str(run_dir)
+        saved.ckpt_path = str(last)
+        saved.paths.output_dir = str(run_dir)
+        saved.variant = record.get("variant") or saved.get("variant")
+    return saved
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint as a dict, read safely, or a one-line ConfigError saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"checkpoint {path} is empty (0 bytes): the write was interrupted; use another "
+                          f"checkpoint (e.g. checkpoints/last.ckpt or the best epoch*.ckpt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not zipfile.is_zipfile(path):  # torch files are zip archives: this one is something else
+            raise ConfigError(f"checkpoint {path} is not a readable torch file (not a torch zip archive)") from None
+        raise ConfigError(f"checkpoint {path} needs pickled code to load, which harness refuses "
+                          f"(weights_only=True): {str(err).splitlines()[0][:200]}") from None
+    except Exception as err:  # zip/format errors from torch: not a checkpoint
+        raise ConfigError(f"checkpoint {path} is not a readable torch file ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        found = ", ".join(list(ckpt)[:5]) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ConfigError(f"checkpoint {path} is not a Lightning checkpoint (no 'state_dict'; found {found})")
+    return ckpt
+
+
+def check_matches(ckpt: dict[str, Any], module: torch.nn.Module, path: str | Path) -> None:
+    """ConfigError listing the first missing/unexpected keys and shape differences, if any."""
+    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if hasattr(v, "shape")}
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    shapes = [f"{k} {have[k]} vs model {want[k]}" for k in want if k in have and have[k] != want[k]]
+    if missing or unexpected or shapes:
+        parts = [f"{label}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
+                 for label, items in (("shapes differ", shapes), ("missing", missing), ("unexpected", unexpected))
+                 if items]
+        raise ConfigError(f"checkpoint {path} does not fit this model (another architecture?); " + "; ".join(parts))

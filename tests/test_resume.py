@@ -1,0 +1,99 @@
+"""Resume and determinism: a SIGKILLed run continues from its last checkpoint and ends where an
+uninterrupted run ends; the same config and seed give identical metrics and probe results on CPU."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytorch_lightning as pl
+import pytest
+
+from harness.records import RunRecord
+from harness.wandb_offline import read_offline_run
+
+SMALL = ["data.train_size=256", "data.val_size=64", "data.test_size=64", "data.batch_size=32",
+         "trainer.max_epochs=3", "trainer.enable_progress_bar=false", "trainer.deterministic=true",
+         "probes=[activations,cka]", "probing.every_n_epochs=1", "logger=wandb", "+callbacks.kill._target_="
+         "tests.test_resume.KillAtEpochStart"]
+# Metrics that measure the machine, not the model.
+_TIMING = ("perf/", "seconds", "lr-")
+
+
+class KillAtEpochStart(pl.Callback):
+    """SIGKILLs its own process as epoch `epoch` starts when HARNESS_TEST_KILL is set (a hard crash).
+
+    At the start, not the end, of an epoch: the checkpoint callback writes last.ckpt after every other
+    callback's epoch-end hook.
+    """
+
+    def __init__(self, epoch: int = 1) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if os.environ.get("HARNESS_TEST_KILL") and trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _train(run_dir: Path, *args: str, kill: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    if kill:
+        env["HARNESS_TEST_KILL"] = "1"
+    cmd = [sys.executable, "-m", "harness.train", *args, f"hydra.run.dir={run_dir}"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parents[1])
+
+
+def _comparable(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not any(t in k for t in _TIMING)}
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    proc = _train(whole, *SMALL, f"paths.log_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    proc = _train(broken, *SMALL, f"paths.log_dir={tmp_path}", kill=True)
+    assert proc.returncode == -signal.SIGKILL
+    crashed = RunRecord.load(broken)
+    assert crashed["status"] == "running" and len(crashed["epochs"]) == 1  # what a hard kill leaves behind
+
+    proc = _train(tmp_path / "resumer", f"resume={broken}", f"paths.log_dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = RunRecord.load(whole), RunRecord.load(broken)
+    assert b["status"] == "finished" and b["resumed"][0]["epochs_done"] == 1
+    assert [row["epoch"] for row in b["epochs"]] == [0, 1, 2] and b["epochs"][-1]["step"] == a["epochs"][-1]["step"]
+    ma, mb = _comparable(a["metrics"]), _comparable(b["metrics"])
+    assert ma.keys() == mb.keys()
+    diff = max(abs(ma[k] - mb[k]) for k in ma if ma[k] is not None)
+    assert diff <= 1e-5, {k: (ma[k], mb[k]) for k in ma if ma[k] != mb[k]}
+    assert a["test"] == b["test"]
+    # same wandb run id; the resumed segment is a second offline file of that run, holding the last epochs
+    assert b["wandb"]["id"] == crashed["wandb"]["id"]
+    files = sorted((broken / "wandb").glob(f"offline-run-*-{b['wandb']['id']}/run-*.wandb"))
+    assert len(files) == 2
+    resumed = read_offline_run(files[-1])
+    assert any(row.get("epoch") == 2 for row in resumed["history"])
+
+
+def test_resume_errors_are_one_line(tmp_path: Path) -> None:
+    proc = _train(tmp_path / "r", f"resume={tmp_path / 'nothing'}", f"paths.log_dir={tmp_path}")
+    assert proc.returncode == 2 and "no record.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("probes", ["[activations,linear,cka,curves]"])
+def test_same_seed_same_results(make_cfg, probes: str) -> None:
+    from harness.train import train
+
+    results = []
+    for i in range(2):
+        cfg = make_cfg(f"probes={probes}", "trainer.max_epochs=2", "trainer.deterministic=true", "probing.every_n_epochs=1")
+        cfg.paths.output_dir = cfg.paths.output_dir + str(i)
+        metrics, objects = train(cfg)
+        record = objects["record"].data
+        results.append((_comparable(metrics), {k: _comparable(v["scalars"]) for k, v in record["probes"].items()}))
+    (m0, p0), (m1, p1) = results
+    assert m0 == m1  # bit-identical on CPU
+    assert p0 == p1 and p0["cka"] and p0["curves"]
