@@ -44,6 +44,15 @@ SPIRAL_TURNS = (1.25, 2.0)
 SPIRAL_PITCH = (5.0, 8.0)
 SPIRAL_INNER = (1.0, 3.0)
 DENSE = 1.0  # px between the builders' raw samples; chords then deviate < 0.03 px from the curve
+# Curvature-ladder arcs (the `world_curvature` task): four radius bands ~1.7x apart, all with the SAME
+# arc-length range, so size, length and position carry no label and only curvature tells them apart.
+ARC_LADDER_RADIUS: dict[str, tuple[float, float]] = {
+    "arc_r4": (3.5, 4.5),
+    "arc_r7": (6.2, 7.8),
+    "arc_r12": (10.5, 13.5),
+    "arc_r20": (17.5, 22.5),
+}
+ARC_LADDER_LENGTH = (14.0, 20.0)  # px of arc; at radius 3.5 px the longest arc still leaves a 33 deg gap
 
 
 @dataclass
@@ -153,6 +162,21 @@ def spiral(n: int, scale: float, gen: torch.Generator) -> ShapeSample:
     return ShapeSample(pts, True, 1.0 / mean, mean)
 
 
+def _ladder_arc(band: tuple[float, float]) -> Callable[[int, float, torch.Generator], ShapeSample]:
+    """An arc builder for one radius band of the curvature ladder: span = length / radius."""
+
+    def build(n: int, scale: float, gen: torch.Generator) -> ShapeSample:
+        radius = _uniform(n, band, gen, scale)
+        length = _uniform(n, ARC_LADDER_LENGTH, gen, scale)
+        span = length / radius  # radians
+        p = _count(ARC_LADDER_LENGTH[1] * scale)
+        t = torch.linspace(-0.5, 0.5, p)[None, :] * span[:, None]
+        pts = torch.stack([torch.cos(t), torch.sin(t)], -1) * radius[:, None, None]
+        return ShapeSample(pts, True, 1.0 / radius, radius)
+
+    return build
+
+
 BUILDERS: dict[str, Callable[[int, float, torch.Generator], ShapeSample]] = {
     "arc_high": arc_high,
     "arc_low": arc_low,
@@ -161,6 +185,8 @@ BUILDERS: dict[str, Callable[[int, float, torch.Generator], ShapeSample]] = {
     "closed_curve": closed_curve,
     "wave": wave,
     "spiral": spiral,
+    # Added classes (not in the default world): the curvature ladder.
+    **{name: _ladder_arc(band) for name, band in ARC_LADDER_RADIUS.items()},
 }
 
 

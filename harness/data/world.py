@@ -45,6 +45,10 @@ CLASSES: tuple[str, ...] = (
     "spiral",
     "texture",
 )
+# Classes a world may use beyond the default ones (the default world, and so its images, never changes):
+# the curvature ladder of `conf/data/world_curvature.yaml`, arcs that differ only in radius (shapes.py).
+EXTRA_CLASSES: tuple[str, ...] = ("arc_r4", "arc_r7", "arc_r12", "arc_r20")
+ALL_CLASSES: tuple[str, ...] = CLASSES + EXTRA_CLASSES
 CONCEPTS: tuple[str, ...] = ("curve", "line", "corner", "shape", "texture")
 
 _CORNER_RADIUS = 4.0  # px at 64 px
@@ -88,10 +92,10 @@ class World:
         min_contrast: float = 0.3,
     ) -> None:
         classes = (classes,) if isinstance(classes, str) else tuple(str(c) for c in classes)
-        valid = ", ".join(CLASSES)
+        valid = ", ".join(ALL_CLASSES)
         if not classes:
             raise ConfigError(f"world needs at least one class; valid: {valid}")
-        unknown = [c for c in classes if c not in CLASSES]
+        unknown = [c for c in classes if c not in ALL_CLASSES]
         if unknown:
             raise ConfigError(f"unknown world class {unknown[0]!r}; valid: {valid}")
         if len(set(classes)) != len(classes):

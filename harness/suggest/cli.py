@@ -1,0 +1,117 @@
+"""Entry point: `harness-suggest <run dir | multirun dir> [--json] [--top N] [key=value ...]`.
+
+Why a thin CLI over `rules.suggest`: the guided-vs-random experiment and tests call the same functions;
+this file only loads the thresholds (``conf/suggest.yaml`` + command-line ``key=value``), prints, and turns
+bad input into a one-line error with exit code 2.
+
+Text output, best first: the incremental override, its evidence (each naming the metric keys and values
+it read) and the score; when the run already has widen/insert edits, a second line gives the complete
+override set for the next run (the run's edits composed with this one). Then one line per skipped rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from harness.suggest.load import NoRecords, RunSummary, summarise
+from harness.suggest.overrides import as_overrides
+from harness.suggest.rules import Suggestion, suggest
+
+CONFIG = Path(__file__).resolve().parents[2] / "conf" / "suggest.yaml"
+
+
+def load_config(overrides: list[str] | None = None) -> DictConfig:
+    """conf/suggest.yaml with ``key=value`` overrides; an unknown key is an error (struct mode)."""
+    cfg = OmegaConf.load(CONFIG)
+    for item in overrides or []:
+        key = item.split("=", 1)[0]
+        if "=" not in item or OmegaConf.select(cfg, key, default=KeyError) is KeyError:
+            raise ValueError(
+                f"unknown threshold {item!r}: write key=value with a key of {CONFIG.name}: {', '.join(cfg)}"
+            )
+    OmegaConf.set_struct(cfg, True)
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides or [])))
+
+
+def as_dict(run: RunSummary, notes: list[str], ranked: list[Suggestion], skipped: list) -> dict[str, Any]:
+    """The --json document."""
+    return {
+        "source": run.source,
+        "variant": run.variant,
+        "seeds": run.seeds,
+        "current_overrides": _current(run),
+        "notes": notes,
+        "suggestions": [
+            {
+                "rank": i,
+                "override": s.edit.incremental(),
+                "next_run": s.next_run,
+                "edit": {"kind": s.edit.kind, "target": s.edit.target, "amount": s.edit.amount},
+                "score": round(s.score, 4),
+                "rules": s.rules,
+                "evidence": s.evidence,
+                "metrics": s.used,
+                "problem": s.problem,
+            }
+            for i, s in enumerate(ranked, 1)
+        ],
+        "skipped": [{"rule": name, "needs": needs} for name, needs in skipped],
+    }
+
+
+def _current(run: RunSummary) -> list[str]:
+    return as_overrides(run.widen, run.insert)
+
+
+def render(run: RunSummary, notes: list[str], ranked: list[Suggestion], skipped: list) -> str:
+    """The text report."""
+    seeds = f"{len(run.seeds)} seeds averaged" if len(run.seeds) > 1 else f"seed {run.seeds[0]}"
+    lines = [f"suggestions for variant {run.variant!r} ({seeds}) from {run.source}"]
+    lines += [f"note: {n}" for n in notes]
+    current = _current(run)
+    if current:
+        lines.append(f"current edits: {' '.join(current)}")
+    if not ranked:
+        lines.append("no suggestions: every rule that could run was silent")
+    for i, s in enumerate(ranked, 1):
+        lines.append(f"{i}. {s.edit.incremental()}   {'; '.join(s.evidence)}   (score {s.score:.2f})")
+        if current:
+            lines.append(f"   next run: {' '.join(s.next_run)}")
+        if s.problem:
+            lines.append(f"   not accepted by this harness version: {s.problem}")
+    lines += [f"skipped: {name}: needs {', '.join(needs)}" for name, needs in skipped]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="harness-suggest", description="Probe results of run records -> ranked architecture edits."
+    )
+    parser.add_argument("path", help="a run dir (with record.json) or a multirun dir")
+    parser.add_argument("overrides", nargs="*", help="threshold overrides key=value (see conf/suggest.yaml)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--top", type=int, default=None, help="print only the first N suggestions")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.overrides)
+        run, notes = summarise(args.path, pick=cfg.pick, pick_metric=cfg.pick_metric, variant=cfg.variant)
+        ranked, skipped = suggest(run, cfg)
+    except (NoRecords, ValueError, OmegaConfBaseException) as err:
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(2) from None
+    ranked = ranked[: args.top] if args.top is not None else ranked
+    if args.json:
+        print(json.dumps(as_dict(run, notes, ranked, skipped), indent=1))
+    else:
+        print(render(run, notes, ranked, skipped))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Read run records into the one flat view the rules work on (`RunSummary`), averaging seeds of a variant.
+
+Why derive keys here: probes report dead units and curve detectors per *layer*, but edits act on a
+*branch* (``mixed3b_5x5``). The per-unit tables the probes write next to the record
+(``probes/activations_units.csv``, ``probes/curves_units.csv``) say which unit is dead or a curve
+detector, and a mixed layer's units are its branches concatenated (1x1, 3x3, 5x5, pool_reduce), so the
+loader adds the branch-level keys the rules need, named like the probes' own keys:
+
+  activations/<branch>/dead_fraction, activations/<branch>/dead      (from activations_units.csv)
+  curves/<branch>/detectors                                          (from curves_units.csv)
+  curves/<layer>/orientation/<lo>   curve detectors preferring [lo, lo + 45) degrees, lo = 0, 45, ... 315
+
+Keys a record already has are never overwritten (a run probing branches directly keeps its values).
+
+Which variant of a multirun (decision): every finished run is grouped by its variant; each metric is
+averaged over that variant's seeds (over the seeds that have it). The variant suggested for is the one
+with the best mean ``pick_metric`` (default ``val/acc``: improve on the best architecture so far, and
+never select on test data); ``pick=latest`` takes the most recently started variant instead and
+``variant=<name>`` names one. Ties go to the most recent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.suggest.overrides import channels as plan_channels
+
+RECORD = "record.json"
+CONCAT = ("1x1", "3x3", "5x5", "pool_reduce")  # order of a mixed layer's output channels
+ORIENTATION_BIN = 45
+
+
+class NoRecords(Exception):
+    """The path holds no usable run record."""
+
+
+@dataclass
+class RunSummary:
+    """What the rules see: flat metrics (seed means for a multirun) plus the variant's architecture."""
+
+    source: str
+    variant: str
+    seeds: list[Any]
+    metrics: dict[str, float]
+    model: dict[str, Any] = field(default_factory=dict)  # the run's resolved model config
+    channels: dict[str, int] = field(default_factory=dict)  # layer / branch -> channels (edits included)
+    classes: list[str] = field(default_factory=list)
+    started: str = ""
+
+    @property
+    def widen(self) -> dict[str, int]:
+        return {k: int(v) for k, v in (self.model.get("widen") or {}).items()}
+
+    @property
+    def insert(self) -> list[str]:
+        return list(self.model.get("insert") or [])
+
+    def layers(self) -> list[str]:
+        """Main layers (stem + mixed blocks, inserted ones included) in forward order."""
+        return [name for name in self.channels if not is_branch(name)]
+
+
+def is_branch(name: str) -> bool:
+    return name.endswith(("_1x1", "_3x3_bottleneck", "_3x3", "_5x5_bottleneck", "_5x5", "_pool_reduce"))
+
+
+def find_records(path: str | Path) -> list[Path]:
+    """record.json of a run dir, or every record.json below a (multi)run dir, sorted."""
+    path = Path(path)
+    if path.is_file() and path.name == RECORD:
+        return [path]
+    if (path / RECORD).is_file():
+        return [path / RECORD]
+    return sorted(path.rglob(RECORD)) if path.is_dir() else []
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _unit_rows(run_dir: Path, record: dict[str, Any], probe: str) -> list[dict[str, str]]:
+    rel = ((record.get("probes") or {}).get(probe) or {}).get("files", {}).get("table/units")
+    if not rel or not (run_dir / rel).is_file():
+        return []
+    with open(run_dir / rel, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _branch_of(layer: str, unit: int, channels: dict[str, int]) -> str | None:
+    """The concat branch of a mixed layer holding output channel ``unit`` (None for other layers)."""
+    start = 0
+    for b in CONCAT:
+        width = channels.get(f"{layer}_{b}")
+        if width is None:
+            return None
+        if unit < start + width:
+            return f"{layer}_{b}"
+        start += width
+    return None
+
+
+def derived_metrics(run_dir: Path, record: dict[str, Any], channels: dict[str, int]) -> dict[str, float]:
+    """Branch-level dead fractions / detector counts and orientation bins from the per-unit tables."""
+    out: dict[str, float] = {}
+    dead: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in _unit_rows(run_dir, record, "activations"):
+        branch = _branch_of(row["layer"], int(row["unit"]), channels)
+        if branch:
+            dead[branch][0] += row["dead"] == "True"
+            dead[branch][1] += 1
+    for branch, (n_dead, n) in dead.items():
+        out[f"activations/{branch}/dead"] = float(n_dead)
+        out[f"activations/{branch}/dead_fraction"] = n_dead / n
+    detectors: dict[str, float] = defaultdict(float)
+    for row in _unit_rows(run_dir, record, "curves"):
+        layer, is_det = row["layer"], row["is_curve_detector"] == "True"
+        branch = _branch_of(layer, int(row["unit"]), channels)
+        if branch:
+            detectors[f"curves/{branch}/detectors"] += is_det
+        for lo in range(0, 360, ORIENTATION_BIN):
+            detectors.setdefault(f"curves/{layer}/orientation/{lo}", 0.0)
+        if is_det:
+            lo = int(float(row["preferred_orientation"]) % 360 // ORIENTATION_BIN) * ORIENTATION_BIN
+            detectors[f"curves/{layer}/orientation/{lo}"] += 1
+    out.update(detectors)
+    return out
+
+
+def load_run(record_path: Path) -> RunSummary:
+    """One record as a summary: its flat metrics plus the keys derived from its per-unit tables."""
+    record = json.loads(Path(record_path).read_text())
+    model = dict((record.get("config") or {}).get("model") or {})
+    chans = dict((record.get("model") or {}).get("channels") or {}) or plan_channels(model) or {}
+    metrics = {k: v for k, v in ((k, _number(v)) for k, v in (record.get("metrics") or {}).items()) if v is not None}
+    for key, value in derived_metrics(record_path.parent, record, chans).items():
+        metrics.setdefault(key, value)
+    classes = list(record.get("classes") or (record.get("config") or {}).get("data", {}).get("classes") or [])
+    return RunSummary(
+        source=str(record_path.parent), variant=str(record.get("variant") or "base"), seeds=[record.get("seed")],
+        metrics=metrics, model=model, channels=chans, classes=classes, started=str(record.get("started") or ""),
+    )  # fmt: skip
+
+
+def average(runs: list[RunSummary]) -> RunSummary:
+    """One summary for the seeds of a variant: each metric is the mean over the runs that have it."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        for key, value in run.metrics.items():
+            values[key].append(value)
+    latest = max(runs, key=lambda r: r.started)
+    return RunSummary(
+        source=str(Path(runs[0].source).parent) if len(runs) > 1 else runs[0].source,
+        variant=latest.variant, seeds=[s for r in runs for s in r.seeds],
+        metrics={k: sum(v) / len(v) for k, v in values.items()}, model=latest.model, channels=latest.channels,
+        classes=latest.classes, started=latest.started,
+    )  # fmt: skip
+
+
+def summarise(
+    path: str | Path, pick: str = "best", pick_metric: str = "val/acc", variant: str | None = None
+) -> tuple[RunSummary, list[str]]:
+    """The summary to suggest for, and notes on what was read (for the CLI's header)."""
+    paths = find_records(path)
+    if not paths:
+        raise NoRecords(f"no {RECORD} under {path}")
+    runs, notes = [], []
+    for p in paths:
+        try:
+            record = json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            notes.append(f"unreadable record {p}: {err}")
+            continue
+        if record.get("status") not in (None, "finished"):
+            notes.append(f"left out {p.parent} (status {record.get('status')})")
+            continue
+        runs.append(load_run(p))
+    if not runs:
+        raise NoRecords(f"no finished run record under {path} ({len(paths)} found)")
+    groups: dict[str, list[RunSummary]] = defaultdict(list)
+    for run in runs:
+        groups[run.variant].append(run)
+    summaries = {name: average(group) for name, group in groups.items()}
+    if variant is not None:
+        if variant not in summaries:
+            raise NoRecords(f"variant {variant!r} not found; variants: {', '.join(sorted(summaries))}")
+        chosen = summaries[variant]
+    elif pick == "latest":
+        chosen = max(summaries.values(), key=lambda s: s.started)
+    elif pick == "best":
+        chosen = max(summaries.values(), key=lambda s: (s.metrics.get(pick_metric, -math.inf), s.started))
+    else:
+        raise ValueError(f"pick must be 'best' or 'latest', got {pick!r}")
+    if len(summaries) > 1:
+        how = "named" if variant else f"{pick} by mean {pick_metric}" if pick == "best" else "most recent"
+        notes.append(f"{len(summaries)} variants; chose {chosen.variant!r} ({how})")
+    return chosen, notes

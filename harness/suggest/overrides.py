@@ -1,0 +1,94 @@
+"""Architecture edits as Hydra overrides: one edit, how it composes with a run's edits, and whether it is valid.
+
+Why a module of its own: the rules only decide *what* to change; turning that into strings that
+`harness-train` accepts (``+model.widen.mixed3b_5x5=16``, ``model.insert=[mixed3b]``), composing it with
+the edits a run already has, and checking the result against the model's channel plan is the same
+for every rule and for the guided-vs-random experiment.
+
+Composition: a widen edit adds ``amount`` channels to the branch's current extra width (negative =
+prune); an insert appends one more block after a mixed layer. The *incremental* override names the
+change alone; the *next-run* set is every widen/insert of the run plus this change, ready to paste.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+WIDEN_PREFIX = "+model.widen."
+INSERT_KEY = "model.insert"
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One architecture change. Usage: ``Edit("widen", "mixed3b_5x5", 16)``, ``Edit("insert", "mixed3b")``"""
+
+    kind: str  # "widen" (amount channels, negative = prune) or "insert" (one block after a mixed layer)
+    target: str  # branch / stem layer for widen, mixed layer for insert
+    amount: int = 1
+
+    def incremental(self) -> str:
+        """The change alone, as an override (for an insert: this one block)."""
+        if self.kind == "widen":
+            return f"{WIDEN_PREFIX}{self.target}={self.amount}"
+        return f"{INSERT_KEY}=[{self.target}]"
+
+
+def base_layer(name: str) -> str:
+    """``mixed3b_ins1`` -> ``mixed3b``: inserts are requested after the table layer they copy."""
+    return name.split("_ins", 1)[0]
+
+
+def compose(widen: Mapping[str, int], insert: Sequence[str], edit: Edit) -> tuple[dict[str, int], list[str]]:
+    """The run's edits plus ``edit``: (widen, insert) for the next run; widen entries that reach 0 are dropped."""
+    new_widen, new_insert = {k: int(v) for k, v in widen.items() if int(v) != 0}, list(insert)
+    if edit.kind == "widen":
+        total = new_widen.get(edit.target, 0) + int(edit.amount)
+        new_widen.pop(edit.target, None)
+        if total != 0:
+            new_widen[edit.target] = total
+    elif edit.kind == "insert":
+        new_insert.append(base_layer(edit.target))
+    else:
+        raise ValueError(f"unknown edit kind {edit.kind!r}; valid: widen, insert")
+    return new_widen, new_insert
+
+
+def as_overrides(widen: Mapping[str, int], insert: Sequence[str]) -> list[str]:
+    """Every edit as harness-train overrides, widen keys sorted, then the insert list (if any)."""
+    out = [f"{WIDEN_PREFIX}{k}={int(v)}" for k, v in sorted(widen.items()) if int(v) != 0]
+    if insert:
+        out.append(f"{INSERT_KEY}=[{','.join(insert)}]")
+    return out
+
+
+def check(model: Mapping[str, Any], widen: Mapping[str, int], insert: Sequence[str]) -> str | None:
+    """None when the InceptionV1 plan accepts these edits, else the one-line reason (e.g. pruning unsupported).
+
+    Non-InceptionV1 models are not checked (None): their edits are not expressible as widen/insert anyway.
+    """
+    if not str(model.get("_target_", "")).endswith("InceptionV1"):
+        return None
+    from harness.errors import ConfigError
+    from harness.models.edits import plan_inception
+
+    try:
+        plan_inception(
+            width=model.get("width", 1.0), widen=dict(widen), insert=list(insert), last_layer=model.get("last_layer")
+        )
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def channels(model: Mapping[str, Any], widen: Mapping[str, int] | None = None, insert: Sequence[str] | None = None):
+    """Every layer/branch -> channels of an InceptionV1 config (with its own or the given edits); None otherwise."""
+    if not str(model.get("_target_", "")).endswith("InceptionV1"):
+        return None
+    from harness.models.edits import plan_inception
+
+    widen = dict(model.get("widen") or {}) if widen is None else dict(widen)
+    insert = list(model.get("insert") or []) if insert is None else list(insert)
+    plan = plan_inception(width=model.get("width", 1.0), widen=widen, insert=insert, last_layer=model.get("last_layer"))
+    return dict(plan.channels)

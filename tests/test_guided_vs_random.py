@@ -1,0 +1,75 @@
+"""The guided-vs-random experiment end to end at the smallest settings, its statistics, and its default world."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+from harness.data.shapes import ARC_LADDER_LENGTH, ARC_LADDER_RADIUS
+from harness.data.world import CLASSES, World
+from harness.suggest.verdict import compare, welch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "guided_vs_random.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("guided_vs_random", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_experiment_runs_end_to_end_tiny(tmp_path: Path, one_thread) -> None:
+    out = tmp_path / "gvr"
+    result = _script().main(["--tiny", "--out", str(out), "--rounds", "1", "--seeds", "1"])
+    with open(out / "rounds.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["arm"], r["round"]) for r in rows] == [
+        ("guided", "0"),
+        ("random", "0"),
+        ("guided", "1"),
+        ("random", "1"),
+    ]
+    assert rows[0]["run_dir"] == rows[1]["run_dir"]  # round 0 is one shared base model
+    guided, rand = rows[2], rows[3]
+    assert guided["edit"] and guided["overrides"] and guided["rule"] != "none"  # curve classes lag after 1 tiny epoch
+    assert rand["rule"].startswith("random (budget")
+    budget = int(guided["params"]) - int(rows[0]["params"])
+    assert abs(int(rand["params"]) - int(rows[0]["params"]) - budget) <= 0.5 * abs(budget)  # about the same budget
+    assert {f"test_acc/{c}" for c in ("arc_r4", "arc_r20", "line")} <= set(rows[0])
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "too few seeds" in html and "<script" not in html
+    assert result["verdict"].ci is None and math.isfinite(result["verdict"].diff)
+
+
+def test_welch_interval_and_verdicts() -> None:
+    diff, ci, p = welch([0.80, 0.82, 0.81, 0.83], [0.70, 0.72, 0.71, 0.69])
+    assert diff == pytest.approx(0.11) and ci[0] > 0 and p < 0.001
+    from scipy import stats
+
+    assert p == pytest.approx(
+        stats.ttest_ind([0.80, 0.82, 0.81, 0.83], [0.70, 0.72, 0.71, 0.69], equal_var=False).pvalue
+    )
+    assert compare([0.80, 0.82, 0.81, 0.83], [0.70, 0.72, 0.71, 0.69]).text.startswith("guided beats random")
+    assert compare([0.70, 0.72, 0.71], [0.80, 0.83, 0.81]).text.startswith("random beats guided")
+    null = compare([0.70, 0.80, 0.75], [0.74, 0.72, 0.79])
+    assert null.text.startswith("no detectable difference") and null.ci[0] < 0 < null.ci[1]
+    assert compare([0.7], [0.6]).ci is None
+
+
+def test_curvature_world_ladder_and_default_world_unchanged() -> None:
+    world = World(classes=["arc_r4", "arc_r7", "arc_r12", "arc_r20", "line"], image_size=64)
+    batch = world.generate(200, seed=3)
+    for i, name in enumerate(world.classes[:4]):
+        lo, hi = ARC_LADDER_RADIUS[name]
+        radius = batch.attrs["radius"][batch.labels == i]
+        assert len(radius) and lo <= float(radius.min()) and float(radius.max()) <= hi
+    assert batch.masks[:, 0].flatten(1).any(1)[batch.labels < 4].all()  # every arc drawn, in the curve mask
+    assert ARC_LADDER_LENGTH[1] / ARC_LADDER_RADIUS["arc_r4"][0] < 2 * math.pi  # arcs never close
+    assert World().classes == CLASSES and "arc_r4" not in CLASSES  # the default world keeps its classes
+    again = world.generate(200, seed=3)
+    assert (again.images == batch.images).all()
