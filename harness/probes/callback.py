@@ -20,6 +20,7 @@ from torch import nn
 from harness.probes.base import Probe, ProbeContext
 from harness.probes.probe_set import ProbeSet
 from harness.probes.runner import publish, record_entry, run_probes, save_outcomes
+from harness.probes.timeout import check_limit
 from harness.records import RunRecord
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class ProbeCallback(pl.Callback):
         layers: Sequence[str] | None = None,
         every_n_epochs: int = 0,
         budget_s: float | None = None,
+        probe_timeout_s: float | None = None,
         probe_set_size: int = 512,
         probe_set_seed: int = 1234,
         batch_size: int = 128,
@@ -59,6 +61,7 @@ class ProbeCallback(pl.Callback):
         self.layers = list(layers) if layers else None
         self.every_n_epochs = every_n_epochs
         self.budget_s = budget_s
+        self.probe_timeout_s = check_limit(probe_timeout_s)  # a bad value fails before training, not after
         self.probe_set_size, self.probe_set_seed, self.batch_size = probe_set_size, probe_set_seed, batch_size
         self.seed = seed
         self.widen = dict(widen or {})
@@ -95,7 +98,7 @@ class ProbeCallback(pl.Callback):
         started = time.perf_counter()
         ctx = self._context(trainer, pl_module)
         epoch = trainer.current_epoch
-        outcomes = run_probes(self.probes, ctx, self.budget_s, cheap_only=cheap_only)
+        outcomes = run_probes(self.probes, ctx, self.budget_s, cheap_only=cheap_only, timeout_s=self.probe_timeout_s)
         if self.run_dir is not None and not cheap_only:
             save_outcomes(outcomes, self.run_dir)
         publish(outcomes, trainer.loggers, step=trainer.global_step)

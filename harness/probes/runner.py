@@ -2,14 +2,17 @@
 
 Why one runner for training and for `harness-probe`: the same probes, keys and record layout
 whether probes run from the Lightning callback during training or on a checkpoint afterwards, so a
-comparison can mix both. A probe that raises is recorded as `<probe>/failed=1` with its message; the
-other probes and the run continue.
+comparison can mix both. A probe that raises, returns non-finite scalars or malformed tables/images,
+or runs past `probing.probe_timeout_s` is recorded as `<probe>/failed=1` with the reason (its valid
+results kept); what it left on the model (hooks, eval mode, grad mode) is undone, and the other probes
+and the run continue. Publishing never raises either: a logger that fails costs a warning, not the run.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -18,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.timeout import ProbeTimeout, check_limit, time_limit
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +53,15 @@ class ProbeOutcome:
 
 
 def run_probes(
-    probes: Mapping[str, Probe], ctx: ProbeContext, budget_s: float | None = None, cheap_only: bool = False
+    probes: Mapping[str, Probe],
+    ctx: ProbeContext,
+    budget_s: float | None = None,
+    cheap_only: bool = False,
+    timeout_s: float | None = None,
 ) -> list[ProbeOutcome]:
-    """Run each probe in order; once `budget_s` is spent the remaining probes are skipped, not run."""
+    """Run each probe in order, each within `timeout_s` seconds (None: no limit); once `budget_s` is spent
+    the remaining probes are skipped, not run."""
+    check_limit(timeout_s)
     outcomes = []
     start = time.perf_counter()
     ctx.results.clear()
@@ -63,17 +75,109 @@ def run_probes(
             log.warning("probe %s skipped: %s", name, outcome.skipped)
             outcomes.append(outcome)
             continue
+        state = _ModelState([ctx.model, ctx.reference])
         t0 = time.perf_counter()
+        trace = ""
         try:
-            outcome.result = probe.run(ctx)
+            with time_limit(timeout_s):
+                outcome.result = probe.run(ctx)
+        except ProbeTimeout as err:  # raised inside the probe: its `finally` blocks have run
+            outcome.error = str(err)
         except Exception as err:  # isolate: one broken probe must not cost the run or the other probes
             outcome.error = f"{type(err).__name__}: {err}"
-            log.error("probe %s failed: %s\n%s", name, outcome.error, traceback.format_exc(limit=4))
+            trace = "\n" + traceback.format_exc(limit=4)
         outcome.seconds = time.perf_counter() - t0
+        if outcome.error is None:
+            outcome.result, outcome.error = _validate(outcome.result)
+        if outcome.error is None and timeout_s is not None and outcome.seconds > timeout_s:  # could not interrupt
+            outcome.error = f"ran {outcome.seconds:.1f} s, past its time limit of {timeout_s:g} s"
+            outcome.error += " (probing.probe_timeout_s)"
+        if outcome.error is not None:
+            log.error("probe %s failed: %s%s", name, outcome.error, trace)
+            left = state.restore()
+            if left:
+                log.warning("probe %s left %d hooks on the model; removed them", name, left)
         if outcome.result is not None:
             ctx.results[name] = outcome.result
         outcomes.append(outcome)
     return outcomes
+
+
+def _validate(result: Any) -> tuple[ProbeResult | None, str | None]:
+    """(the usable part of a probe's result, why the rest was left out): non-finite scalars, bad tables/images."""
+    if not isinstance(result, ProbeResult):
+        return None, f"returned {type(result).__name__}, not a ProbeResult"
+    problems = []
+    bad = {k: v for k, v in result.scalars.items() if not _finite(v)}
+    if bad:  # NaN would reach the record as null and the loggers as NaN: keep the finite ones only
+        result.scalars = {k: v for k, v in result.scalars.items() if k not in bad}
+        shown = ", ".join(f"{k}={v!r}" for k, v in list(bad.items())[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        problems.append(f"returned non-finite values for {shown}{more}")
+    tables = [k for k, rows in result.tables.items() if not _rows(rows)]
+    images = [k for k, image in result.images.items() if not _picture(image)]
+    if tables:
+        result.tables = {k: v for k, v in result.tables.items() if k not in tables}
+        problems.append(f"returned tables that are not lists of dicts: {', '.join(tables)}")
+    if images:
+        result.images = {k: v for k, v in result.images.items() if k not in images}
+        problems.append(f"returned images that are not HxWx3 arrays: {', '.join(images)}")
+    return result, "; ".join(problems) or None
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError, RuntimeError):  # strings, None, tensors of several values
+        return False
+
+
+def _rows(rows: Any) -> bool:
+    return isinstance(rows, list) and all(isinstance(row, Mapping) for row in rows)
+
+
+def _picture(image: Any) -> bool:
+    try:
+        array = np.asarray(image)
+    except Exception:
+        return False
+    return array.ndim == 3 and array.shape[2] in (3, 4) and array.size > 0 and np.issubdtype(array.dtype, np.number)
+
+
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_HOOK_FLAGS = ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
+
+
+class _ModelState:
+    """What a probe must leave as it found it (hooks, train/eval flags, grad mode), to put back after a failure.
+
+    Why: `harness.hooks` cleans up in `finally`, but a probe may register hooks by hand, or its time may
+    run out inside a cleanup; training goes on with this model, so the runner makes sure.
+    """
+
+    def __init__(self, models: Sequence[nn.Module | None]) -> None:
+        self.models = [m for m in models if m is not None]
+        self.grad = torch.is_grad_enabled()
+        self.modes = {m: m.training for model in self.models for m in model.modules()}
+        self.hooks = {(id(m), kind, key) for model in self.models for m in model.modules()
+                      for kind in _HOOKS for key in getattr(m, kind, {})}
+
+    def restore(self) -> int:
+        """Put grad mode, module modes and hooks back; returns how many leftover hooks were removed."""
+        torch.set_grad_enabled(self.grad)
+        for module, training in self.modes.items():
+            module.training = training
+        removed = 0
+        for model in self.models:
+            for m in model.modules():
+                for kind in _HOOKS:
+                    hooks = getattr(m, kind, {})
+                    for key in [k for k in hooks if (id(m), kind, k) not in self.hooks]:
+                        del hooks[key]
+                        for flags in _HOOK_FLAGS:
+                            getattr(m, flags, {}).pop(key, None)
+                        removed += 1
+        return removed
 
 
 def _write_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -85,23 +189,35 @@ def _write_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def save_outcomes(outcomes: Sequence[ProbeOutcome], run_dir: Path, suffix: str = "") -> None:
-    """Tables as CSV and images as PNG under `<run_dir>/probes/`; paths kept on each outcome."""
-    from PIL import Image
+    """Tables as CSV and images as PNG under `<run_dir>/probes/`; paths kept on each outcome.
 
-    folder = run_dir / "probes"
+    A file that cannot be written marks its probe failed (with the reason) instead of stopping the run.
+    """
     for outcome in outcomes:
         if outcome.result is None:
             continue
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, rows in outcome.result.tables.items():
-            if rows:
-                path = folder / f"{outcome.name}_{name}{suffix}.csv"
-                _write_table(path, rows)
-                outcome.files[f"table/{name}"] = str(path.relative_to(run_dir))
-        for name, image in outcome.result.images.items():
-            path = folder / f"{outcome.name}_{name.replace('/', '_')}{suffix}.png"
-            Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
-            outcome.files[f"image/{name}"] = str(path.relative_to(run_dir))
+        try:
+            _save(outcome, run_dir, suffix)
+        except Exception as err:
+            reason = f"could not save its tables/images: {type(err).__name__}: {err}"
+            outcome.error = f"{outcome.error}; {reason}" if outcome.error else reason
+            log.error("probe %s failed: %s", outcome.name, reason)
+
+
+def _save(outcome: ProbeOutcome, run_dir: Path, suffix: str) -> None:
+    from PIL import Image
+
+    folder = run_dir / "probes"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in outcome.result.tables.items():
+        if rows:
+            path = folder / f"{outcome.name}_{name}{suffix}.csv"
+            _write_table(path, rows)
+            outcome.files[f"table/{name}"] = str(path.relative_to(run_dir))
+    for name, image in outcome.result.images.items():
+        path = folder / f"{outcome.name}_{name.replace('/', '_')}{suffix}.png"
+        Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path)
+        outcome.files[f"image/{name}"] = str(path.relative_to(run_dir))
 
 
 def record_entry(outcome: ProbeOutcome, epoch: int | None) -> dict[str, Any]:
@@ -119,25 +235,37 @@ def record_entry(outcome: ProbeOutcome, epoch: int | None) -> dict[str, Any]:
 
 
 def publish(outcomes: Sequence[ProbeOutcome], loggers: Sequence[Any], step: int) -> None:
-    """Scalars to every logger; tables and images to loggers that take them (wandb)."""
+    """Scalars to every logger; tables and images to loggers that take them (wandb). Never raises: the
+    results are in the run record whatever a logger does."""
     scalars: dict[str, float] = {}
     for outcome in outcomes:
         scalars.update(outcome.scalars())
     for lg in loggers:
-        lg.log_metrics(scalars, step=step)
+        try:
+            lg.log_metrics(scalars, step=step)
+        except Exception as err:
+            log.warning("could not log probe scalars to %s: %s: %s", type(lg).__name__, type(err).__name__, err)
         if not hasattr(lg, "log_table"):
             continue
         for outcome in outcomes:
-            result = outcome.result
-            if result is None:
-                continue
-            for name, rows in result.tables.items():
-                if rows:
-                    columns = list(dict.fromkeys(k for row in rows for k in row))
-                    data = [[_cell(row.get(c)) for c in columns] for row in rows]
-                    lg.log_table(key=f"{outcome.name}/{name}", columns=columns, data=data, step=step)
-            for name, image in result.images.items():
-                lg.log_image(key=f"{outcome.name}/{name}", images=[np.asarray(image, dtype=np.uint8)], step=step)
+            try:
+                _publish_media(outcome, lg, step)
+            except Exception as err:
+                log.warning("could not log the tables/images of probe %s to %s: %s: %s", outcome.name,
+                            type(lg).__name__, type(err).__name__, err)
+
+
+def _publish_media(outcome: ProbeOutcome, lg: Any, step: int) -> None:
+    result = outcome.result
+    if result is None:
+        return
+    for name, rows in result.tables.items():
+        if rows:
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+            data = [[_cell(row.get(c)) for c in columns] for row in rows]
+            lg.log_table(key=f"{outcome.name}/{name}", columns=columns, data=data, step=step)
+    for name, image in result.images.items():
+        lg.log_image(key=f"{outcome.name}/{name}", images=[np.asarray(image, dtype=np.uint8)], step=step)
 
 
 def _cell(value: Any) -> Any:
