@@ -8,6 +8,7 @@ the metric a Hydra sweeper optimises.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import sys
@@ -191,6 +192,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             make_model = fresh_model_factory(cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
             probe_cb = _probe_callback(cfg, record, run_dir, make_model)
             if probe_cb is not None:
+                if cfg.get("ckpt_path"):  # the seeded initial weights, before the checkpoint replaces them
+                    probe_cb.reference = copy.deepcopy(net).eval()
                 callbacks.append(probe_cb)
             trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
             for lg in loggers:

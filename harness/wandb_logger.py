@@ -229,8 +229,12 @@ def make_wandb_logger(
     run_config: Mapping[str, Any] | None = None,
     init_timeout: float = 30.0,
     finish_timeout: float | None = 120.0,
+    run_id: str | None = None,
 ) -> SafeWandbLogger:
     """Start a wandb run (online, falling back to offline, then to none) and wrap it for Lightning.
+
+    `run_id` continues an existing run (`harness-train resume=...`): online it is resumed in place,
+    offline a second `offline-run-*-<id>` folder of the same run is written (sync both).
 
     Usage: ``make_wandb_logger(save_dir="outputs/run", group="base", run_config=resolved_cfg)``
     """
@@ -249,6 +253,8 @@ def make_wandb_logger(
         config=dict(run_config or {}),
         reinit="finish_previous",
     )
+    if run_id:
+        init.update(id=run_id, resume="allow")
     # finish_timeout: a dead network must not hold the end of the run; the local file keeps everything to sync.
     settings = wandb.Settings(silent=True, console="off", init_timeout=init_timeout, x_disable_stats=True,
                               finish_timeout=finish_timeout or 0.0)

@@ -75,7 +75,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     files = sorted((broken / "wandb").glob(f"offline-run-*-{b['wandb']['id']}/run-*.wandb"))
     assert len(files) == 2
     resumed = read_offline_run(files[-1])
-    assert any(row.get("epoch") == 2 for row in resumed["history"])
+    assert resumed.run_id == b["wandb"]["id"] and any(row.get("epoch") == 2 for row in resumed.history)
 
 
 def test_resume_errors_are_one_line(tmp_path: Path) -> None:

@@ -71,9 +71,11 @@ class ProbeCallback(pl.Callback):
         self.seconds = 0.0
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.probes:
+        if self.probes and self.reference is None:
             # Before the first step: the run's own initial weights are the default CKA reference.
             self.reference = copy.deepcopy(pl_module.net).eval()
+        elif self.reference is not None:  # set by the caller (a resumed run: its weights are restored by now)
+            self.reference.to(pl_module.device)
 
     def _context(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> ProbeContext:
         if self.ctx is None:
