@@ -3,6 +3,9 @@
 Why a separate command: researchers probe checkpoints they already have (earlier runs, pretrained
 nets, torchvision models) and want the same keys and run record as a training run, so comparison
 reads both alike. The results go to `record.json` in this command's run directory.
+
+Pretrained weights need no training run: `harness-probe model=inception_v1 model.weights=inception5h.pth
+image_size=224 probes=[curves] probing.layers=[conv2d2,mixed3a,mixed3b,mixed4a]`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from harness.checkpoints import load_net
+from harness.models.pretrained import architecture
 from harness.probes.base import ProbeContext
 from harness.probes.callback import default_layers
 from harness.probes.probe_set import ProbeSet
@@ -41,10 +45,14 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
             record.update(source={"ckpt": str(cfg.ckpt), "variant": source.get("variant"), "seed": source.get("seed")})
         else:
             data_cfg, model_cfg = cfg.data, cfg
+        if cfg.get("image_size"):  # e.g. 224 for Lucid's InceptionV1: probe set and curve stimuli at that size
+            data_cfg = OmegaConf.merge(data_cfg, {"image_size": int(cfg.image_size)})
         datamodule = hydra.utils.instantiate(data_cfg)
         if not cfg.get("ckpt"):
             net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
-        make_model = fresh_model_factory(model_cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
+        # Controls (random init, CKA reference) are the same architecture with nothing loaded.
+        random_cfg = OmegaConf.create({"model": architecture(model_cfg.model)})
+        make_model = fresh_model_factory(random_cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
 
         reference = load_net(cfg.reference)[0] if cfg.get("reference") else make_model()
         probes = build_probes(cfg)
@@ -52,6 +60,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
         probe_set = ProbeSet.from_datamodule(datamodule, n=settings.probe_set_size, seed=settings.probe_set_seed)
         widen_cfg = model_cfg.model.get("widen")
         widen = OmegaConf.to_container(widen_cfg, resolve=True) if widen_cfg else {}
+        widen = {k: v for k, v in widen.items() if v > 0}  # units these edits added (pruning adds none)
         ctx = ProbeContext(
             model=net,
             layers=list(settings.layers or default_layers(net)),

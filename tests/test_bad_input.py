@@ -16,7 +16,7 @@ CASES = [
     # (overrides, words the message must contain)
     (["+model.widen.mixed3b_7x7=8"], ["mixed3b_7x7", "mixed3b_5x5", "conv2d2"]),
     (["+model.widen.mixed3b_5x5=1.5"], ["mixed3b_5x5", "integer"]),
-    (["+model.widen.mixed3b_5x5=-4"], ["mixed3b_5x5", "pruning"]),
+    (["+model.widen.mixed3b_5x5=-24"], ["mixed3b_5x5", "24", ">= 1"]),  # pruning must leave one unit
     (["model.insert=[mixed9z]"], ["mixed9z", "mixed3b", "mixed4b"]),
     (["model=torchvision", "model.name=resnet999"], ["resnet999", "resnet18"]),
     (["data.classes=[line,blob]"], ["blob", "arc_high", "spiral"]),

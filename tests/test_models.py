@@ -256,7 +256,7 @@ BAD = [
     ({"widen": {"mixed3b_5x5": 1.5}}, ["integer >= 0"]),
     ({"widen": {"mixed3b_5x5": "abc"}}, ["integer >= 0"]),
     ({"widen": {"mixed3b_5x5": True}}, ["integer >= 0"]),
-    ({"widen": {"mixed3b_5x5": -4}}, ["pruning", "not supported", "none"]),
+    ({"widen": {"mixed3b_5x5": -6}}, ["mixed3b_5x5", "with 0 channels", ">= 1"]),  # prunes all 6: refused
     ({"widen": ["mixed3b_5x5"]}, ["mapping"]),
     ({"insert": ["mixed9z"]}, ["'mixed9z'", "mixed3a", "mixed5b"]),
     ({"insert": ["conv2d2"]}, ["'conv2d2'", "mixed3a", "mixed5b"]),

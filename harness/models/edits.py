@@ -1,7 +1,8 @@
 """InceptionV1's width table and the config edits (widen / insert) applied to it.
 
 Why a separate, torch-free module: an architecture variant is pure config
-(``+model.widen.mixed3b_5x5=32``, ``model.insert=[mixed3b]``), so every edit is
+(``+model.widen.mixed3b_5x5=32``, ``+model.widen.mixed4a_3x3=-8`` to prune,
+``model.insert=[mixed3b]``), so every edit is
 validated and turned into a channel plan *before* any module is built. Bad input
 fails in microseconds with a one-line :class:`ConfigError`, and the network code
 only has to follow the plan: every ``in_channels`` comes from the channel flow
@@ -132,15 +133,38 @@ def _check_widen(widen: Mapping[str, int] | None, targets: dict[str, tuple[str, 
         if key not in targets:
             raise ConfigError(f"unknown branch {key!r} in model.widen; valid: {', '.join(targets)}")
         if isinstance(extra, bool) or not isinstance(extra, Integral):
-            raise ConfigError(f"model.widen.{key} must be an integer >= 0 (extra channels), got {extra!r}")
-        if extra < 0:
-            # Negative widen is the only way a branch could reach zero channels.
             raise ConfigError(
-                f"model.widen.{key}={extra} is negative: pruning (removing channels, possibly leaving "
-                f"the branch with none) is not supported yet; use an integer >= 0"
+                f"model.widen.{key} must be an integer >= 0 to add channels (or < 0 to prune them), got {extra!r}"
             )
         out[key] = int(extra)
     return out
+
+
+def _edited(name: str, base: int, extra: dict[str, int]) -> int:
+    """Channels of ``name`` after its widen edit; pruning (a negative edit) must leave at least one."""
+    out = base + extra.get(name, 0)
+    if out < 1:
+        raise ConfigError(
+            f"model.widen.{name}={extra[name]} would leave {name} with {out} channels (it has {base}); "
+            f"a layer must keep >= 1, so prune at most {base - 1}"
+        )
+    return out
+
+
+def check_widen(
+    widen: Mapping[str, int] | None, insert: Sequence[str] | str | None = None, last_layer: str | None = None
+) -> dict[str, int]:
+    """Validate widen edits (names and integer values, not the resulting widths) as a plain dict."""
+    mixed = _mixed(last_layer)
+    return _check_widen(widen, _targets(_check_insert(insert, mixed), mixed))
+
+
+def add_widen(base: Mapping[str, int] | None, extra: Mapping[str, int]) -> dict[str, int]:
+    """Two sets of widen edits applied one after the other (a loaded network's, then a config's)."""
+    total = dict(base or {})
+    for key, value in extra.items():
+        total[key] = total.get(key, 0) + value
+    return {k: v for k, v in total.items() if v != 0}
 
 
 def widen_targets(insert: Sequence[str] | str | None = None, last_layer: str | None = None) -> list[str]:
@@ -167,7 +191,8 @@ def plan_inception(
 
     Edits compose in a fixed order: blocks are inserted first (copying the
     width-scaled, *unwidened* branch widths of the layer they follow), then
-    ``widen`` adds channels to any stem layer or branch, inserted ones included.
+    ``widen`` adds channels to any stem layer or branch, inserted ones included;
+    a negative value removes channels (pruning), leaving at least one.
     ``last_layer`` truncates the network after that mixed layer (small inputs
     need fewer stages: at 64 px, mixed4b already sees a 4x4 map).
     """
@@ -181,7 +206,7 @@ def plan_inception(
     stem = []
     prev = 3
     for name, base in STEM:
-        out = scale(base, width) + extra.get(name, 0)
+        out = _edited(name, scale(base, width), extra)
         stem.append((name, prev, out))
         channels[name] = prev = out
 
@@ -189,7 +214,7 @@ def plan_inception(
     names = _block_names(inserts, mixed)
     blocks = []
     for i, (block, row) in enumerate(names):
-        widths = {b: scale(w, width) + extra.get(f"{block}_{b}", 0) for b, w in zip(BRANCHES, table[row])}
+        widths = {b: _edited(f"{block}_{b}", scale(w, width), extra) for b, w in zip(BRANCHES, table[row])}
         last_of_chain = i + 1 == len(names) or names[i + 1][1] != row
         pool = POOL_AFTER.get(row) if last_of_chain and i + 1 < len(names) else None
         plan = BlockPlan(block, prev, widths, pool)

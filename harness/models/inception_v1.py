@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.models.edits import BRANCHES, BlockPlan, Plan, plan_inception
+from harness.models.edits import BRANCHES, BlockPlan, Plan, add_widen, check_widen, plan_inception
 
 
 def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -131,6 +131,10 @@ class InceptionBlock(nn.Module):
         return {b: getattr(self, "pool_reduce" if b == "pool_reduce" else f"conv_{b}") for b in BRANCHES}
 
 
+# Input transforms by name: images arrive in [0, 1]; Lucid's weights expect x * 255 - 117.
+INPUT_TRANSFORMS: tuple[str, ...] = ("none", "lucid")
+
+
 def _check_args(num_classes: object, dropout: object, min_input_size: object) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes < 1:
         raise ConfigError(f"model.num_classes must be an integer >= 1, got {num_classes!r}")
@@ -149,6 +153,12 @@ class InceptionV1(nn.Module):
     mixed layer (the head reads its pooled output). Module paths are ``features.<lucid name>``
     and ``fc``; use :meth:`hook_points` to go from a Lucid name to its module.
 
+    Starting from trained weights (``weights``: Lucid's ``inception5h.pth``; ``init_from``: a harness-train
+    checkpoint), ``widen`` edits the loaded network without changing its function (new units start
+    silent, ``widen_init``), negative widths prune, and ``freeze_old`` trains only the new units; see
+    :mod:`harness.models.pretrained` and :mod:`harness.models.surgery`. ``input_transform="lucid"``
+    maps [0, 1] images to ``x * 255 - 117`` (Lucid's preprocessing; the default with ``weights``).
+
     Usage: ``InceptionV1(num_classes=8, width=0.25, batch_norm=True, lrn=False, widen={"mixed3b_5x5": 8})``
     """
 
@@ -164,11 +174,42 @@ class InceptionV1(nn.Module):
         dropout: float = 0.0,
         min_input_size: int = 32,
         last_layer: str | None = None,
+        input_transform: str | None = None,
+        weights: str | None = None,
+        init_from: str | None = None,
+        widen_init: str = "zero",
+        widen_noise: float = 0.0,
+        freeze_old: bool = False,
+        train_also: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         _check_args(num_classes, dropout, min_input_size)
-        self.plan: Plan = plan_inception(width=width, widen=widen, insert=insert, last_layer=last_layer)
+        arch = {"width": width, "batch_norm": batch_norm, "lrn": lrn, "insert": insert, "last_layer": last_layer,
+                "input_transform": input_transform}  # fmt: skip
+        source, total = None, widen
+        if weights or init_from:  # the loaded network fixes the architecture; `widen` edits it
+            from harness.models.pretrained import resolve_source
+
+            source = resolve_source(arch, weights=weights, init_from=init_from)
+            arch = dict(source.arch)
+            widen = check_widen(widen, arch["insert"], arch["last_layer"])
+            total = add_widen(arch["widen"], widen)
+        elif freeze_old:
+            raise ConfigError("model.freeze_old=true needs trained weights: set model.weights or model.init_from")
+        transform = arch["input_transform"] or "none"
+        if transform not in INPUT_TRANSFORMS:
+            raise ConfigError(f"unknown model.input_transform {transform!r}; valid: {', '.join(INPUT_TRANSFORMS)}")
+        self.plan: Plan = plan_inception(arch["width"], total, arch["insert"], arch["last_layer"])
         self.min_input_size = int(min_input_size)
+        self.input_transform = transform
+        # The architecture as constructor arguments (nothing loaded): surgery rebuilds variants from it.
+        self.config = {
+            "num_classes": int(num_classes), "width": float(arch["width"]), "batch_norm": bool(arch["batch_norm"]),
+            "lrn": bool(arch["lrn"]), "widen": check_widen(total, arch["insert"], arch["last_layer"]),
+            "insert": [ins] if isinstance(ins := arch["insert"], str) else list(ins or []), "dropout": float(dropout),
+            "min_input_size": int(min_input_size), "last_layer": arch["last_layer"], "input_transform": transform,
+        }  # fmt: skip
+        batch_norm, lrn = self.config["batch_norm"], self.config["lrn"]
 
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         (c0, s0), (c1, s1), (c2, s2) = [(cin, cout) for _, cin, cout in self.plan.stem]
@@ -190,6 +231,10 @@ class InceptionV1(nn.Module):
         self.dropout = nn.Dropout(float(dropout))
         self.fc = nn.Linear(self.plan.out_channels, int(num_classes))
         self.reset_parameters()
+        if source is not None:
+            from harness.models.surgery import initialise_from
+
+            initialise_from(self, source, widen, widen_init, widen_noise, freeze_old, train_also)
 
     def reset_parameters(self) -> None:
         """He init for every conv, zero biases.
@@ -241,6 +286,8 @@ class InceptionV1(nn.Module):
         size = min(x.shape[-2], x.shape[-1])
         if size < self.min_input_size:
             self.check_input_size(size)
+        if self.input_transform == "lucid":
+            x = x * 255.0 - 117.0  # Lucid's preprocessing: [0, 1] images to the range its weights expect
         x = self.features(x)
         x = torch.flatten(self.avgpool(x), 1)
         return self.fc(self.dropout(x))

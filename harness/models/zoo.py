@@ -1,6 +1,7 @@
 """Models by name, and name -> module / channel lookups that work for any of them.
 
-Why: experiments compare our InceptionV1 against torchvision architectures, and
+Why: experiments compare our InceptionV1 against torchvision architectures (random, or trained
+weights from a file), and
 probes address layers by name only. :func:`hook_points` and :func:`layers` give
 every model the same name-based interface: InceptionV1 answers with Lucid names,
 any other model with the dotted module paths of its Conv2d/Linear layers.
@@ -8,6 +9,7 @@ any other model with the dotted module paths of its Conv2d/Linear layers.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torchvision
@@ -28,23 +30,31 @@ def classification_models() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
 
 
-def torchvision_model(name: str, num_classes: int = 1000, **kwargs: Any) -> nn.Module:
-    """Build torchvision model ``name`` with random weights (never downloads).
+def torchvision_model(name: str, num_classes: int = 1000, weights: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build torchvision model ``name``, random or with weights from a state-dict file (never downloads).
+
+    ``weights`` is a path to a torchvision state dict (or a checkpoint dict holding ``state_dict``/``model``),
+    loaded with ``weights_only=True``; a classifier with another number of classes keeps its fresh init.
 
     Usage (Hydra): ``_target_: harness.models.torchvision_model`` with ``name: resnet18``, ``num_classes: 10``
     """
     names = classification_models()
     if name not in names:
         raise ConfigError(f"unknown torchvision model {name!r}; valid: {', '.join(names)}")
-    if kwargs.get("weights") is not None:
-        raise ConfigError(f"torchvision_model({name!r}) builds untrained models only; drop weights=")
-    kwargs.pop("weights", None)
+    if weights is not None and not Path(str(weights)).is_file():
+        raise ConfigError(f"model.weights={weights!r} is not a file: torchvision models are built untrained here "
+                          f"(nothing is downloaded); point model.weights to a saved state dict")  # fmt: skip
     config = {**_NO_WEIGHTS_DEFAULTS.get(name, {}), **kwargs}
     try:
-        return torchvision.models.get_model(name, weights=None, num_classes=int(num_classes), **config)
+        net = torchvision.models.get_model(name, weights=None, num_classes=int(num_classes), **config)
     except TypeError as err:  # unknown keyword for this architecture
         message = " ".join(str(err).split())
         raise ConfigError(f"bad arguments for torchvision model {name!r}: {message}") from err
+    if weights is not None:
+        from harness.models.pretrained import load_torchvision_weights
+
+        load_torchvision_weights(net, weights)
+    return net
 
 
 def hook_points(model: nn.Module) -> dict[str, nn.Module]:

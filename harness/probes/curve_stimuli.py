@@ -95,12 +95,16 @@ def make_stimuli(
     line_deg = deg[deg < 180.0]
     r = torch.tensor([float(v) for v in radii], dtype=torch.float32)
     chord = 2 * r * math.sin(math.radians(min(span, 180.0)) / 2)  # the arc's extent across its tangent
-    d_arc = arc_distance(size, torch.deg2rad(deg), r, span, centre).transpose(0, 1)  # [R, K, S, S]
-    d_line = line_distance(size, torch.deg2rad(line_deg), chord, centre).transpose(0, 1)  # [R, L, S, S]
-    images = []
-    for dist in (d_arc, d_line):
-        alpha = torch.clamp(stroke / 2 + 0.5 - dist, 0.0, 1.0).flatten(0, 1)
-        for polarity in (-1.0, 1.0):
-            images.append(0.5 + 0.5 * polarity * alpha)
-    stack = torch.cat(images).float()[:, None].expand(-1, 3, -1, -1).contiguous()
-    return Stimuli(stack, deg.float(), r.float(), line_deg.float())
+    n_r, n_k, n_l = len(r), len(deg), len(line_deg)
+    # One radius at a time and one grey channel shown as three (a view): at 224 px the full stack
+    # of distance maps and RGB copies would take gigabytes.
+    grey = torch.empty(2 * n_r * (n_k + n_l), size, size)
+    for i in range(n_r):
+        d_arc = arc_distance(size, torch.deg2rad(deg), r[i : i + 1], span, centre)[:, 0]  # [K, S, S]
+        d_line = line_distance(size, torch.deg2rad(line_deg), chord[i : i + 1], centre)[:, 0]  # [L, S, S]
+        for base, n, dist in ((0, n_k, d_arc), (2 * n_r * n_k, n_l, d_line)):
+            alpha = torch.clamp(stroke / 2 + 0.5 - dist, 0.0, 1.0)
+            for p, polarity in enumerate((-1.0, 1.0)):  # dark strokes first, then light
+                start = base + (p * n_r + i) * n
+                grey[start : start + n] = 0.5 + 0.5 * polarity * alpha
+    return Stimuli(grey[:, None].expand(-1, 3, -1, -1), deg.float(), r.float(), line_deg.float())

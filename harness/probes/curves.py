@@ -85,7 +85,8 @@ def stimulus_responses(
             model(images[start : start + batch_size].to(device))
             for name in layers:
                 i, j, _ = positions[name]
-                parts[name].append(cache[name][:, :, i, j].float().cpu())
+                # clone: the [N, C] slice would otherwise keep the whole [N, C, H, W] map alive (GBs at 224 px)
+                parts[name].append(cache[name][:, :, i, j].float().cpu().clone())
     return {name: torch.cat(p).double().numpy() for name, p in parts.items()}
 
 
@@ -216,8 +217,11 @@ class CurveCensus(Probe):
 
     def census(self, ctx: ProbeContext, model: nn.Module, layers: list[str], positions: dict) -> dict[str, dict]:
         """Layer -> tuning stats plus "detector" for one model."""
-        stim = self.stimuli(ctx.probe_set.images.shape[-1])
-        resp = stimulus_responses(model, layers, stim.images, positions, ctx.device, max(ctx.batch_size, 256))
+        size = ctx.probe_set.images.shape[-1]
+        stim = self.stimuli(size)
+        # 256 stimuli per pass at 64 px; fewer at larger sizes so activation memory stays flat (224 px: 20).
+        batch = max(1, int(max(ctx.batch_size, 256) * min(1.0, (64 / size) ** 2)))
+        resp = stimulus_responses(model, layers, stim.images, positions, ctx.device, batch)
         out = {}
         for name in layers:
             out[name] = s = tuning_stats(resp[name], stim)
