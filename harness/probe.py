@@ -71,7 +71,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
             seed=cfg.seed,
             batch_size=settings.batch_size,
         )
-        outcomes = run_probes(probes, ctx, settings.budget_s)
+        outcomes = run_probes(probes, ctx, settings.budget_s, timeout_s=settings.get("probe_timeout_s"))
         save_outcomes(outcomes, run_dir)
         record.update(model=model_summary(net), classes=list(datamodule.classes))
         record.data["probes"].update({o.name: record_entry(o, None) for o in outcomes})

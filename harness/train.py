@@ -127,10 +127,15 @@ def _probe_callback(cfg: DictConfig, record: RunRecord, run_dir: Path, make_mode
 def fresh_model_factory(cfg: DictConfig, num_classes: int, image_size: int, seed: int):
     """A function building the run's architecture with a fresh, seeded random init (probe controls)."""
 
+    from harness.models.pretrained import architecture
+
+    # The same architecture with nothing loaded: `weights` / `init_from` would make the control the trained net.
+    arch = OmegaConf.create({"model": architecture(cfg.model)})
+
     def make() -> torch.nn.Module:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            return build_model(cfg, num_classes, image_size)
+            return build_model(arch, num_classes, image_size)
 
     return make
 

@@ -53,7 +53,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "probing.budget_s": _num(0, strict=True),
     "probing.probe_set_size": _int(2),
     "probing.batch_size": _int(1),
+    "probing.probe_timeout_s": _num(0, strict=True),
     "logger.wandb.mode": _one_of("auto", "online", "offline", "disabled"),
+    "logger.wandb.init_timeout": _num(0, strict=True),
+    "logger.wandb.finish_timeout": _num(0, strict=False),
 }
 
 
