@@ -70,6 +70,37 @@ def capture(
             handle.remove()
 
 
+class _Reached(Exception):
+    """Raised by a hook to end a forward pass once every wanted layer has produced its output."""
+
+
+def forward_until(model: nn.Module, x: torch.Tensor, names: Sequence[str]) -> None:
+    """`model(x)`, stopped as soon as every layer in `names` has run (call inside `capture(model, names)`).
+
+    Why: a probe reading `mixed3a` of the full InceptionV1 does not need mixed4b-5b and the head; at 224 px
+    that is most of the forward pass. `capture`'s hooks are registered first, so they fire first.
+    """
+    modules = resolve(model, names)
+    seen: set[str] = set()
+
+    def reached(name: str):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            seen.add(name)
+            if len(seen) == len(modules):
+                raise _Reached
+
+        return hook
+
+    handles = [module.register_forward_hook(reached(name)) for name, module in modules.items()]
+    try:
+        model(x)
+    except _Reached:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def run_with_cache(
     model: nn.Module, x: torch.Tensor, names: Sequence[str], pre_relu: bool = False
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

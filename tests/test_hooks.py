@@ -63,3 +63,26 @@ def test_eval_mode_restores_each_module(net) -> None:
     with eval_mode(net):
         assert not any(m.training for m in net.modules())
     assert net.training and not net.features.conv2d0.training and net.features.conv2d1.training
+
+
+def test_forward_until_stops_after_the_last_wanted_layer_with_the_same_values() -> None:
+    import torch
+
+    from harness.hooks import capture, forward_until
+    from harness.models import InceptionV1
+
+    torch.manual_seed(0)
+    net = InceptionV1(num_classes=4, width=0.125, batch_norm=False, lrn=False, last_layer="mixed4b").eval()
+    x = torch.rand(2, 3, 64, 64)
+    calls = []
+    late = net.features.mixed4a.register_forward_hook(lambda *a: calls.append("mixed4a"))
+    with torch.no_grad(), capture(net, ["conv2d2", "mixed3b"]) as full:
+        net(x)
+        full = dict(full)
+    calls.clear()
+    with torch.no_grad(), capture(net, ["conv2d2", "mixed3b"]) as cut:
+        forward_until(net, x, ["conv2d2", "mixed3b"])
+    late.remove()
+    assert calls == []  # nothing after mixed3b ran
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    assert all(not m._forward_hooks for m in net.modules())  # no hook left behind

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.hooks import capture, eval_mode
+from harness.hooks import capture, eval_mode, forward_until
 from harness.probes.probe_set import ProbeSet
 
 
@@ -68,7 +68,7 @@ class ProbeContext:
             chunks: dict[str, list[torch.Tensor]] = {name: [] for name in missing}
             with torch.no_grad(), eval_mode(model), capture(model, missing) as cache:
                 for x, _ in self.probe_set.batches(self.batch_size, device=self.device):
-                    model(x)
+                    forward_until(model, x, missing)
                     for name in missing:
                         chunks[name].append(cache[name].float().cpu())
             for name, parts in chunks.items():
