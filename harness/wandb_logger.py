@@ -255,6 +255,7 @@ def make_wandb_logger(
     )
     if run_id:
         init.update(id=run_id, resume="allow")
+        _leave_inherited_service()
     # finish_timeout: a dead network must not hold the end of the run; the local file keeps everything to sync.
     settings = wandb.Settings(silent=True, console="off", init_timeout=init_timeout, x_disable_stats=True,
                               finish_timeout=finish_timeout or 0.0)
@@ -274,6 +275,18 @@ def make_wandb_logger(
         resolved = "disabled"
         run = wandb.init(mode="disabled", settings=settings, dir=str(save_dir), config=init["config"])
     return SafeWandbLogger(experiment=run, save_dir=str(save_dir), project=project, wandb_mode=resolved)
+
+
+def _leave_inherited_service() -> None:
+    """Start our own wandb service instead of a parent process's (WANDB_SERVICE is inherited by children).
+
+    Why: a run killed while attached to a shared service stays open there under its id, and the resumed
+    run's init with that id then fails; a service of our own knows nothing of the dead run.
+    """
+    service = os.environ.get("WANDB_SERVICE", "")
+    parts = service.split("-")
+    if len(parts) > 1 and parts[1].isdigit() and int(parts[1]) != os.getpid():
+        os.environ.pop("WANDB_SERVICE")
 
 
 def _attempt(init: dict[str, Any], mode: str, settings: Any, wandb_dir: Path) -> Any:

@@ -69,7 +69,7 @@ def test_budget_skips_the_rest_and_cheap_only_filters() -> None:
 def test_activations_are_captured_once_and_shared() -> None:
     ctx = _ctx()
     calls = []
-    handle = ctx.model.register_forward_hook(lambda *a: calls.append(1))
+    handle = ctx.model.register_forward_pre_hook(lambda *a: calls.append(1))  # forward_until ends early
     try:
         ctx.activations()
         ctx.activations(["conv2d0"])

@@ -51,6 +51,11 @@ def _comparable(metrics: dict) -> dict:
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+    import wandb
+
+    # A wandb service in this (parent) process is inherited by the runs below through WANDB_SERVICE, as in
+    # a script that logs and launches runs: the killed run then stays open there, and the resume must cope.
+    parent = wandb.init(mode="offline", dir=str(tmp_path), settings=wandb.Settings(silent=True))
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     proc = _train(whole, *SMALL, f"paths.log_dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -73,7 +78,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     # same wandb run id; the resumed segment is a second offline file of that run, holding the last epochs
     assert b["wandb"]["id"] == crashed["wandb"]["id"]
     files = sorted((broken / "wandb").glob(f"offline-run-*-{b['wandb']['id']}/run-*.wandb"))
-    assert len(files) == 2
+    assert len(files) == 2, proc.stderr[-3000:]
+    parent.finish()
     resumed = read_offline_run(files[-1])
     assert resumed.run_id == b["wandb"]["id"] and any(row.get("epoch") == 2 for row in resumed.history)
 
