@@ -60,6 +60,9 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         saved.ckpt_path = str(last)
         saved.paths.output_dir = str(run_dir)
         saved.variant = record.get("variant") or saved.get("variant")
+        for recipe in ("curve_widen", "random_tweak"):  # already folded into model.widen/insert when saved
+            if recipe in saved:
+                saved[recipe] = None
     return saved
 
 

@@ -203,7 +203,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
             for lg in loggers:
                 lg.log_metrics(summary_metrics(summary), step=0)
-            record.update(wandb=_wandb_info(loggers))
+            wandb_info = _wandb_info(loggers)
+            if wandb_info is not None or not cfg.get("resume"):  # a resume without wandb keeps the old run's id
+                record.update(wandb=wandb_info)
             log.info("variant %s: %d parameters", variant, summary["params/total"])
 
             trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)

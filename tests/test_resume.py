@@ -104,3 +104,25 @@ def test_same_seed_same_results(make_cfg, probes: str) -> None:
     (m0, p0), (m1, p1) = results
     assert m0 == m1  # bit-identical on CPU
     assert p0 == p1 and p0["cka"] and p0["linear"]
+
+
+def test_resumed_recipe_run_is_not_edited_twice(make_cfg, tmp_path: Path) -> None:
+    """A recipe's edit is folded into model.widen when the run starts; resuming must not apply it again."""
+    import json
+
+    from harness.recipes import expand_recipes
+    from harness.resume import resume_config
+
+    cfg = make_cfg("experiment=curve_widen", "curve_widen.channels=8")
+    expand_recipes(cfg)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra")
+    (run / "record.json").write_text(json.dumps({"config": config, "variant": "mixed3b_5x5+8"}))
+    resumed = resume_config(make_cfg(f"resume={run}"), [f"resume={run}"])
+    assert expand_recipes(resumed) is None
+    assert resumed.model.widen.mixed3b_5x5 == 8 and resumed.variant == "mixed3b_5x5+8"
