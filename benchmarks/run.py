@@ -27,14 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data import data_benchmark  # noqa: E402
+from probe_scaling import probe_scaling_benchmark  # noqa: E402
 from probes import probe_benchmark  # noqa: E402
 from roofline import roofline_benchmark  # noqa: E402
 from training import training_benchmark  # noqa: E402
 
 import harness  # noqa: E402
 
-# Sizes: full takes ~6-7 minutes on 2 cores (it runs the default experiment twice);
-# quick is a smoke test (< 60 s) whose numbers mean little.
+# Sizes: full takes ~6-7 minutes on 2 cores (it runs the default experiment twice) plus the probe scaling
+# study (its own sizes, see probe_scaling.py); quick is a smoke test whose numbers mean little.
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
         "steps": 150, "naive_steps": 40, "precision_steps": 24, "gen_n": 4096, "wait_steps": 100,
@@ -58,6 +59,8 @@ HEADLINES = [
     ("probe_overhead_ratio", "run wall time probes=default / probes=none", "< 1.15"),
     ("bf16_speedup", "bf16 autocast / fp32 (both channels_last)", "info"),
     ("peak_fraction", "training FLOP/s / fp32 matmul peak", "info"),
+    ("probe_full224_max_seconds", "slowest probe (or the shared capture), full InceptionV1 at 224 px", "< 60"),
+    ("cka_4096x1024_seconds", "linear_cka on two 4096 x 1024 activation matrices", "< 1"),
 ]
 
 
@@ -83,8 +86,10 @@ def run_all(quick: bool) -> dict[str, Any]:
     data = data_benchmark(size["gen_n"], size["wait_steps"], train["harness_images_per_s_median"])
     probes = probe_benchmark(size["probe_overrides"], size["probe_settings"])
     roof = roofline_benchmark(train["harness_images_per_s_median"], size["matmul_n"], size["matmul_reps"])
+    scaling = probe_scaling_benchmark(quick)  # sizes of its own (probe_scaling.SIZES), fresh worker processes
     result["raw"] = {"training": train, "data": data, "probes": probes, "roofline": roof}
-    for part in (train, data, probes, roof):
+    result["probe_scaling"] = scaling
+    for part in (train, data, probes, roof, scaling):
         result.update({k: v for k, v in part.items() if k in dict.fromkeys(k for k, _, _ in HEADLINES)})
     result["probe_seconds"] = probes["probe_seconds"]
     result["bf16_supported"] = train["bf16_supported"]
@@ -114,6 +119,8 @@ def print_table(result: dict[str, Any]) -> None:
         ("matmul peak GFLOP/s", raw["roofline"]["matmul_peak_gflops"]),
         ("train GFLOP/image", raw["roofline"]["train_flops_per_image"] / 1e9),
         *((f"probe {k} s", v) for k, v in result["probe_seconds"].items()),
+        *((f"full InceptionV1 {result['probe_scaling']['full_inception']['image_size']} px: {k} s", v)
+          for k, v in result["probe_scaling"]["full_inception_224_seconds"].items()),
     ]
     for name, value in extra:
         table.add_row(name, f"{value:.3f}", "", "")

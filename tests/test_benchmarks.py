@@ -21,6 +21,8 @@ KEYS = [
     "probe_overhead_ratio",
     "bf16_speedup",
     "peak_fraction",
+    "probe_full224_max_seconds",
+    "cka_4096x1024_seconds",
 ]
 
 
@@ -29,7 +31,7 @@ def test_quick_benchmarks_write_every_key(tmp_path: Path) -> None:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HARNESS_ROOT": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=360,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(out.read_text())
@@ -39,3 +41,15 @@ def test_quick_benchmarks_write_every_key(tmp_path: Path) -> None:
     assert {"cpu", "torch", "threads"} <= set(result["machine"])
     assert isinstance(result["bf16_supported"], bool)
     assert result["raw"]["training"]["harness_images_per_s"]
+
+    scaling = result["probe_scaling"]  # probe seconds per grid point, growth exponents, the full InceptionV1
+    probes = set(scaling["probes"])
+    assert {"capture", "activations", "curves", "cka", "featvis", "ablation"} <= probes
+    assert not scaling["errors"], scaling["errors"]
+    for point in scaling["grid"]:
+        assert set(point["seconds"]) == probes and all(math.isfinite(v) for v in point["seconds"].values())
+        assert all(math.isfinite(v) and v >= 0 for v in point["peak_mb"].values())
+    assert all(math.isfinite(v) for fit in scaling["exponents"].values() for v in (fit["channels"], fit["pixels"]))
+    assert set(scaling["full_inception_224_seconds"]) == probes
+    assert all(math.isfinite(v) for v in scaling["full_inception_224_seconds"].values())
+    assert scaling["cka_4096x1024_seconds"] == result["cka_4096x1024_seconds"]

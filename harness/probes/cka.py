@@ -29,6 +29,14 @@ from harness.probes.heatmap import heatmap
 _ZERO_VARIANCE = 1e-20  # centred sum of squares per feature (features scaled to max|x| = 1) below this = constant
 
 
+def _max_abs(x: torch.Tensor) -> float:
+    """max |x| (NaN if x has a NaN; 0.0 when empty) without the full-size copy `x.abs()` would make."""
+    if not x.numel():
+        return 0.0
+    lo, hi = torch.aminmax(x)
+    return float(torch.maximum(hi, -lo))
+
+
 def gram(x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """Linear Gram matrix [N, N] (float64) of centred, rescaled features; all zeros when x has no variance.
 
@@ -38,14 +46,14 @@ def gram(x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """
     x = x.reshape(len(x), -1)
     n, d = x.shape
-    scale = float(x.abs().max()) if x.numel() else 0.0
+    scale = _max_abs(x)
     if not math.isfinite(scale):
         raise ValueError("linear_cka: features contain NaN or inf")
     out = torch.zeros(n, n, dtype=torch.float64)
     if scale == 0.0:
         return out
     for start in range(0, d, chunk):
-        part = x[:, start : start + chunk].double().div_(scale)
+        part = x[:, start : start + chunk].to(torch.float64, copy=True).div_(scale)  # never the caller's tensor
         part -= part.mean(dim=0, keepdim=True)
         out.addmm_(part, part.T)
     if float(out.diagonal().sum()) <= _ZERO_VARIANCE * n * d:  # trace = centred sum of squares
@@ -79,12 +87,42 @@ def cka_from_grams(kx: torch.Tensor, ky: torch.Tensor, debiased: bool = False) -
     """CKA from two `centre_gram()` matrices; 0.0 when either side has no variance (never NaN)."""
     if kx.shape != ky.shape:
         raise ValueError(f"linear_cka: sample counts differ ({len(kx)} vs {len(ky)})")
-    xy, xx, yy = float((kx * ky).sum()), float((kx * kx).sum()), float((ky * ky).sum())
+    return _ratio(float((kx * ky).sum()), float((kx * kx).sum()), float((ky * ky).sum()), debiased)
+
+
+def _ratio(xy: float, xx: float, yy: float, debiased: bool) -> float:
+    """CKA = HSIC(X, Y) / sqrt(HSIC(X, X) HSIC(Y, Y)); 0.0 when either side has no variance (never NaN)."""
     if not (xx > 0 and yy > 0):
         return 0.0
     value = xy / math.sqrt(xx * yy)  # sqrt(a * a) == a exactly, so identical inputs give exactly 1
     # Cauchy-Schwarz bounds the value to [-1, 1] ([0, 1] biased); clamping only removes rounding (1 + 1e-16).
     return min(1.0, max(-1.0 if debiased else 0.0, value))
+
+
+def _centred(x: torch.Tensor) -> torch.Tensor | None:
+    """`gram()`'s centred, rescaled float64 features [N, D] themselves; None when x has no variance."""
+    x = x.reshape(len(x), -1)
+    scale = _max_abs(x)
+    if not math.isfinite(scale):
+        raise ValueError("linear_cka: features contain NaN or inf")
+    if scale == 0.0:
+        return None
+    part = x.to(torch.float64, copy=True).div_(scale)
+    part -= part.mean(dim=0, keepdim=True)
+    return None if float(part.square().sum()) <= _ZERO_VARIANCE * part.numel() else part
+
+
+def _feature_space_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Biased CKA from D x E cross-products instead of N x N Gram matrices (same value, to float64 rounding).
+
+    For centred X, Y: <XX^T, YY^T> = ||X^T Y||^2, so HSIC needs N (D^2 + DE + E^2) multiply-adds here
+    against N^2 (D + E) for the two Grams: cheaper when there are fewer features than samples.
+    """
+    xs, ys = _centred(x), _centred(y)
+    if xs is None or ys is None:
+        return 0.0
+    xy, xx, yy = (float((a.T @ b).square().sum()) for a, b in ((xs, ys), (xs, xs), (ys, ys)))
+    return _ratio(xy, xx, yy, debiased=False)
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = False) -> float:
@@ -94,6 +132,9 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, debiased: bool = False) -> floa
     """
     if len(x) != len(y):
         raise ValueError(f"linear_cka: sample counts differ ({len(x)} vs {len(y)})")
+    d, e = x[0].numel() if len(x) else 0, y[0].numel() if len(y) else 0
+    if not debiased and d * d + d * e + e * e < len(x) * (d + e):  # fewer features than samples
+        return _feature_space_cka(x, y)
     return cka_from_grams(centre_gram(gram(x), debiased), centre_gram(gram(y), debiased), debiased)
 
 
