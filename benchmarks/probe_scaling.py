@@ -14,12 +14,12 @@ What is measured, per configuration (model width x input size), in a fresh worke
   each later probe sees the earlier results (`ctx.results`), as in `run_probes`.
 - Two deviations from a plain round, so that every probe does its real work on an untrained model:
   lineage runs with the last 8 units of mixed3b declared widen-added (`ctx.widen`, model unchanged) and
-  ablation gets a custom group of 8 mixed3b units (random init has no curve detectors to ablate).
+  ablation gets a custom group of 8 mixed3b units (random init has few curve detectors, its usual groups).
 - Peak memory: the kernel's resident-set high-water mark (`VmHWM`, reset through `/proc/self/clear_refs`
   just before the probe) minus the resident set just before it (after `gc` + `malloc_trim`): the extra
   RSS the probe needed on top of the model, probe set and shared activation cache.
 
-Usage: python benchmarks/probe_scaling.py [--quick] [--out benchmarks/results/probe_scaling.json]
+Usage: python benchmarks/probe_scaling.py [--quick] [--threads 1] [--out benchmarks/results/probe_scaling.json]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ ABLATION_UNITS = [f"mixed3b:{i}" for i in range(8)]
 TARGET_PROBE_S, TARGET_CKA_S = 60.0, 1.0
 
 # Full: the probes' default configs; probe set 128 images on the grid, the default 512 on the full model.
-# Quick: a smoke test (< 30 s on an idle 2-core machine) whose numbers mean little: three grid points (the
+# Quick: a smoke test (25-45 s on the shared 2-core machine) whose numbers mean little: three grid points (the
 # fewest that fit both exponents), tiny probe sets, cheap settings, the "full" model at 48 px.
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"grid": [(w, s) for w in (0.25, 0.5, 1.0) for s in (64, 128, 224)], "probe_set_size": 128,
@@ -180,7 +180,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
                            "channels": sum(channels[name] for name in LAYERS),
                            "layer_channels": {name: channels[name] for name in LAYERS},
                            "pixels": spec["image_size"] ** 2, "setup_seconds": time.perf_counter() - t0,
-                           "seconds": {}, "peak_mb": {}, "rss_before_mb": {}, "errors": {}}  # fmt: skip
+                           "seconds": {}, "peak_mb": {}, "rss_before_mb": {}, "work": {}, "errors": {}}  # fmt: skip
     steps = [("capture", lambda: ctx.activations())]
     steps += [(name, lambda p=probe: p.run(ctx)) for name, probe in probes.items()]
     for name, step in steps:
@@ -200,8 +200,22 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         out["rss_before_mb"][name] = mem.start / 1024.0
         if name != "capture" and result is not None:
             ctx.results[name] = result
+            if work := _work(name, result):
+                out["work"][name] = work
     out["memory_method"] = mem.method
     return out
+
+
+def _work(name: str, result: Any) -> dict[str, int]:
+    """What a probe's cost depends on besides model and sizes: random init has a few curve detectors, which
+    add ablation groups (1 + random_draws forward passes each) and featvis units."""
+    if name == "ablation":
+        return {"forward_passes": 1 + sum(int(row["draws"]) for row in result.tables.get("groups", []))}
+    if name == "featvis":
+        return {"units": len(result.tables.get("units", []))}
+    if name == "curves":
+        return {"detectors": int(sum(v for k, v in result.scalars.items() if k.endswith("/detectors")))}
+    return {}
 
 
 def _worker(specs_path: str, out_path: str) -> None:
@@ -364,7 +378,7 @@ def main() -> None:
         _worker(sys.argv[2], sys.argv[3])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke sizes (< 30 s); numbers mean little")
+    parser.add_argument("--quick", action="store_true", help="smoke sizes (25-45 s); numbers mean little")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/probe_scaling.json"))
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's in full mode, 1 in quick mode); 1 on a busy shared "

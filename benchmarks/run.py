@@ -119,7 +119,7 @@ def print_table(result: dict[str, Any]) -> None:
         ("matmul peak GFLOP/s", raw["roofline"]["matmul_peak_gflops"]),
         ("train GFLOP/image", raw["roofline"]["train_flops_per_image"] / 1e9),
         *((f"probe {k} s", v) for k, v in result["probe_seconds"].items()),
-        *((f"full InceptionV1 {result['probe_scaling']['full_inception']['image_size']} px: {k} s", v)
+        *((f"full IV1 {result['probe_scaling']['full_inception']['image_size']}px {k} s", v)
           for k, v in result["probe_scaling"]["full_inception_224_seconds"].items()),
     ]
     for name, value in extra:
