@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -68,37 +66,19 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A Lightning checkpoint as a dict, read safely, or a one-line ConfigError saying what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {path} does not exist")
-    if path.stat().st_size == 0:
-        raise ConfigError(f"checkpoint {path} is empty (0 bytes): the write was interrupted; use another "
-                          f"checkpoint (e.g. checkpoints/last.ckpt or the best epoch*.ckpt)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not zipfile.is_zipfile(path):  # torch files are zip archives: this one is something else
-            raise ConfigError(f"checkpoint {path} is not a readable torch file (not a torch zip archive)") from None
-        raise ConfigError(f"checkpoint {path} needs pickled code to load, which harness refuses "
-                          f"(weights_only=True): {str(err).splitlines()[0][:200]}") from None
-    except Exception as err:  # zip/format errors from torch: not a checkpoint
-        raise ConfigError(f"checkpoint {path} is not a readable torch file ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:200]})") from None
+    from harness.models.pretrained import load_torch_file
+
+    ckpt = load_torch_file(path, "ckpt_path")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         found = ", ".join(list(ckpt)[:5]) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ConfigError(f"checkpoint {path} is not a Lightning checkpoint (no 'state_dict'; found {found})")
+        raise ConfigError(f"ckpt_path={path} is not a Lightning checkpoint (no 'state_dict'; found {found})")
     return ckpt
 
 
 def check_matches(ckpt: dict[str, Any], module: torch.nn.Module, path: str | Path) -> None:
     """ConfigError listing the first missing/unexpected keys and shape differences, if any."""
-    want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    have = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if hasattr(v, "shape")}
-    missing = [k for k in want if k not in have]
-    unexpected = [k for k in have if k not in want]
-    shapes = [f"{k} {have[k]} vs model {want[k]}" for k in want if k in have and have[k] != want[k]]
-    if missing or unexpected or shapes:
-        parts = [f"{label}: {', '.join(items[:3])}{' ...' if len(items) > 3 else ''}"
-                 for label, items in (("shapes differ", shapes), ("missing", missing), ("unexpected", unexpected))
-                 if items]
-        raise ConfigError(f"checkpoint {path} does not fit this model (another architecture?); " + "; ".join(parts))
+    from harness.models.pretrained import check_keys
+
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    found = {k: v for k, v in ckpt["state_dict"].items() if hasattr(v, "shape")}
+    check_keys(found, expected, f"ckpt_path={path} (another architecture?)")

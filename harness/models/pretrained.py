@@ -17,6 +17,7 @@ import hashlib
 import logging
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,27 +48,42 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
 
 
-def read_state_dict(path: str | Path, what: str = "model.weights") -> dict[str, torch.Tensor]:
-    """Tensors by name from a state-dict file or a checkpoint dict holding one (``state_dict`` / ``model``).
+def load_torch_file(path: str | Path, what: str) -> Any:
+    """`torch.load(path, weights_only=True)`, or one ConfigError line saying why the file cannot be read.
 
-    Never unpickles code: a file holding Python objects is refused. Lightning's ``net.`` prefix and
-    DataParallel's ``module.`` prefix are removed.
+    Never unpickles code: a file holding Python objects is refused. Shared by every loader of weights
+    and checkpoints (`model.weights`, `model.init_from`, `ckpt_path`, `harness-probe ckpt=`).
     """
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"{what}={path} does not exist")
+    if file.stat().st_size == 0:
+        raise ConfigError(f"{what}={path} is empty (0 bytes): its write was interrupted; use another file "
+                          f"(for a run: checkpoints/last.ckpt or the best epoch*.ckpt)")
     try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))
         if found:
             raise ConfigError(
                 f"{what}={path} holds pickled Python objects ({found.group(1)}); refusing to load it, since "
-                f"unpickling can run arbitrary code: save a plain state dict, torch.save(model.state_dict(), path)"
+                f"unpickling can run arbitrary code (harness loads with weights_only=True, never pickled code): "
+                f"save a plain state dict, torch.save(model.state_dict(), path)"
             ) from None
-        raise ConfigError(f"{what}={path} is not a torch file: {_first_line(err)}") from None
+        # torch's own message here is a generic weights_only notice; the useful fact is the format
+        detail = _first_line(err) if zipfile.is_zipfile(file) else "not a zip archive, as torch.save writes"
+        raise ConfigError(f"{what}={path} is not a torch file ({detail})") from None
     except Exception as err:  # zip / pickle / EOF errors of a file torch.save did not write
         raise ConfigError(f"{what}={path} is not a torch file ({type(err).__name__}: {_first_line(err)})") from None
+
+
+def read_state_dict(path: str | Path, what: str = "model.weights") -> dict[str, torch.Tensor]:
+    """Tensors by name from a state-dict file or a checkpoint dict holding one (``state_dict`` / ``model``).
+
+    Read with `load_torch_file` (never unpickles code). Lightning's ``net.`` prefix and DataParallel's
+    ``module.`` prefix are removed.
+    """
+    obj = load_torch_file(path, what)
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
