@@ -21,17 +21,13 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.hooks import capture, eval_mode, resolve
+from harness.hooks import capture, eval_mode, forward_until
 from harness.models import CONCAT_BRANCHES
 from harness.models import layers as layer_channels
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.fourier import fft_image, random_transform
 from harness.probes.plots import image_grid
 from harness.probes.units import parse_units, probe_units
-
-
-class _Stop(Exception):
-    """Raised by a hook once every target layer has been computed: the rest of the forward is not needed."""
 
 
 def pre_relu_target(channels: dict[str, int], layer: str, unit: int) -> tuple[str, int]:
@@ -76,22 +72,9 @@ def visualise(
     optimizer = torch.optim.Adam([spectrum], lr=lr)
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
-    seen: set[str] = set()
-
-    def stop_when_done(name: str):
-        def hook(_module: nn.Module, _args: tuple, _output: torch.Tensor) -> None:
-            seen.add(name)
-            if len(seen) == len(names):
-                raise _Stop
-
-        return hook
 
     def objective(x: torch.Tensor) -> torch.Tensor:  # [U] centre pre-ReLU values
-        seen.clear()
-        try:
-            model(x)
-        except _Stop:
-            pass
+        forward_until(model, x, names)  # nothing after the last target layer runs
         value = x.new_zeros(len(targets))
         for name, (rows, idx) in picks.items():
             act = cache[name]
@@ -99,10 +82,8 @@ def visualise(
             value = value.index_put((rows,), centre)
         return value
 
-    handles = []
     with eval_mode(model), capture(model, names, detach=False, pre_relu=True) as cache:
-        try:  # stop hooks go after capture's, so on a shared module capture records first
-            handles = [m.register_forward_hook(stop_when_done(n)) for n, m in resolve(model, names).items()]
+        try:
             for p in params:
                 p.requires_grad_(False)
             with torch.no_grad():
@@ -115,8 +96,6 @@ def visualise(
                 images = render()
                 final = objective(images)
         finally:
-            for handle in handles:
-                handle.remove()
             for p, flag in zip(params, flags):
                 p.requires_grad_(flag)
     return images.detach().cpu(), start.cpu(), final.cpu()
