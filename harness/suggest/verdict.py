@@ -10,7 +10,6 @@ zero is an honest null, not a failure.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,14 +45,11 @@ def welch(
     diff = _mean(a) - _mean(b)
     if len(a) < 2 or len(b) < 2:
         return diff, None, None
-    va, vb = _var(a) / len(a), _var(b) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
+    if _var(a) == 0 and _var(b) == 0:  # no spread at all: scipy's t is undefined
         return diff, (diff, diff), (1.0 if diff == 0 else 0.0)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
-    p = float(2 * stats.t.sf(abs(diff) / se, df))
-    return diff, (diff - half, diff + half), p
+    result = stats.ttest_ind(a, b, equal_var=False)
+    ci = result.confidence_interval(level)
+    return diff, (float(ci.low), float(ci.high)), float(result.pvalue)
 
 
 def compare(guided: Sequence[float], random: Sequence[float], paired: Sequence[tuple[float, float]] = ()) -> Verdict:
