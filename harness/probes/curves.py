@@ -31,6 +31,7 @@ from harness.errors import ConfigError
 from harness.hooks import capture, eval_mode, forward_until
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.curve_stimuli import Stimuli, make_stimuli
+from harness.probes.probe_set import probe_layout
 
 
 def _rf_centre(profile: torch.Tensor) -> float:
@@ -82,7 +83,7 @@ def stimulus_responses(
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     with torch.no_grad(), eval_mode(model), capture(model, layers) as cache:
         for start in range(0, len(images), batch_size):
-            forward_until(model, images[start : start + batch_size].to(device), layers)
+            forward_until(model, probe_layout(images[start : start + batch_size].to(device)), layers)
             for name in layers:
                 i, j, _ = positions[name]
                 # clone: the [N, C] slice would otherwise keep the whole [N, C, H, W] map alive (GBs at 224 px)

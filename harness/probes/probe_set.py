@@ -60,6 +60,17 @@ class ProbeSet:
     def batches(
         self, batch_size: int, device: torch.device | str = "cpu"
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(images, labels) in order, images in the layout probe passes run fastest in (`probe_layout`)."""
         for start in range(0, len(self), batch_size):
             sl = slice(start, start + batch_size)
-            yield self.images[sl].to(device), self.labels[sl].to(device)
+            yield probe_layout(self.images[sl].to(device)), self.labels[sl].to(device)
+
+
+def probe_layout(x: torch.Tensor) -> torch.Tensor:
+    """Image batches [N, C, H, W] as channels-last (NHWC) memory; other tensors unchanged.
+
+    Why: with NHWC input, convolutions take oneDNN's channels-last path even when the model's weights are
+    NCHW (the weights are reordered, which is cheap next to 224 px activations). Same values to float
+    rounding; the full InceptionV1 at 224 px runs ~20-25% faster on this CPU (benchmarks/probe_scaling.py).
+    """
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
