@@ -337,3 +337,25 @@ def test_last_layer_limits_edits_and_names() -> None:
         InceptionV1(width=0.1, last_layer="mixed4b", widen={"mixed4c_5x5": 2})
     with pytest.raises(ConfigError, match="mixed4b"):
         InceptionV1(width=0.1, last_layer="mixed4b", insert=["mixed4c"])
+
+
+def test_forward_from_a_stage_input_gives_the_same_logits() -> None:
+    """resume_point/forward_from (ablation's shortcut): the rest of the network from a captured stage input."""
+    torch.manual_seed(0)
+    net = InceptionV1(num_classes=5, width=0.25, insert=["mixed3b"], input_transform="lucid").eval()
+    x = torch.rand(2, 3, 64, 64)
+    for layer, stage in [("conv2d2", "conv2d2"), ("mixed3b_5x5", "mixed3b"), ("mixed3b_ins1", "mixed3b_ins1"),
+                         ("mixed4a", "mixed4a"), ("mixed5b_pool_reduce", "mixed5b")]:  # fmt: skip
+        name, module = net.resume_point(layer)
+        assert name == stage and module is net.features.get_submodule(stage)
+        seen = []
+        handle = module.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+        with torch.no_grad():
+            full = net(x)
+        handle.remove()
+        with torch.no_grad():
+            assert torch.allclose(net.forward_from(name, seen[0]), full, atol=1e-6)
+    with pytest.raises(ConfigError, match="valid: conv2d0"):
+        net.resume_point("mixed9z")
+    with pytest.raises(ConfigError, match="maxpool0"):
+        net.forward_from("mixed9z", x)

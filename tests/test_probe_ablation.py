@@ -149,3 +149,38 @@ def test_bad_units_raise(spec: str) -> None:
 def test_bad_group_raises() -> None:
     with pytest.raises(ConfigError, match="curve_detectors"):
         AblationProbe(groups=["nope"])
+
+
+def test_resumed_passes_equal_full_passes() -> None:
+    """InceptionV1 resumes ablated passes at the layer's stage: same deltas as full passes, one intact pass."""
+    from harness.models import InceptionV1
+
+    torch.manual_seed(0)
+    images = torch.rand(24, 3, 48, 48)
+    probe_set = ProbeSet(images=images, labels=torch.arange(24) % 4, classes=("a", "b", "c", "d"))
+    net = InceptionV1(num_classes=4, width=0.25).eval()
+    units = ["mixed3b_5x5:0", "mixed3b_5x5:3", "conv2d2:1", "mixed4a:7"]
+    probe = AblationProbe(groups=[], units=units, random_draws=2)
+    resumed = probe.run(ProbeContext(net, ["mixed3b"], probe_set, seed=1, batch_size=10))
+
+    class Plain(nn.Module):  # the same network without resume_point/forward_from: full passes
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        @property
+        def channels(self) -> dict[str, int]:
+            return net.channels
+
+        def hook_points(self) -> dict[str, nn.Module]:
+            return net.hook_points()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return net(x)
+
+    full = probe.run(ProbeContext(Plain(), ["mixed3b"], probe_set, seed=1, batch_size=10))
+    assert set(resumed.scalars) == set(full.scalars) and len(resumed.scalars) > 12
+    assert any(abs(v) > 1e-4 for k, v in full.scalars.items() if k.endswith("delta_loss"))  # the units matter
+    for key, value in full.scalars.items():
+        assert resumed.scalars[key] == pytest.approx(value, abs=1e-5), key
+    assert no_hooks(net)

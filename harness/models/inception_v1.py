@@ -282,12 +282,38 @@ class InceptionV1(nn.Module):
             points.update({f"{block.name}_{b}": unit for b, unit in module.branches().items()})
         return points
 
+    def resume_point(self, layer: str) -> tuple[str, nn.Module]:
+        """(name, module) of the `features` stage that computes hook point `layer`: where `forward_from` starts.
+
+        Why: a probe that changes one layer (ablation zeroes units of `mixed3b_5x5`) can cache the input of
+        that layer's stage once and rerun only the rest of the network for every variant of the change.
+        """
+        points = self.hook_points()
+        if layer not in points:
+            raise ConfigError(f"unknown layer {layer!r}; valid: {', '.join(points)}")
+        target = points[layer]
+        for name, stage in self.features.named_children():
+            if stage is target or any(m is target for m in stage.modules()):
+                return name, stage
+        raise ConfigError(f"layer {layer!r} is not inside a features stage")  # pragma: no cover - by construction
+
+    def forward_from(self, stage: str, x: torch.Tensor) -> torch.Tensor:
+        """The logits given `x` = the input of `features` stage `stage` (as captured in a full forward pass)."""
+        names = [name for name, _ in self.features.named_children()]
+        if stage not in names:
+            raise ConfigError(f"unknown stage {stage!r}; valid: {', '.join(names)}")
+        for module in list(self.features.children())[names.index(stage) :]:
+            x = module(x)
+        return self._head(x)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(self.dropout(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = min(x.shape[-2], x.shape[-1])
         if size < self.min_input_size:
             self.check_input_size(size)
         if self.input_transform == "lucid":
             x = x * 255.0 - 117.0  # Lucid's preprocessing: [0, 1] images to the range its weights expect
-        x = self.features(x)
-        x = torch.flatten(self.avgpool(x), 1)
-        return self.fc(self.dropout(x))
+        return self._head(self.features(x))

@@ -8,6 +8,11 @@ Groups per layer: ``curve_detectors`` (the curves probe's verdicts, computed laz
 note in ``info`` when that probe is unavailable), ``added`` (``ctx.added_units()``), ``custom`` (the
 ``units`` setting), and for each of them ``random_<group>``: the mean over ``random_draws`` random groups.
 Ablation = a forward hook multiplying the chosen channels of the layer's output by 0, removed afterwards.
+
+Speed: every group costs a forward pass per draw. Models with ``resume_point``/``forward_from`` (our
+InceptionV1) pay for the layers before the ablated one only once: the intact pass keeps the input of the
+stage computing each ablated layer, and each ablated pass starts there (same numbers; on the full
+InceptionV1 at 224 px, a mixed3b pass skips the stem and mixed3a, about a third of the FLOPs).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.errors import ConfigError
-from harness.hooks import resolve
+from harness.hooks import eval_mode, resolve
 from harness.models import layers as layer_channels
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.units import parse_units, probe_units
@@ -27,8 +32,42 @@ from harness.probes.units import parse_units, probe_units
 GROUPS = ("curve_detectors", "added")
 
 
-def ablated_logits(ctx: ProbeContext, layer: str, units: Sequence[int]) -> torch.Tensor:
-    """Model outputs over the probe set with ``units`` of ``layer`` zeroed (hook removed afterwards)."""
+Resume = dict[str, tuple[str, list[torch.Tensor]]]  # ablated layer -> (stage name, its input per batch)
+
+
+def intact_pass(ctx: ProbeContext, layers: Sequence[str]) -> tuple[torch.Tensor, Resume]:
+    """Intact logits over the probe set and, when the model can resume mid-network, each layer's stage input.
+
+    One forward pass either way; the stage inputs are kept batch by batch (at 224 px, mixed3b's input over
+    512 images is 0.4 GB) so that `ablated_logits` can skip everything before the stage.
+    """
+    model = ctx.model
+    if not (callable(getattr(model, "forward_from", None)) and callable(getattr(model, "resume_point", None))):
+        return ctx.logits(), {}
+    points = {layer: model.resume_point(layer) for layer in dict.fromkeys(layers)}
+    stages = {name: module for name, module in points.values()}
+    inputs: dict[str, list[torch.Tensor]] = {name: [] for name in stages}
+
+    def keep(name: str):
+        def hook(_module: torch.nn.Module, args: tuple) -> None:
+            inputs[name].append(args[0].detach())
+
+        return hook
+
+    handles = [module.register_forward_pre_hook(keep(name)) for name, module in stages.items()]
+    try:
+        logits = ctx.logits()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return logits, {layer: (name, inputs[name]) for layer, (name, _) in points.items()}
+
+
+def ablated_logits(ctx: ProbeContext, layer: str, units: Sequence[int], resume: Resume | None = None) -> torch.Tensor:
+    """Model outputs over the probe set with ``units`` of ``layer`` zeroed (hook removed afterwards).
+
+    With ``resume`` from `intact_pass`, the pass starts at the stage computing ``layer``.
+    """
     module = resolve(ctx.model, [layer])[layer]
     keep = torch.ones(layer_channels(ctx.model)[layer])
     keep[list(units)] = 0.0
@@ -39,6 +78,10 @@ def ablated_logits(ctx: ProbeContext, layer: str, units: Sequence[int]) -> torch
 
     handle = module.register_forward_hook(zero)
     try:
+        if resume and layer in resume:
+            stage, inputs = resume[layer]
+            with torch.no_grad(), eval_mode(ctx.model):
+                return torch.cat([ctx.model.forward_from(stage, x).float().cpu() for x in inputs])
         return ctx.logits()
     finally:
         handle.remove()
@@ -103,10 +146,12 @@ class AblationProbe(Probe):
     def run(self, ctx: ProbeContext) -> ProbeResult:
         result = ProbeResult()
         labels, classes = ctx.probe_set.labels.cpu().long(), ctx.probe_set.classes
-        intact = scores(ctx.logits(), labels, len(classes))
+        groups = self.unit_groups(ctx, result.info)
+        logits, resume = intact_pass(ctx, [layer for layer, _ in groups])
+        intact = scores(logits, labels, len(classes))
         result.info.update(loss=float(intact["loss"]), acc=float(intact["acc"]))
         channels = layer_channels(ctx.model)
-        for (layer, group), units in self.unit_groups(ctx, result.info).items():
+        for (layer, group), units in groups.items():
             trials = {group: [units]}
             others = [u for u in range(channels[layer]) if u not in set(units)]
             if others and self.random_draws:
@@ -117,7 +162,7 @@ class AblationProbe(Probe):
                     for _ in range(self.random_draws)
                 ]
             for name, draws in trials.items():
-                found = [scores(ablated_logits(ctx, layer, d), labels, len(classes)) for d in draws]
+                found = [scores(ablated_logits(ctx, layer, d, resume), labels, len(classes)) for d in draws]
                 delta = {k: torch.stack([f[k] for f in found]).mean(0) - intact[k] for k in intact}
                 prefix = f"{layer}/{name}"
                 result.scalars[f"{prefix}/delta_loss"] = float(delta["loss"])
