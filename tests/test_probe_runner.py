@@ -78,6 +78,20 @@ def test_activations_are_captured_once_and_shared() -> None:
     assert len(calls) == 1  # 16 images, batch 128: one pass served both requests
 
 
+def test_cached_activations_equal_one_plain_pass() -> None:
+    """Batches (5 + 5 + 5 + 1 images) land in one NCHW-contiguous float32 tensor per layer, in order."""
+    from harness.hooks import run_with_cache
+
+    ctx = _ctx()
+    ctx.batch_size = 5
+    acts = ctx.activations()
+    ctx.model.eval()
+    _, expected = run_with_cache(ctx.model, ctx.probe_set.images, ["conv2d0", "mixed3a"])
+    for name, value in acts.items():
+        assert value.dtype == torch.float32 and value.is_contiguous() and value.shape == expected[name].shape
+        assert torch.allclose(value, expected[name], atol=1e-5), name
+
+
 class Reader(Probe):
     name = "reader"
     order = 1

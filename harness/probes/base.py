@@ -65,14 +65,21 @@ class ProbeContext:
         key = id(model)
         missing = [name for name in dict.fromkeys([*self.layers, *wanted]) if (key, name) not in self._cache]
         if missing and any((key, name) not in self._cache for name in wanted):
-            chunks: dict[str, list[torch.Tensor]] = {name: [] for name in missing}
+            # Each batch is copied straight into one preallocated NCHW float32 tensor per layer: collecting
+            # batches and concatenating would hold every activation twice at the peak (GBs at 224 px).
+            out: dict[str, torch.Tensor] = {}
+            n = len(self.probe_set)
             with torch.no_grad(), eval_mode(model), capture(model, missing) as cache:
+                start = 0
                 for x, _ in self.probe_set.batches(self.batch_size, device=self.device):
                     forward_until(model, x, missing)
                     for name in missing:
-                        chunks[name].append(cache[name].float().cpu())
-            for name, parts in chunks.items():
-                self._cache[(key, name)] = torch.cat(parts)
+                        value = cache[name]
+                        if name not in out:
+                            out[name] = torch.empty((n, *value.shape[1:]), dtype=torch.float32)
+                        out[name][start : start + len(value)].copy_(value)
+                    start += len(x)
+            self._cache.update({(key, name): value for name, value in out.items()})
         return {name: self._cache[(key, name)] for name in wanted}
 
     def logits(self, model: nn.Module | None = None) -> torch.Tensor:
