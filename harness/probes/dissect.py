@@ -8,8 +8,9 @@ and union summed over the whole probe set. A unit detects its best concept when 
 
 Why sparse: bilinear upsampling is a convex combination of neighbouring activations, so a map
 can exceed the threshold only if its raw map does. By construction that is true for few (image,
-unit) pairs, so only those maps are upsampled and compared with the masks -- the cost follows the
-top 0.5% of activations, not units x images x pixels. Likewise only the pixels inside a region are
+unit) pairs, so only those maps are upsampled, and of those only the rows that can pass are upsampled
+along x and compared with the masks -- the cost follows the top 0.5% of activations, not units x
+images x pixels. Likewise only the pixels inside a region are
 looked up in the masks (a gather, not a units x pixels x concepts product). Chunks of pairs bound
 the memory. Few, large tensor operations: no per-image Python loop.
 """
@@ -50,9 +51,13 @@ def concept_iou(
     image, unit = (acts.amax(dim=(2, 3)) > thresholds).nonzero(as_tuple=True)
     for start in range(0, len(image), chunk):
         img, u = image[start : start + chunk], unit[start : start + chunk]
-        up = ry @ acts[img, u] @ rx.T  # [n, H, W]
-        region = up.flatten(1) > thresholds[u, None]  # [n, P]
-        pair, pixel = region.nonzero(as_tuple=True)  # few: the regions are the top 0.5%
+        rows = ry @ acts[img, u]  # [n, H, w]: upsampled along y only
+        # Convexity again, per row: an image row can pass only if its y-upsampled row passes somewhere, so
+        # only those rows (a few per map) are upsampled along x and compared (not n x H x W values).
+        pair, y = (rows.amax(dim=2) > thresholds[u, None]).nonzero(as_tuple=True)
+        up = rows[pair, y] @ rx.T  # [r, W]
+        hit, x = (up > thresholds[u[pair], None]).nonzero(as_tuple=True)  # few: the regions are the top 0.5%
+        pair, pixel = pair[hit], y[hit] * big_w + x
         inter.index_add_(0, u[pair], pixel_masks[img[pair], pixel].double())  # [nnz, K] concepts under the region
         area.index_add_(0, u, torch.bincount(pair, minlength=len(u)).double())  # region pixels per pair
     concept_area = masks.sum(dim=(0, 2, 3), dtype=torch.float64)  # [K]
