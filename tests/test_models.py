@@ -348,8 +348,8 @@ def test_forward_from_a_stage_input_gives_the_same_logits() -> None:
                          ("mixed4a", "mixed4a"), ("mixed5b_pool_reduce", "mixed5b")]:  # fmt: skip
         name, module = net.resume_point(layer)
         assert name == stage and module is net.features.get_submodule(stage)
-        seen = []
-        handle = module.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+        seen: list[torch.Tensor] = []
+        handle = module.register_forward_pre_hook(lambda _m, args, seen=seen: seen.append(args[0]))
         with torch.no_grad():
             full = net(x)
         handle.remove()

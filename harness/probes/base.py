@@ -12,7 +12,7 @@ need extras (a reference model for CKA, a fresh random-init copy as a control, t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,7 +46,7 @@ class ProbeContext:
     widen: Mapping[str, int] = field(default_factory=dict)  # the run's widen edits: added = last n units
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
-    batch_size: int = 128
+    batch_size: int = 128  # images per forward pass at 64 px; fewer for larger images (`images_per_pass`)
     # Results of probes already run this round, by name: consumers (ablation, lineage, featvis) reuse the
     # curves/dissect verdicts instead of recomputing them.
     results: dict[str, ProbeResult] = field(default_factory=dict)
@@ -71,7 +71,7 @@ class ProbeContext:
             n = len(self.probe_set)
             with torch.no_grad(), eval_mode(model), capture(model, missing) as cache:
                 start = 0
-                for x, _ in self.probe_set.batches(self.batch_size, device=self.device):
+                for x, _ in self._batches():
                     forward_until(model, x, missing)
                     for name in missing:
                         value = cache[name]
@@ -82,11 +82,25 @@ class ProbeContext:
             self._cache.update({(key, name): value for name, value in out.items()})
         return {name: self._cache[(key, name)] for name in wanted}
 
+    def images_per_pass(self, height: int, width: int | None = None) -> int:
+        """Images per forward pass for images of this size: `batch_size` at 64 x 64 px or less, scaled down by
+        the pixel count above that (224 px: 10).
+
+        Why: on CPU a pass is fastest when its activations stay in cache; measured on the full InceptionV1 at
+        224 px (2 threads), batches of 4-12 images ran 1.5-1.9x faster than 128, and hold ~10x less memory.
+        """
+        pixels = height * (height if width is None else width)
+        return max(1, int(self.batch_size * min(1.0, 64 * 64 / max(pixels, 1))))
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        images = self.probe_set.images
+        return self.probe_set.batches(self.images_per_pass(*images.shape[-2:]), device=self.device)
+
     def logits(self, model: nn.Module | None = None) -> torch.Tensor:
         """Model outputs [N, classes] over the probe set (eval mode, no grad)."""
         model = self.model if model is None else model
         with torch.no_grad(), eval_mode(model):
-            return torch.cat([model(x).float().cpu() for x, _ in self.probe_set.batches(self.batch_size, self.device)])
+            return torch.cat([model(x).float().cpu() for x, _ in self._batches()])
 
     def added_units(self) -> dict[str, list[int]]:
         """Widened layer -> indices of the units the widen edit added (the last n channels of it)."""

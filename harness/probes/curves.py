@@ -220,9 +220,7 @@ class CurveCensus(Probe):
         """Layer -> tuning stats plus "detector" for one model."""
         size = ctx.probe_set.images.shape[-1]
         stim = self.stimuli(size)
-        # 256 stimuli per pass at 64 px; fewer at larger sizes so activation memory stays flat (224 px: 20).
-        batch = max(1, int(max(ctx.batch_size, 256) * min(1.0, (64 / size) ** 2)))
-        resp = stimulus_responses(model, layers, stim.images, positions, ctx.device, batch)
+        resp = stimulus_responses(model, layers, stim.images, positions, ctx.device, ctx.images_per_pass(size))
         out = {}
         for name in layers:
             out[name] = s = tuning_stats(resp[name], stim)
