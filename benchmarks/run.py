@@ -34,17 +34,19 @@ from training import training_benchmark  # noqa: E402
 
 import harness  # noqa: E402
 
-# Sizes: full takes ~6-7 minutes on 2 cores (it runs the default experiment twice) plus the probe scaling
+# Sizes: full takes ~8-9 minutes on 2 cores (it runs the default experiment twice) plus the probe scaling
 # study (its own sizes, see probe_scaling.py); quick is a smoke test whose numbers mean little.
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
-        "steps": 150, "naive_steps": 40, "precision_steps": 24, "gen_n": 4096, "wait_steps": 100,
+        "steps": 150, "repeats": 5, "naive_steps": 40, "precision_steps": 24, "budget_steps": 100, "val_size": 1024,
+        "gen_n": 4096, "wait_steps": 100,
         "matmul_n": 2048, "matmul_reps": 5,
         "probe_overrides": [],  # the default experiment itself: the target is stated for it
         "probe_settings": [],
     },
     "quick": {
-        "steps": 3, "naive_steps": 2, "precision_steps": 2, "gen_n": 64, "wait_steps": 3,
+        "steps": 3, "repeats": 1, "naive_steps": 2, "precision_steps": 2, "budget_steps": 2, "val_size": 64,
+        "gen_n": 64, "wait_steps": 3,
         "matmul_n": 512, "matmul_reps": 2,
         "probe_overrides": ["trainer.max_epochs=1", "data.train_size=128", "data.val_size=64", "data.test_size=64",
                             "data.batch_size=64", "probing.probe_set_size=64"],
@@ -82,7 +84,8 @@ def run_all(quick: bool) -> dict[str, Any]:
     started = time.perf_counter()
     result: dict[str, Any] = {"mode": "quick" if quick else "full", "date": datetime.now(timezone.utc).isoformat(),
                               "machine": machine(), "sizes": size}
-    train = training_benchmark(size["steps"], size["naive_steps"], size["precision_steps"])
+    train = training_benchmark(size["steps"], size["naive_steps"], size["precision_steps"], size["repeats"],
+                               size["budget_steps"], size["val_size"])
     data = data_benchmark(size["gen_n"], size["wait_steps"], train["harness_images_per_s_median"])
     probes = probe_benchmark(size["probe_overrides"], size["probe_settings"])
     roof = roofline_benchmark(train["harness_images_per_s_median"], size["matmul_n"], size["matmul_reps"])
@@ -93,6 +96,7 @@ def run_all(quick: bool) -> dict[str, Any]:
         result.update({k: v for k, v in part.items() if k in dict.fromkeys(k for k, _, _ in HEADLINES)})
     result["probe_seconds"] = probes["probe_seconds"]
     result["bf16_supported"] = train["bf16_supported"]
+    result["precision_accuracy"] = train["precision_accuracy"]
     result["total_seconds"] = time.perf_counter() - started
     return result
 
@@ -114,6 +118,9 @@ def print_table(result: dict[str, Any]) -> None:
         ("plain + train metrics img/s", raw["training"]["plain_metrics_images_per_s"]),
         ("naive img/s", raw["training"]["naive_images_per_s"]),
         *((f"{k} img/s", v) for k, v in raw["training"]["precision_images_per_s"].items()),
+        *((f"{k} val acc after {raw['training']['precision_budget']['budget_steps']} steps", v)
+          for k, v in raw["training"]["precision_accuracy"].items()),
+        *((f"{k} s for those steps", v) for k, v in raw["training"]["precision_budget"]["budget_seconds"].items()),
         ("world gen img/s (64 px)", raw["data"]["generation_images_per_s"]),
         ("world gen + masks img/s", raw["data"]["generation_masks_images_per_s"]),
         ("matmul peak GFLOP/s", raw["roofline"]["matmul_peak_gflops"]),

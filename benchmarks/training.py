@@ -102,13 +102,14 @@ def harness_images_per_s(steps: int, tmp: Path, tag: str) -> float:
     return float(metrics["perf/train_images_per_s"])
 
 
-def plain_images_per_s(
+def train_plain(
     loader: Any, steps: int, channels_last: bool = True, bf16: bool = False, seed: int = 0, metrics: bool = False
-) -> float:
+) -> tuple[float, nn.Module]:
     """A hand-written loop with the harness defaults: AdamW, per-step warm-up + cosine, uint8 -> float/255.
 
-    `metrics` adds the per-step work the harness's module does besides training (train accuracy update):
-    it splits the harness/plain gap into "more work per step" and "framework overhead".
+    Returns (images/s, the trained net). `metrics` adds the per-step work the harness's module does besides
+    training (train accuracy update): it splits the harness/plain gap into "more work per step" and
+    "framework overhead".
     """
     net = default_net(seed)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
@@ -135,7 +136,53 @@ def plain_images_per_s(
         done += 1
         if done >= steps:
             break
-    return images / (time.perf_counter() - start)
+    return images / (time.perf_counter() - start), net
+
+
+def plain_images_per_s(
+    loader: Any, steps: int, channels_last: bool = True, bf16: bool = False, seed: int = 0, metrics: bool = False
+) -> float:
+    """Images/s of `train_plain`."""
+    return train_plain(loader, steps, channels_last, bf16, seed, metrics)[0]
+
+
+def accuracy(net: nn.Module, loader: Any, channels_last: bool, bf16: bool) -> float:
+    """Top-1 accuracy of `net` over `loader`, evaluated in the precision and layout it was trained in."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    correct = total = 0
+    with torch.no_grad(), autocast:
+        net.eval()
+        for x, y in loader:
+            correct += int((net(x.float().div_(255.0).contiguous(memory_format=fmt)).argmax(1) == y).sum())
+            total += len(y)
+    return correct / max(total, 1)
+
+
+PRECISIONS = {  # name -> (channels_last, bf16)
+    "fp32_contiguous": (False, False),
+    "fp32_channels_last": (True, False),
+    "bf16_channels_last": (True, True),
+}
+
+
+def precision_benchmark(speed_steps: int, budget_steps: int, val_size: int) -> dict[str, Any]:
+    """Per precision: images/s over `speed_steps`, and validation accuracy after `budget_steps` training steps.
+
+    The same seed, initial weights and batch order for every precision, so the accuracies differ only by
+    the arithmetic; the seconds that budget took (`budget_seconds`) show what each precision costs for it.
+    """
+    dm = WorldDataModule(train_size=max(speed_steps, budget_steps) * BATCH, val_size=val_size, test_size=BATCH)
+    dm.setup("fit")
+    out: dict[str, Any] = {"images_per_s": {}, "accuracy": {}, "budget_seconds": {}, "budget_steps": budget_steps,
+                           "val_size": val_size}  # fmt: skip
+    for name, (channels_last, bf16) in PRECISIONS.items():
+        out["images_per_s"][name] = plain_images_per_s(dm.train_dataloader(), speed_steps, channels_last, bf16)
+        start = time.perf_counter()
+        _, net = train_plain(dm.train_dataloader(), budget_steps, channels_last, bf16)
+        out["budget_seconds"][name] = time.perf_counter() - start
+        out["accuracy"][name] = accuracy(net, dm.val_dataloader(), channels_last, bf16)
+    return out
 
 
 def naive_images_per_s(steps: int, seed: int = 0) -> float:
@@ -154,8 +201,11 @@ def naive_images_per_s(steps: int, seed: int = 0) -> float:
     return steps * BATCH / (time.perf_counter() - start)
 
 
-def training_benchmark(steps: int, naive_steps: int, precision_steps: int, repeats: int = 2) -> dict[str, Any]:
-    """(1) plain vs harness, interleaved, medians; naive loop; (2) fp32 / channels_last / bf16 images/s."""
+def training_benchmark(
+    steps: int, naive_steps: int, precision_steps: int, repeats: int = 2, budget_steps: int = 100, val_size: int = 1024
+) -> dict[str, Any]:
+    """(1) plain vs harness, interleaved, medians; naive loop; (2) fp32 / channels_last / bf16 images/s and
+    accuracy after `budget_steps`."""
     dm = WorldDataModule(train_size=steps * BATCH, val_size=BATCH, test_size=BATCH)  # the harness's own data
     dm.setup("fit")
     plain_images_per_s(dm.train_dataloader(), min(steps, 5))  # untimed: oneDNN primitives, allocator
@@ -166,11 +216,8 @@ def training_benchmark(steps: int, naive_steps: int, precision_steps: int, repea
             harness.append(harness_images_per_s(steps, Path(tmp), f"harness{r}"))
     plain_metrics = plain_images_per_s(dm.train_dataloader(), steps, metrics=True)
     naive = naive_images_per_s(naive_steps)
-    precision = {
-        "fp32_contiguous": plain_images_per_s(dm.train_dataloader(), precision_steps, channels_last=False),
-        "fp32_channels_last": plain_images_per_s(dm.train_dataloader(), precision_steps),
-        "bf16_channels_last": plain_images_per_s(dm.train_dataloader(), precision_steps, bf16=True),
-    }
+    budget = precision_benchmark(precision_steps, budget_steps, val_size)
+    precision = budget["images_per_s"]
     plain_med, harness_med = statistics.median(plain), statistics.median(harness)
     return {
         "steps": steps,
@@ -186,6 +233,8 @@ def training_benchmark(steps: int, naive_steps: int, precision_steps: int, repea
         "default_speedup_vs_naive": harness_med / naive,
         "precision_steps": precision_steps,
         "precision_images_per_s": precision,
+        "precision_accuracy": budget["accuracy"],
+        "precision_budget": {k: budget[k] for k in ("budget_steps", "budget_seconds", "val_size")},
         "bf16_speedup": precision["bf16_channels_last"] / precision["fp32_channels_last"],
         "channels_last_speedup": precision["fp32_channels_last"] / precision["fp32_contiguous"],
         "bf16_supported": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),

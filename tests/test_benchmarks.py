@@ -41,6 +41,10 @@ def test_quick_benchmarks_write_every_key(tmp_path: Path) -> None:
     assert {"cpu", "torch", "threads"} <= set(result["machine"])
     assert isinstance(result["bf16_supported"], bool)
     assert result["raw"]["training"]["harness_images_per_s"]
+    precisions = {"fp32_contiguous", "fp32_channels_last", "bf16_channels_last"}
+    assert set(result["precision_accuracy"]) == precisions  # accuracy after a fixed step budget, per precision
+    assert all(0.0 <= v <= 1.0 for v in result["precision_accuracy"].values())
+    assert set(result["raw"]["training"]["precision_budget"]["budget_seconds"]) == precisions
 
     scaling = result["probe_scaling"]  # probe seconds per grid point, growth exponents, the full InceptionV1
     probes = set(scaling["probes"])
