@@ -38,7 +38,7 @@ import harness  # noqa: E402
 # study (its own sizes, see probe_scaling.py); quick is a smoke test whose numbers mean little.
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
-        "steps": 150, "repeats": 5, "naive_steps": 40, "precision_steps": 24, "budget_steps": 100, "val_size": 1024,
+        "steps": 150, "repeats": 9, "naive_steps": 40, "precision_steps": 24, "budget_steps": 100, "val_size": 1024,
         "gen_n": 4096, "wait_steps": 100,
         "matmul_n": 2048, "matmul_reps": 5,
         "probe_overrides": [],  # the default experiment itself: the target is stated for it
