@@ -61,7 +61,7 @@ def gram(x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     for start in range(0, d, chunk):
         part = x[:, start : start + chunk].to(work, copy=True).div_(scale)  # never the caller's tensor
         part -= part.mean(dim=0, keepdim=True, dtype=torch.float64).to(work)
-        out += part @ part.T  # float32 products -> float64 sum over chunks
+        out += part @ part.T  # products in `work` precision, summed over chunks in float64
     if float(out.diagonal().sum()) <= _ZERO_VARIANCE * n * d:  # trace = centred sum of squares
         out.zero_()
     return out

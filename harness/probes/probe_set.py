@@ -71,6 +71,6 @@ def probe_layout(x: torch.Tensor) -> torch.Tensor:
 
     Why: with NHWC input, convolutions take oneDNN's channels-last path even when the model's weights are
     NCHW (the weights are reordered, which is cheap next to 224 px activations). Same values to float
-    rounding; the full InceptionV1 at 224 px runs ~20-25% faster on this CPU (benchmarks/probe_scaling.py).
+    rounding; a full InceptionV1 pass at 224 px ran ~20-25% faster on the 2-core CI machine (batches of 16-64).
     """
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
