@@ -19,7 +19,6 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from harness.checkpoints import load_net
-from harness.models.pretrained import architecture
 from harness.probes.base import ProbeContext
 from harness.probes.callback import default_layers
 from harness.probes.probe_set import ProbeSet
@@ -50,9 +49,8 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
         datamodule = hydra.utils.instantiate(data_cfg)
         if not cfg.get("ckpt"):
             net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
-        # Controls (random init, CKA reference) are the same architecture with nothing loaded.
-        random_cfg = OmegaConf.create({"model": architecture(model_cfg.model)})
-        make_model = fresh_model_factory(random_cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
+        # Controls (random init, CKA reference): the same architecture with nothing loaded (fresh_model_factory).
+        make_model = fresh_model_factory(model_cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
 
         reference = load_net(cfg.reference)[0] if cfg.get("reference") else make_model()
         probes = build_probes(cfg)
