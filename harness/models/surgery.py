@@ -258,9 +258,12 @@ def resize(
     return target
 
 
-def added_units(net: InceptionV1, widen: Mapping[str, int]) -> dict[str, list[int]]:
-    """Layer -> indices of the units a positive widen edit added (always the last ones)."""
-    return {k: list(range(net.channels[k] - v, net.channels[k])) for k, v in widen.items() if v > 0}
+def added_units(net: nn.Module, widen: Mapping[str, int]) -> dict[str, list[int]]:
+    """Layer -> indices of the units a positive widen edit added (always the last ones), for any model."""
+    from harness.models.zoo import layers
+
+    channels = layers(net)
+    return {k: list(range(channels[k] - v, channels[k])) for k, v in widen.items() if v > 0}
 
 
 def max_output_change(before: nn.Module, after: nn.Module, images: torch.Tensor) -> float:

@@ -104,10 +104,9 @@ class ProbeContext:
 
     def added_units(self) -> dict[str, list[int]]:
         """Widened layer -> indices of the units the widen edit added (the last n channels of it)."""
-        from harness.models import layers as layer_channels
+        from harness.models.surgery import added_units
 
-        channels = layer_channels(self.model)
-        return {name: list(range(channels[name] - n, channels[name])) for name, n in self.widen.items() if n > 0}
+        return added_units(self.model, self.widen)
 
     def forget(self, model: nn.Module) -> None:
         """Drop cached activations of a model (e.g. a temporary control) to free memory."""
