@@ -29,12 +29,15 @@ from harness.probes.heatmap import heatmap
 _ZERO_VARIANCE = 1e-20  # centred sum of squares per feature (features scaled to max|x| = 1) below this = constant
 
 
-def _max_abs(x: torch.Tensor) -> float:
-    """max |x| (NaN if x has a NaN; 0.0 when empty) without the full-size copy `x.abs()` would make."""
+def _scale(x: torch.Tensor) -> float:
+    """max |x| (0.0 when empty) without the full-size copy `x.abs()` would make; ValueError on NaN or inf."""
     if not x.numel():
         return 0.0
     lo, hi = torch.aminmax(x)
-    return float(torch.maximum(hi, -lo))
+    scale = float(torch.maximum(hi, -lo))
+    if not math.isfinite(scale):
+        raise ValueError("linear_cka: features contain NaN or inf")
+    return scale
 
 
 def gram(x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
@@ -51,9 +54,7 @@ def gram(x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
     """
     x = x.reshape(len(x), -1)
     n, d = x.shape
-    scale = _max_abs(x)
-    if not math.isfinite(scale):
-        raise ValueError("linear_cka: features contain NaN or inf")
+    scale = _scale(x)
     out = torch.zeros(n, n, dtype=torch.float64)
     if scale == 0.0:
         return out
@@ -108,9 +109,7 @@ def _ratio(xy: float, xx: float, yy: float, debiased: bool) -> float:
 def _centred(x: torch.Tensor) -> torch.Tensor | None:
     """`gram()`'s centred, rescaled float64 features [N, D] themselves; None when x has no variance."""
     x = x.reshape(len(x), -1)
-    scale = _max_abs(x)
-    if not math.isfinite(scale):
-        raise ValueError("linear_cka: features contain NaN or inf")
+    scale = _scale(x)
     if scale == 0.0:
         return None
     part = x.to(torch.float64, copy=True).div_(scale)
