@@ -67,8 +67,7 @@ def loss_gradients(
                 with torch.enable_grad():
                     logits = model(x.detach().requires_grad_(True))  # the graph exists even if every weight is frozen
                     if int(y.max()) >= logits.shape[1]:
-                        raise ConfigError(f"probe labels go up to {int(y.max())} but the model has {logits.shape[1]} "
-                                          f"outputs: gradients need a head trained on the probe set's classes")  # fmt: skip
+                        raise _label_error(int(y.max()), logits.shape[1])
                     loss = F.cross_entropy(logits.float(), y, reduction="sum") / total
                     keys = list(outputs)
                     grads = torch.autograd.grad(loss, [outputs[k] for k in keys], allow_unused=True)
@@ -81,6 +80,11 @@ def loss_gradients(
                 {k: torch.zeros_like(outputs[k]) if g is None else g.detach() for k, g in zip(keys, grads)},
                 len(x),
             )
+
+
+def _label_error(label: int, outputs: int) -> ConfigError:
+    return ConfigError(f"probe labels go up to {label} but the model has {outputs} outputs: "
+                       f"loss gradients need a head trained on the probe set's classes")  # fmt: skip
 
 
 def _keep_input(store: dict[int, torch.Tensor], key: int):

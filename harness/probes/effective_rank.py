@@ -1,0 +1,92 @@
+"""Effective rank of each widen target's activations, and relative to a fresh init (NORTH*, Maile et al. 2022).
+
+NORTH's growth criteria ("When, where, and how to add new neurons to ANNs") read how many directions a
+layer's activations actually use: a layer whose units span nearly all their dimensions has no slack and
+asks for more units; one whose activations collapse onto a few directions has units to spare. The "*"
+variants compare against the same layer at initialisation, since a random layer's rank sets the scale.
+
+Per target: the activation matrix has one row per (probe image, position) sample (at most `max_rows`,
+sampled with `ctx.seed`) and one column per unit; columns are centred; fraction = #{sigma_i > eps *
+sigma_max} / units (0 for a layer that never varies). `fraction_init` is the same for a fresh random init
+of the architecture (`ctx.make_model`), and `ratio_to_init` = fraction / fraction_init. With fewer rows
+than units the rank, and so the fraction, is capped at rows / units: keep `max_rows` well above the widest
+layer's width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from harness.errors import ConfigError
+from harness.models.consumers import widen_candidates
+from harness.probes.base import Probe, ProbeContext, ProbeResult
+
+
+def rank_fraction(acts: torch.Tensor, eps: float, max_rows: int, seed: int = 0) -> float:
+    """Fraction of the units' dimensions used: singular values of the centred [samples, units] matrix above
+    eps * the largest. `acts` is [N, C, H, W] (positions are samples) or [N, C].
+
+    Usage: ``rank_fraction(torch.cat([torch.eye(8), -torch.eye(8)]), eps=0.01, max_rows=100)``  # 1.0
+    """
+    units = acts.shape[1]
+    rows = acts.transpose(0, 1).reshape(units, -1).T if acts.dim() == 4 else acts  # [samples, units]
+    if len(rows) > max_rows:
+        pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max_rows]
+        rows = rows[pick]
+    rows = rows.double()
+    sigma = torch.linalg.svdvals(rows - rows.mean(dim=0, keepdim=True))
+    if len(sigma) == 0 or float(sigma[0]) <= 0.0:
+        return 0.0
+    return float((sigma > eps * sigma[0]).sum()) / units
+
+
+class EffectiveRank(Probe):
+    """Per widen target: `fraction` of dimensions used, the same at a fresh init, and their ratio.
+
+    Usage: ``EffectiveRank(eps=0.01).run(ctx).scalars["mixed3b_5x5/ratio_to_init"]``
+    """
+
+    name = "effective_rank"
+
+    def __init__(
+        self, layers: Sequence[str] | None = None, eps: float = 0.01, max_rows: int = 4096, random_init: bool = True
+    ) -> None:
+        super().__init__(layers)
+        if not 0.0 < float(eps) < 1.0:
+            raise ConfigError(f"effective_rank.eps must be in (0, 1) (a fraction of sigma_max), got {eps!r}")
+        if int(max_rows) < 2:
+            raise ConfigError(f"effective_rank.max_rows must be >= 2, got {max_rows!r}")
+        self.eps, self.max_rows, self.random_init = float(eps), int(max_rows), bool(random_init)
+
+    def _fractions(self, ctx: ProbeContext, model: torch.nn.Module, targets: list[str]) -> dict[str, float]:
+        acts = ctx.activations(targets, model=model)
+        return {t: rank_fraction(acts[t], self.eps, self.max_rows, ctx.seed) for t in targets}
+
+    def run(self, ctx: ProbeContext) -> ProbeResult:
+        targets = self.layers or widen_candidates(ctx.model)
+        result = ProbeResult()
+        trained = self._fractions(ctx, ctx.model, targets)
+        init: dict[str, float] = {}
+        if self.random_init and ctx.make_model is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(ctx.seed)
+                control = ctx.make_model().to(ctx.device)
+            try:
+                init = self._fractions(ctx, control, targets)
+            finally:
+                ctx.forget(control)
+        else:
+            result.info["random_init"] = "disabled in config" if not self.random_init else "ctx.make_model is None"
+        rows = []
+        for t in targets:
+            result.scalars[f"{t}/fraction"] = trained[t]
+            row = {"target": t, "fraction": trained[t], "fraction_init": init.get(t), "ratio_to_init": None}
+            if t in init:
+                result.scalars[f"{t}/fraction_init"] = init[t]
+                if init[t] > 0:
+                    row["ratio_to_init"] = result.scalars[f"{t}/ratio_to_init"] = trained[t] / init[t]
+            rows.append(row)
+        result.tables["targets"] = rows
+        return result
