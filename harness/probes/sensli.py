@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from harness.errors import ConfigError
 from harness.models import hook_points
@@ -29,8 +28,10 @@ from harness.probes.gradients import loss_gradients
 
 def residual_weight_grad(x: torch.Tensor, g: torch.Tensor, kernel: int) -> torch.Tensor:
     """dL/dW [C_out, C_in * kernel^2] of a zero-initialised residual conv on `x` [n, C, H, W] given dL/dy = `g`."""
-    patches = F.unfold(x.float(), kernel, padding=kernel // 2)  # [n, C * k^2, H * W]
-    return torch.einsum("nol,nel->oe", g.float().flatten(2), patches)
+    # sum_{n,q} g[n, o, q] unfold(x)[n, (i, d), q] is a conv's weight gradient (oneDNN; im2col + einsum ran up
+    # to ~300x slower on a loaded 2-core machine)
+    size = (g.shape[1], x.shape[1], kernel, kernel)
+    return torch.nn.grad.conv2d_weight(x.float(), size, g.float(), padding=kernel // 2).reshape(size[0], -1)
 
 
 class SensLI(Probe):
