@@ -10,7 +10,7 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.models import InceptionV1
 from harness.probes import ProbeContext, ProbeSet
-from harness.probes.effective_rank import EffectiveRank, rank_fraction
+from harness.probes.effective_rank import EffectiveRank, entropy_rank, rank_fraction
 
 
 def test_planted_ranks() -> None:
@@ -26,6 +26,10 @@ def test_planted_ranks() -> None:
     # negative controls: a constant layer uses no dimension (centring removes it); too few rows cap the rank
     assert rank_fraction(torch.ones(50, 16), 0.01, 4096) == 0.0
     assert rank_fraction(full, 0.01, max_rows=8) <= 8 / 16
+    # the threshold-free variant: 1.0 for an isotropic spectrum, ~3/16 for three equal directions
+    assert entropy_rank(torch.ones(16), 16) == pytest.approx(1.0)
+    assert entropy_rank(torch.tensor([2.0, 2.0, 2.0] + [0.0] * 13), 16) == pytest.approx(3 / 16)
+    assert entropy_rank(torch.zeros(16), 16) == 0.0
 
 
 def test_probe_on_a_model_reports_init_and_ratio() -> None:
@@ -47,7 +51,8 @@ def test_probe_on_a_model_reports_init_and_ratio() -> None:
     assert s["conv2d1/fraction_init"] > 0.5
     assert s["conv2d1/ratio_to_init"] == pytest.approx(s["conv2d1/fraction"] / s["conv2d1/fraction_init"])
     assert s["conv2d0/fraction"] > 0.5  # untouched layer: random weights, many dimensions
+    assert s["conv2d1/entropy_fraction"] < 2 / 16 < s["conv2d0/entropy_fraction"]
     no_init = EffectiveRank(layers=["conv2d1"]).run(ProbeContext(net, [], ps))
-    assert set(no_init.scalars) == {"conv2d1/fraction"} and "random_init" in no_init.info
+    assert set(no_init.scalars) == {"conv2d1/fraction", "conv2d1/entropy_fraction"} and "random_init" in no_init.info
     with pytest.raises(ConfigError, match="effective_rank.eps"):
         EffectiveRank(eps=0.0)
