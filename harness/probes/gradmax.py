@@ -24,8 +24,11 @@ the sum of the top-k singular values of B = E[g_next h_in^T]. For convolutions (
 
 Approximations (a zero unit has no argmax and no statistics): max pools on the path are replaced by
 average pools over the same windows (the expected routing under a uniformly random argmax), local
-response norm by the identity (its denominator 1 + 1e-4/9 sum x^2 is ~1 at this harness's scales), and
-the new unit's default batch norm by the identity (exact up to 1/sqrt(1 + eps)).
+response norm by the identity (its denominator (1 + 1e-4/9 sum x^2)^0.5 is ~1 for models trained here; with
+Lucid's weights, whose inputs are x * 255 - 117, it rescales the two stem targets that pass through it,
+conv2d0 and conv2d2, by an unmeasured factor of order 1), and the new unit's default batch norm by the
+identity (exact up to 1/sqrt(1 + eps)). Targets whose consumers are reached without pools (bottlenecks,
+conv2d1, last-block branches read by the head) are exact, and tested against autograd.
 
 `score_per_param` divides by the k units' parameters (fan-in + fan-out weights + bias), for comparing
 targets of different cost. `budget` (parameters) sets k per target to the units that budget buys.
