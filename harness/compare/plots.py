@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.compare.load import Run
+from harness.stats import mean_sd
 
 Series = dict[str, dict[str, list[float]]]  # variant -> x (layer/class) -> seed values
 
@@ -87,13 +88,6 @@ def collect(runs: Sequence[Run], pattern: str, variants: Sequence[str]) -> Serie
     return series
 
 
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def draw(spec: PlotSpec, series: Series, labels: Mapping[str, str], colors: Mapping[str, str]) -> Figure:
     """One figure: per variant mean ± sd (line or grouped bars) with each seed as a dot; a variant keeps its colour."""
     xs = list(dict.fromkeys(x for per_x in series.values() for x in per_x))
@@ -104,7 +98,7 @@ def draw(spec: PlotSpec, series: Series, labels: Mapping[str, str], colors: Mapp
     for i, (variant, per_x) in enumerate(series.items()):
         offset = (i - (len(series) - 1) / 2) * (width if spec.kind == "bar" else 0.06)
         pos = [j + offset for j, x in enumerate(xs) if x in per_x]
-        stats = [_mean_sd(per_x[x]) for x in xs if x in per_x]
+        stats = [mean_sd(per_x[x]) for x in xs if x in per_x]
         label = labels.get(variant, variant)
         label = label if len(label) <= 48 else label[:45] + "..."
         if spec.kind == "bar":

@@ -22,16 +22,16 @@ never select on test data); ``pick=latest`` takes the most recently started vari
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ConfigError
+from harness.runs import find_records, flatten, load_record, model_config
 from harness.suggest.overrides import channels as plan_channels
 
-RECORD = "record.json"
 CONCAT = ("1x1", "3x3", "5x5", "pool_reduce")  # order of a mixed layer's output channels
 ORIENTATION_BIN = 45
 
@@ -68,16 +68,6 @@ class RunSummary:
 
 def is_branch(name: str) -> bool:
     return name.endswith(("_1x1", "_3x3_bottleneck", "_3x3", "_5x5_bottleneck", "_5x5", "_pool_reduce"))
-
-
-def find_records(path: str | Path) -> list[Path]:
-    """record.json of a run dir, or every record.json below a (multi)run dir, sorted."""
-    path = Path(path)
-    if path.is_file() and path.name == RECORD:
-        return [path]
-    if (path / RECORD).is_file():
-        return [path / RECORD]
-    return sorted(path.rglob(RECORD)) if path.is_dir() else []
 
 
 def _number(value: Any) -> float | None:
@@ -136,10 +126,10 @@ def derived_metrics(run_dir: Path, record: dict[str, Any], channels: dict[str, i
 
 def load_run(record_path: Path) -> RunSummary:
     """One record as a summary: its flat metrics plus the keys derived from its per-unit tables."""
-    record = json.loads(Path(record_path).read_text())
-    model = dict((record.get("config") or {}).get("model") or {})
+    record = load_record(record_path)
+    model = model_config(record)
     chans = dict((record.get("model") or {}).get("channels") or {}) or plan_channels(model) or {}
-    metrics = {k: v for k, v in ((k, _number(v)) for k, v in (record.get("metrics") or {}).items()) if v is not None}
+    metrics = {k: v for k, v in ((k, _number(v)) for k, v in flatten(record).items()) if v is not None}
     for key, value in derived_metrics(record_path.parent, record, chans).items():
         metrics.setdefault(key, value)
     classes = list(record.get("classes") or (record.get("config") or {}).get("data", {}).get("classes") or [])
@@ -168,14 +158,15 @@ def summarise(
     path: str | Path, pick: str = "best", pick_metric: str = "val/acc", variant: str | None = None
 ) -> tuple[RunSummary, list[str]]:
     """The summary to suggest for, and notes on what was read (for the CLI's header)."""
-    paths = find_records(path)
-    if not paths:
-        raise NoRecords(f"no {RECORD} under {path}")
+    try:
+        paths = find_records([path])
+    except ConfigError as err:
+        raise NoRecords(str(err)) from None
     runs, notes = [], []
     for p in paths:
         try:
-            record = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            record = load_record(p)
+        except (OSError, ValueError) as err:
             notes.append(f"unreadable record {p}: {err}")
             continue
         if record.get("status") not in (None, "finished"):
