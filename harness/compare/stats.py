@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 
 from harness.compare.load import Run
+from harness.probes import keys as pk
 from harness.stats import bh_adjust, constant_arms, describe, pooled_sd, welch_p
 
 ALPHA = 0.05
 # Bookkeeping, not results: listed in summary.csv, never tested.
-NOT_RESULTS = ("lr-*", "epoch", "step", "*/seconds", "perf/*", "*/failed")
+NOT_RESULTS = ("lr-*", "epoch", "step", f"*/{pk.SECONDS}", "perf/*", f"*/{pk.FAILED}")
 
 
 def is_result(metric: str) -> bool:

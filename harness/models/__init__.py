@@ -7,51 +7,40 @@ Reading trained weights (``pretrained``), function-preserving edits of them (``s
 and freezing (``freeze``) live in their own modules; ``build`` runs them in order
 (config -> architecture -> construct -> load weights -> edit -> freeze).
 Modules inside this package import each other by module, never through this file.
+
+Why the names below load lazily (PEP 562): ``edits`` is torch-free, and torch-free readers of runs
+(harness-suggest) take branch lists and layer facts from it; importing ``harness.models.edits`` runs
+this file first, which must therefore not import torch.
 """
 
-from harness.models.build import architecture, build_model, inception_v1, load_net, model_architecture
-from harness.models.edits import BRANCHES, CONCAT_BRANCHES, MIXED_NAMES, Plan, plan_inception, widen_targets
-from harness.models.freeze import freeze_old
-from harness.models.inception_v1 import ConvReLU, InceptionBlock, InceptionV1
-from harness.models.names import hook_points, layers, resolve
-from harness.models.pretrained import load_lucid, read_state_dict
-from harness.models.surgery import (
-    added_units,
-    least_active_units,
-    max_output_change,
-    prune_least_active,
-    prune_units,
-    resize,
-)
-from harness.models.zoo import classification_models, torchvision_model
+from __future__ import annotations
 
-__all__ = [
-    "BRANCHES",
-    "CONCAT_BRANCHES",
-    "MIXED_NAMES",
-    "ConvReLU",
-    "InceptionBlock",
-    "InceptionV1",
-    "Plan",
-    "added_units",
-    "architecture",
-    "build_model",
-    "classification_models",
-    "freeze_old",
-    "hook_points",
-    "inception_v1",
-    "layers",
-    "least_active_units",
-    "load_lucid",
-    "load_net",
-    "max_output_change",
-    "model_architecture",
-    "plan_inception",
-    "prune_least_active",
-    "prune_units",
-    "read_state_dict",
-    "resize",
-    "resolve",
-    "torchvision_model",
-    "widen_targets",
-]
+import importlib
+from typing import Any
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["architecture", "build_model", "inception_v1", "load_net", "model_architecture"], "build"),
+    **dict.fromkeys(["BRANCHES", "CONCAT_BRANCHES", "MIXED_NAMES", "Plan", "plan_inception", "widen_targets"], "edits"),
+    "freeze_old": "freeze",
+    **dict.fromkeys(["ConvReLU", "InceptionBlock", "InceptionV1"], "inception_v1"),
+    **dict.fromkeys(["default_layers", "hook_points", "layers", "resolve"], "names"),
+    **dict.fromkeys(["load_lucid", "read_state_dict"], "pretrained"),
+    **dict.fromkeys(["added_units", "least_active_units", "max_output_change", "prune_least_active", "prune_units",
+                     "resize"], "surgery"),  # fmt: skip
+    **dict.fromkeys(["classification_models", "torchvision_model"], "zoo"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"harness.models.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -31,6 +31,16 @@ from harness.errors import ConfigError
 from harness.hooks import capture, eval_mode, forward_until
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.curve_stimuli import Stimuli, make_stimuli
+from harness.probes.keys import (
+    COVERAGE_BINS,
+    DETECTORS,
+    DETECTORS_RANDOM_INIT,
+    IS_CURVE_DETECTOR,
+    ORIENTATION_COVERAGE,
+    PREFERRED_ORIENTATION,
+    UNITS_TABLE,
+    orientation_bin,
+)
 from harness.probes.probe_set import probe_layout
 
 
@@ -182,7 +192,7 @@ class CurveCensus(Probe):
         stable_tolerance: float = 30.0,
         stable_min_frac: float = 0.5,
         mid_radius: bool = True,
-        coverage_bins: int = 8,
+        coverage_bins: int = COVERAGE_BINS,
         random_init: bool = True,
         plot_units: int = 8,
     ) -> None:
@@ -247,22 +257,22 @@ class CurveCensus(Probe):
                 torch.manual_seed(ctx.seed)
                 control = ctx.make_model().to(ctx.device)
             for name, s in self.census(ctx, control, layers, positions).items():
-                result.scalars[f"{name}/detectors_random_init"] = float(s["detector"].sum())
+                result.scalars[f"{name}/{DETECTORS_RANDOM_INIT}"] = float(s["detector"].sum())
         else:
             why = "disabled in config" if not self.random_init else "ctx.make_model is None"
             result.info["random_init"] = f"skipped: {why}"
-        rows, width = [], 360.0 / self.coverage_bins
+        rows = []
         for name, s in stats.items():
             det = s["detector"]
-            bins = np.floor(((s["preferred_orientation"][det] + width / 2) % 360.0) / width).astype(int)
-            result.scalars[f"{name}/detectors"] = float(det.sum())
-            result.scalars[f"{name}/orientation_coverage"] = len(set(bins.tolist())) / self.coverage_bins
+            bins = {orientation_bin(p, self.coverage_bins) for p in s["preferred_orientation"][det].tolist()}
+            result.scalars[f"{name}/{DETECTORS}"] = float(det.sum())
+            result.scalars[f"{name}/{ORIENTATION_COVERAGE}"] = len(bins) / self.coverage_bins
             for u in range(len(det)):
-                rows.append({"layer": name, "unit": u, "is_curve_detector": bool(det[u]),
-                             **{k: float(s[k][u]) for k in ("preferred_orientation", "preferred_radius", "selectivity",
+                rows.append({"layer": name, "unit": u, IS_CURVE_DETECTOR: bool(det[u]),
+                             **{k: float(s[k][u]) for k in (PREFERRED_ORIENTATION, "preferred_radius", "selectivity",
                                 "circular_variance", "curve_over_line", "half_max_width", "peak")}})  # fmt: skip
         counts = {name: int(s["detector"].sum()) for name, s in stats.items()}
         result.info["curve_cluster_layer"] = max(counts, key=counts.get) if any(counts.values()) else None
-        result.tables["units"] = rows
+        result.tables[UNITS_TABLE] = rows
         result.images["tuning"] = tuning_plot(stats, self.stimuli(size), self.plot_units)
         return result
