@@ -228,7 +228,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> float | None:
     """`harness-train`: check the command line's overrides (one-line errors with suggestions), then run."""
-    from harness.overrides import check_command_line
+    from harness.command_line import check_command_line
 
     problem = check_command_line(sys.argv[1:], CONF_DIR, "train")
     if problem is not None:

@@ -15,8 +15,7 @@ this file first, which must therefore not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from harness.lazy import lazy_exports
 
 # Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -26,21 +25,13 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["ConvReLU", "InceptionBlock", "InceptionV1"], "inception_v1"),
     **dict.fromkeys(["default_layers", "hook_points", "layers", "resolve"], "names"),
     **dict.fromkeys(["load_lucid", "read_state_dict"], "pretrained"),
-    **dict.fromkeys(["added_units", "least_active_units", "max_output_change", "prune_least_active", "prune_units",
-                     "resize"], "surgery"),  # fmt: skip
+    **dict.fromkeys(
+        ["added_units", "least_active_units", "max_output_change", "prune_least_active", "prune_units", "resize"],
+        "surgery",
+    ),  # fmt: skip
     **dict.fromkeys(["classification_models", "torchvision_model"], "zoo"),
 }
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'harness.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"harness.models.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

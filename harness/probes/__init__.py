@@ -6,21 +6,10 @@ and bins (:mod:`harness.probes.keys`) without importing torch through this file.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from harness.lazy import lazy_exports
 
 _EXPORTS = {"Probe": "base", "ProbeContext": "base", "ProbeResult": "base", "ProbeSet": "probe_set"}
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'harness.probes' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"harness.probes.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -3,7 +3,7 @@
 Each unit of a layer is shown anti-aliased arcs at every orientation (72 x 5° by default) and a few
 radii, centred on the receptive field of ONE output position, plus straight-line controls, in both
 polarities (`curve_stimuli.py` has the geometry and its orientation convention). Only that position
-is read: a max over a neighbourhood broadens tuning and inflates counts (DESIGN.md).
+is read: a max over a neighbourhood broadens tuning and inflates counts (docs/DESIGN.md, "Probes").
 
 Which position: with TF-"SAME" padding the odd pixel goes to the end, so the receptive field of
 index H//2 sits half a layer stride right/below the image centre (7.5 px at mixed3a for 64 px).
@@ -136,7 +136,7 @@ def tuning_stats(resp: np.ndarray, stim: Stimuli) -> dict[str, np.ndarray]:
 def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 160) -> np.ndarray:
     """Polar plots (HxWx3 uint8) of the most selective detectors: arc tuning at the preferred radius (blue)
     and line responses (orange, same scale), 0° = right, counter-clockwise. Falls back to the most selective
-    units when none pass. Drawn with PIL (already a torchvision dependency; matplotlib is not installed)."""
+    units when none pass. Drawn with PIL, as every probe image is (see heatmap.py for why not matplotlib)."""
     from PIL import Image, ImageDraw
 
     units = [(s["selectivity"][u], name, u) for name, s in stats.items() for u in np.flatnonzero(s["detector"])]
