@@ -1,54 +1,29 @@
-"""Rebuild a trained network from a run's checkpoint and its run record.
+"""Rebuild a trained network from a checkpoint written by harness-train, wherever the file now lives.
 
-Why the record: a Lightning checkpoint holds weights but our module does not pickle the network's
-config; the run record next to it has the resolved config, so the exact variant (widen, insert,
-width, classes) is rebuilt from config and the weights are loaded with `weights_only=True`.
-A run that started from other weights (`model.weights`, `model.init_from`) is rebuilt as its final
-architecture with nothing loaded but the checkpoint (:func:`harness.models.pretrained.architecture`).
+Why: probes, ``model.init_from`` and scripts start from checkpoints. A checkpoint carries its architecture
+(the resolved model config, edits included), its classes and its run's data config, so it is rebuilt
+from the file alone; checkpoints written before that are rebuilt through their run's record.json.
+The work is done by the model-building pipeline (:mod:`harness.models.build`); this module is the
+entry for run-level callers.
+
+Usage: ``net, run = load_net("outputs/2026-11-22/20-48-54/checkpoints/last.ckpt")``
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import hydra
-from omegaconf import OmegaConf
-from torch import nn
+from harness.models.build import CHECKPOINT_KEY, load_net, run_of
+from harness.runs import RECORD_NAME, record_of_checkpoint
 
-from harness.errors import ConfigError
-from harness.records import RECORD_NAME, RunRecord
+__all__ = ["CHECKPOINT_KEY", "find_record", "load_net", "run_of"]
 
 
 def find_record(ckpt: Path) -> Path:
     """The record.json of the run a checkpoint belongs to (the checkpoint's folder or its parent)."""
-    for folder in (ckpt.parent, ckpt.parent.parent):
-        if (folder / RECORD_NAME).is_file():
-            return folder / RECORD_NAME
-    raise ConfigError(f"no {RECORD_NAME} next to checkpoint {ckpt}: pass the run's model config instead")
+    from harness.errors import ConfigError
 
-
-def run_of(ckpt_path: str | Path) -> dict[str, Any]:
-    """The run record (config, classes, ...) of the run that wrote a checkpoint."""
-    ckpt = Path(ckpt_path)
-    if not ckpt.is_file():
-        raise ConfigError(f"checkpoint {ckpt} does not exist")
-    return RunRecord.load(find_record(ckpt))
-
-
-def load_net(ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """(network with trained weights, run record) from a checkpoint written by `harness-train`.
-
-    Usage: ``net, record = load_net("outputs/2026-11-22/20-48-54/checkpoints/last.ckpt")``
-    """
-    from harness.models.pretrained import architecture, read_state_dict
-
-    record = run_of(ckpt_path)
-    model_cfg = OmegaConf.create(architecture(record["config"]["model"]))
-    net = hydra.utils.instantiate(model_cfg, num_classes=len(record["classes"]))
-    state = read_state_dict(ckpt_path, what="checkpoint")
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ConfigError(f"checkpoint {ckpt_path} does not fit its run's model: {str(err).splitlines()[0]}") from None
-    return net, record
+    found = record_of_checkpoint(ckpt)
+    if found is None:
+        raise ConfigError(f"no {RECORD_NAME} next to checkpoint {ckpt}: pass the run's model config instead")
+    return found

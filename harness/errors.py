@@ -17,3 +17,12 @@ class TrainingDiverged(RuntimeError):
 
     Usage: ``raise TrainingDiverged("train/loss is nan at epoch 3, step 120; ...")``
     """
+
+
+def config_error(err: BaseException | None) -> ConfigError | None:
+    """The ConfigError behind `err`, looking through wrapping (Hydra's InstantiationException) by cause/context."""
+    while err is not None:
+        if isinstance(err, ConfigError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None

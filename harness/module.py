@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -49,9 +50,12 @@ class ClassifierModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         channels_last: bool = True,
+        checkpoint_meta: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
+        # What rebuilds `net` from a checkpoint file alone (harness.builders.checkpoint_meta); saved in every one.
+        self.checkpoint_meta = dict(checkpoint_meta) if checkpoint_meta else None
         self.class_names = list(class_names)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -66,6 +70,13 @@ class ClassifierModule(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.prepare(x))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the architecture with the weights (as nanoGPT stores `model_args`): see harness.models.build."""
+        if self.checkpoint_meta is not None:
+            from harness.models.build import CHECKPOINT_KEY
+
+            checkpoint[CHECKPOINT_KEY] = {**self.checkpoint_meta, "classes": list(self.class_names)}
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (the world stores them compactly) become float in [0, 1]; layout follows the net."""

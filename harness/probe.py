@@ -18,13 +18,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from harness.builders import CONF_DIR, build_model, build_probes, control_seed, fresh_model_factory, model_summary
 from harness.checkpoints import load_net
+from harness.errors import config_error
+from harness.models.names import default_layers
 from harness.probes.base import ProbeContext
-from harness.probes.callback import default_layers
 from harness.probes.probe_set import ProbeSet
-from harness.probes.runner import record_entry, run_probes, save_outcomes
+from harness.probes.runner import record_outcomes, run_probes, save_outcomes
 from harness.records import RunRecord
-from harness.train import CONF_DIR, build_model, build_probes, config_error, fresh_model_factory, model_summary
 
 log = logging.getLogger("harness.probe")
 
@@ -38,19 +39,23 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
     record.save()
     with record.track():
         if cfg.get("ckpt"):
-            net, source = load_net(cfg.ckpt)
+            net, source = load_net(cfg.ckpt)  # the checkpoint describes itself (older ones: their run's record)
             data_cfg = OmegaConf.create(source["config"]["data"])
             model_cfg = OmegaConf.create({"model": source["config"]["model"]})
+            arch_cfg = OmegaConf.create({"model": source.get("architecture") or source["config"]["model"]})
             record.update(source={"ckpt": str(cfg.ckpt), "variant": source.get("variant"), "seed": source.get("seed")})
         else:
             data_cfg, model_cfg = cfg.data, cfg
+            arch_cfg = cfg
         if cfg.get("image_size"):  # e.g. 224 for Lucid's InceptionV1: probe set and curve stimuli at that size
             data_cfg = OmegaConf.merge(data_cfg, {"image_size": int(cfg.image_size)})
         datamodule = hydra.utils.instantiate(data_cfg)
         if not cfg.get("ckpt"):
             net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
         # Controls (random init, CKA reference): the same architecture with nothing loaded (fresh_model_factory).
-        make_model = fresh_model_factory(model_cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
+        # Built from the architecture: a checkpoint's own init_from chain need not exist where it was copied to.
+        seed = control_seed(cfg.seed)
+        make_model = fresh_model_factory(arch_cfg, datamodule.num_classes, datamodule.image_size, seed)
 
         reference = load_net(cfg.reference)[0] if cfg.get("reference") else make_model()
         probes = build_probes(cfg)
@@ -72,9 +77,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
         outcomes = run_probes(probes, ctx, settings.budget_s, timeout_s=settings.get("probe_timeout_s"))
         save_outcomes(outcomes, run_dir)
         record.update(model=model_summary(net), classes=list(datamodule.classes))
-        record.data["probes"].update({o.name: record_entry(o, None) for o in outcomes})
-        for outcome in outcomes:
-            record.data["metrics"].update(outcome.scalars())
+        record_outcomes(record, outcomes, epoch=None)
         record.update(status="finished")
         return record.data["metrics"]
 

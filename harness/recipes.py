@@ -56,8 +56,10 @@ def _add_widen(cfg: DictConfig, branch: str, channels: int) -> None:
 
 
 def _architecture(model_cfg: DictConfig) -> dict[str, Any]:
+    from harness.models.edits import is_inception
+
     target = str(model_cfg.get("_target_", ""))
-    if not target.endswith("InceptionV1"):
+    if not is_inception(model_cfg):
         raise ConfigError(f"random_tweak and curve_widen need an InceptionV1 model (model=inception_v1_tiny or "
                           f"model=inception_v1), got {target or 'no model'}")
     keys = ("width", "batch_norm", "lrn", "last_layer", "widen", "insert")

@@ -21,7 +21,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-RECORD_NAME = "record.json"
+from harness.runs import RECORD_NAME, load_record
+
+__all__ = ["RECORD_NAME", "RecordCallback", "RecordWriteError", "RunRecord"]
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 
@@ -120,11 +122,8 @@ class RunRecord:
 
     @staticmethod
     def load(path: str | os.PathLike) -> dict[str, Any]:
-        """Read a record from a run directory or a record.json path."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / RECORD_NAME
-        return json.loads(path.read_text())
+        """Read a record from a run directory or a record.json path (:func:`harness.runs.load_record`)."""
+        return load_record(path)
 
 
 class RecordCallback(pl.Callback):

@@ -13,7 +13,6 @@ Checkpoints are always read with `weights_only=True`, so a file can never execut
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from harness.errors import ConfigError
+from harness.runs import RECORD_NAME, load_record
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,15 @@ _NOT_OVERRIDABLE = ("resume", "hydra", "paths", "ckpt_path")
 def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """The saved config of run `cfg.resume`, with the command line's other `overrides` applied on top."""
     run_dir = Path(str(cfg.resume)).expanduser().resolve()
-    record_path = run_dir / "record.json"
+    record_path = run_dir / RECORD_NAME
     if not record_path.is_file():
-        raise ConfigError(f"resume={run_dir}: no record.json there; resume takes a run directory written by "
+        raise ConfigError(f"resume={run_dir}: no {RECORD_NAME} there; resume takes a run directory written by "
                           f"harness-train (outputs/<date>/<time> or multirun/<date>/<time>/<job>)")
     try:
-        record = json.loads(record_path.read_text())
+        record = load_record(record_path)
         saved = OmegaConf.create(record["config"])
     except (ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"resume={run_dir}: record.json is unreadable ({err}); cannot resume this run") from None
+        raise ConfigError(f"resume={run_dir}: {RECORD_NAME} is unreadable ({err}); cannot resume this run") from None
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise ConfigError(f"resume={run_dir}: no checkpoints/last.ckpt (the run stopped before its first epoch "

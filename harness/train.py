@@ -18,12 +18,22 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness.errors import ConfigError
+from harness.builders import (
+    CONF_DIR,
+    build_model,
+    build_probes,
+    check_probe_layers,
+    checkpoint_meta,
+    control_seed,
+    fresh_model_factory,
+    model_summary,
+    summary_metrics,
+)
+from harness.errors import config_error
 from harness.recipes import expand_recipes
 from harness.records import RecordCallback, RunRecord
 from harness.resume import check_matches, load_checkpoint, resume_config
@@ -46,31 +56,6 @@ def _variant(cfg: DictConfig) -> str:
 
 def output_dir(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir)
-
-
-def build_model(cfg: DictConfig, num_classes: int, image_size: int) -> torch.nn.Module:
-    """Instantiate `cfg.model`, filling `num_classes` from the data when it is null."""
-    kwargs = {"num_classes": num_classes} if cfg.model.get("num_classes") is None else {}
-    net = hydra.utils.instantiate(cfg.model, **kwargs)
-    if hasattr(net, "check_input_size"):
-        net.check_input_size(image_size)
-    return net
-
-
-def model_summary(net: torch.nn.Module) -> dict[str, Any]:
-    """Parameter counts and per-layer channels: the first thing to compare across architecture variants."""
-    from harness.models import layers
-
-    total = sum(p.numel() for p in net.parameters())
-    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    return {"params/total": total, "params/trainable": trainable, "channels": layers(net)}
-
-
-def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:
-    """`model_summary` as flat logger keys: model/params/total, model/params/trainable, model/channels/<layer>."""
-    flat = {f"model/{k}": v for k, v in summary.items() if k.startswith("params/")}
-    flat.update({f"model/channels/{k}": v for k, v in summary["channels"].items()})
-    return flat
 
 
 def _wandb_id(record: RunRecord) -> str | None:
@@ -102,15 +87,6 @@ def _callbacks(cfg: DictConfig, with_logger: bool) -> list[pl.Callback]:
     return [c for c in callbacks if with_logger or not isinstance(c, pl.callbacks.LearningRateMonitor)]
 
 
-def build_probes(cfg: DictConfig) -> dict[str, Any]:
-    """The probes selected in `cfg.probes` (`probes=[curves,cka]`), built from their configs, in config order."""
-    return {
-        name: hydra.utils.instantiate(p_cfg)
-        for name, p_cfg in (cfg.get("probes") or {}).items()
-        if isinstance(p_cfg, DictConfig) and "_target_" in p_cfg
-    }
-
-
 def _probe_callback(cfg: DictConfig, record: RunRecord, run_dir: Path, make_model) -> pl.Callback | None:
     """The ProbeCallback for the selected probes (`probes=[curves,cka]`), or None when none are selected."""
     from harness.probes.callback import ProbeCallback
@@ -122,35 +98,6 @@ def _probe_callback(cfg: DictConfig, record: RunRecord, run_dir: Path, make_mode
     widen = OmegaConf.to_container(cfg.model.widen, resolve=True) if cfg.model.get("widen") else {}
     return ProbeCallback(probes, record=record, run_dir=run_dir, seed=cfg.seed, widen=widen,
                          make_model=make_model, **settings)
-
-
-def fresh_model_factory(cfg: DictConfig, num_classes: int, image_size: int, seed: int):
-    """A function building the run's architecture with a fresh, seeded random init (probe controls)."""
-
-    from harness.models.pretrained import architecture
-
-    # The same architecture with nothing loaded: `weights` / `init_from` would make the control the trained net.
-    arch = OmegaConf.create({"model": architecture(cfg.model)})
-
-    def make() -> torch.nn.Module:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return build_model(arch, num_classes, image_size)
-
-    return make
-
-
-def _check_probe_layers(cfg: DictConfig, net: torch.nn.Module) -> None:
-    layers = (cfg.get("probing") or {}).get("layers") if cfg.get("probes") else None
-    if not layers:
-        return
-    from harness.models import hook_points
-
-    valid = list(hook_points(net))
-    unknown = [name for name in layers if str(name).split(":")[0] not in valid]
-    if unknown:
-        names = ", ".join(map(str, unknown))
-        raise ConfigError(f"unknown layer(s) {names} in probing.layers; valid: {', '.join(valid)}")
 
 
 def _open_record(cfg: DictConfig, run_dir: Path, variant: str, config: dict[str, Any]) -> RunRecord:
@@ -185,8 +132,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             datamodule = hydra.utils.instantiate(cfg.data)
             net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
-            _check_probe_layers(cfg, net)
-            module = hydra.utils.instantiate(cfg.module, net=net, class_names=datamodule.classes)
+            check_probe_layers(cfg, net)
+            meta = checkpoint_meta(cfg, datamodule.num_classes, variant)  # every checkpoint rebuilds from this
+            # Partial first: instantiate would otherwise recurse into the `_target_` inside `meta`.
+            make_module = hydra.utils.instantiate(cfg.module, _partial_=True)
+            module = make_module(net=net, class_names=datamodule.classes, checkpoint_meta=meta)
             if ckpt is not None:
                 check_matches(ckpt, module, cfg.ckpt_path)
             summary = model_summary(net)
@@ -194,7 +144,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             resume_id = _wandb_id(record) if cfg.get("resume") else None
             loggers = _loggers(cfg, variant, config, run_dir, resume_id=resume_id)
             callbacks = [*_callbacks(cfg, bool(loggers)), RecordCallback(record)]
-            make_model = fresh_model_factory(cfg, datamodule.num_classes, datamodule.image_size, cfg.seed + 10_000)
+            make_model = fresh_model_factory(cfg, datamodule.num_classes, datamodule.image_size, control_seed(cfg.seed))
             probe_cb = _probe_callback(cfg, record, run_dir, make_model)
             if probe_cb is not None:
                 if cfg.get("ckpt_path"):  # the seeded initial weights, before the checkpoint replaces them
@@ -243,20 +193,6 @@ def _wandb_info(loggers: list[Any]) -> dict[str, Any] | None:
     return None
 
 
-def config_error(err: BaseException) -> ConfigError | None:
-    """The ConfigError behind `err`, looking through Hydra's InstantiationException wrapping."""
-    while err is not None:
-        if isinstance(err, ConfigError):
-            return err
-        err = err.__cause__ or err.__context__
-    return None
-
-
-# An absolute path: console scripts and `python -m` both find the configs (Hydra resolves relative paths
-# against the calling module, which differs between the two).
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-
-
 def _report(err: BaseException, cfg: DictConfig) -> int:
     """One `error:` line on stderr (the traceback goes to <run dir>/traceback.txt); returns the exit code."""
     bad = config_error(err)
@@ -292,13 +228,18 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> float | None:
     """`harness-train`: check the command line's overrides (one-line errors with suggestions), then run."""
-    from harness.overrides import check_command_line
+    from harness.command_line import check_command_line
 
     problem = check_command_line(sys.argv[1:], CONF_DIR, "train")
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
     return _hydra_main()
+
+
+# Built in harness.builders (shared with harness-probe); importable from here as before.
+__all__ = ["CONF_DIR", "build_model", "build_probes", "config_error", "fresh_model_factory", "main",
+           "model_summary", "output_dir", "summary_metrics", "train"]  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def _one_of(*choices: Any) -> tuple[Callable[[Any], bool], str]:
 
 
 # key -> (rule, description); a key absent from the config is not checked (other data/model groups).
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": _int(0),
     "data.batch_size": _int(1),
     "data.train_size": _int(1),
@@ -61,8 +61,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Raise ConfigError on the first key whose value breaks its rule (see RULES)."""
-    for key, (ok, wanted) in RULES.items():
+    """Raise ConfigError on the first key whose value breaks its rule (see CHECKS)."""
+    for key, (ok, wanted) in CHECKS.items():
         value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
         if value is _MISSING or value is None and key not in ("seed", "module.optimizer.lr"):
             continue

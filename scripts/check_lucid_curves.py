@@ -138,11 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from harness.errors import ConfigError
-    from harness.models import InceptionV1
+    from harness.models import inception_v1
     from harness.models.pretrained import LUCID_BLOB_ID, git_blob_id
 
     try:
-        model = InceptionV1(weights=args.weights, num_classes=1008).eval()
+        model = inception_v1(weights=args.weights, num_classes=1008).eval()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

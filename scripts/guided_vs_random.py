@@ -41,7 +41,7 @@ from harness.suggest.overrides import Edit, as_overrides, check
 from harness.suggest.overrides import compose as compose_edit
 from harness.suggest.report import write_report
 from harness.suggest.rules import suggest
-from harness.suggest.verdict import compare
+from harness.suggest.verdict import judge
 from harness.train import CONF_DIR, train
 
 DEFAULTS = ["data=world_curvature", "data.train_size=4000", "data.val_size=1000", "data.test_size=1000",
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
     wall = time.perf_counter() - started
     finals = {arm: {r["seed"]: r["test_acc"] for r in rows if r["arm"] == arm and r["round"] == args.rounds}
               for arm in ("guided", "random")}  # fmt: skip
-    verdict = compare(list(finals["guided"].values()), list(finals["random"].values()),
+    verdict = judge(list(finals["guided"].values()), list(finals["random"].values()),
                       [(finals["guided"][s], finals["random"][s]) for s in finals["guided"]])  # fmt: skip
     columns = ["arm", "seed", "round", "edit", "overrides", "rule", "params", "val_acc", "test_acc",
                *[f"test_acc/{c}" for c in exp.classes], "wall_s", "run_dir", "evidence"]  # fmt: skip

@@ -18,9 +18,11 @@ from scipy import stats as sps
 
 from harness.compare import compare
 from harness.compare.cli import main
-from harness.compare.load import Run, flatten_metrics
-from harness.compare.stats import bh_adjust, metric_effect, separated_p, variant_effects
+from harness.compare.load import Run
+from harness.compare.stats import metric_effect, variant_effects
 from harness.compare.variants import choose_baseline, split_overrides, variant_labels
+from harness.runs import flatten
+from harness.stats import bh_adjust, separated_p
 
 BASE = "data.batch_size=32,probes=[curves,cka],trainer.max_epochs=2"
 WIDE = "data.batch_size=32,model.widen.mixed3b_5x5=8,probes=[curves,cka],trainer.max_epochs=2"
@@ -228,7 +230,7 @@ def test_flatten_metrics_merges_sources_without_duplicates() -> None:
     record = {"metrics": {"val/acc": 0.5, "curves/l/detectors": None, "tag": "text"}, "test": {"test/acc": 0.6},
               "model": {"params/total": 10, "channels": {"l": 4}},
               "probes": {"curves": {"scalars": {"l/detectors": 3, "l/extra": 1}}}}  # fmt: skip
-    assert flatten_metrics(record) == {
+    assert flatten(record) == {
         "val/acc": 0.5, "curves/l/detectors": 3.0, "test/acc": 0.6, "model/params/total": 10.0, "curves/l/extra": 1.0,
     }  # fmt: skip
 

@@ -11,7 +11,8 @@ import pytest
 
 from harness.data.shapes import ARC_LADDER_LENGTH, ARC_LADDER_RADIUS
 from harness.data.world import CLASSES, World
-from harness.suggest.verdict import compare, welch
+from harness.stats import welch
+from harness.suggest.verdict import judge
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "guided_vs_random.py"
 
@@ -54,11 +55,11 @@ def test_welch_interval_and_verdicts() -> None:
     assert p == pytest.approx(
         stats.ttest_ind([0.80, 0.82, 0.81, 0.83], [0.70, 0.72, 0.71, 0.69], equal_var=False).pvalue
     )
-    assert compare([0.80, 0.82, 0.81, 0.83], [0.70, 0.72, 0.71, 0.69]).text.startswith("guided beats random")
-    assert compare([0.70, 0.72, 0.71], [0.80, 0.83, 0.81]).text.startswith("random beats guided")
-    null = compare([0.70, 0.80, 0.75], [0.74, 0.72, 0.79])
+    assert judge([0.80, 0.82, 0.81, 0.83], [0.70, 0.72, 0.71, 0.69]).text.startswith("guided beats random")
+    assert judge([0.70, 0.72, 0.71], [0.80, 0.83, 0.81]).text.startswith("random beats guided")
+    null = judge([0.70, 0.80, 0.75], [0.74, 0.72, 0.79])
     assert null.text.startswith("no detectable difference") and null.ci[0] < 0 < null.ci[1]
-    assert compare([0.7], [0.6]).ci is None
+    assert judge([0.7], [0.6]).ci is None
 
 
 def test_curvature_world_ladder_and_default_world_unchanged() -> None:
@@ -73,3 +74,14 @@ def test_curvature_world_ladder_and_default_world_unchanged() -> None:
     assert World().classes == CLASSES and "arc_r4" not in CLASSES  # the default world keeps its classes
     again = world.generate(200, seed=3)
     assert (again.images == batch.images).all()
+
+
+def test_constant_arms_get_the_same_permutation_p_as_harness_compare() -> None:
+    from harness.compare.stats import metric_effect
+
+    guided, random = [0.9, 0.9], [0.8, 0.8]
+    verdict = judge(guided, random)
+    assert verdict.p == pytest.approx(1 / 3) == metric_effect("test/acc", random, guided).p  # not 0.0
+    assert verdict.ci == pytest.approx((0.1, 0.1))
+    same = judge([0.9, 0.9], [0.9, 0.9])  # negative control: nothing differs, so no p at all
+    assert same.p is None and "n/a" in same.text and same.text.startswith("no detectable difference")

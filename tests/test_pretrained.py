@@ -18,7 +18,7 @@ from omegaconf import open_dict
 from harness.checkpoints import load_net
 from harness.errors import ConfigError
 from harness.hooks import run_with_cache
-from harness.models import InceptionV1, max_output_change, torchvision_model
+from harness.models import InceptionV1, inception_v1, max_output_change, torchvision_model
 from harness.models.pretrained import lucid_keys, read_state_dict
 from harness.probe import probe
 from harness.records import RunRecord
@@ -55,7 +55,7 @@ def _save(tmp_path: Path, obj: object, name: str = "w.pth") -> Path:
 
 def test_lucid_state_dict_loads_and_addresses_the_literature_units(lucid) -> None:
     path, state = lucid
-    net = InceptionV1(weights=str(path), num_classes=1008).eval()
+    net = inception_v1(weights=str(path), num_classes=1008).eval()
     assert net.input_transform == "lucid" and net.config["widen"] == {}
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     names = ["conv2d2", "mixed3a", "mixed3b", "mixed3b_5x5", "mixed4a", "mixed5b"]
@@ -75,19 +75,19 @@ def test_lucid_state_dict_loads_and_addresses_the_literature_units(lucid) -> Non
 
 def test_other_class_count_gets_a_fresh_head_and_last_layer_truncates(lucid) -> None:
     path, state = lucid
-    net = InceptionV1(weights=str(path), num_classes=8, last_layer="mixed4a")
+    net = inception_v1(weights=str(path), num_classes=8, last_layer="mixed4a")
     assert net.fc.weight.shape == (8, 508) and "mixed4b" not in net.channels
     assert torch.equal(net.features.conv2d0.conv.weight, state["conv2d0_pre_relu_conv.weight"])
     with pytest.raises(ConfigError, match="width=0.25") as info:
-        InceptionV1(weights=str(path), width=0.25, batch_norm=True)
+        inception_v1(weights=str(path), width=0.25, batch_norm=True)
     assert "batch_norm" in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("init", ["zero", "net2net"])
 def test_widening_lucid_keeps_its_logits(lucid, init: str) -> None:
     path, _ = lucid
-    base = InceptionV1(weights=str(path), num_classes=1008)
-    wide = InceptionV1(weights=str(path), num_classes=1008, widen={"mixed3b_5x5": 8}, widen_init=init)
+    base = inception_v1(weights=str(path), num_classes=1008)
+    wide = inception_v1(weights=str(path), num_classes=1008, widen={"mixed3b_5x5": 8}, widen_init=init)
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     change = max_output_change(base, wide, x)
     print(f"Lucid InceptionV1 +8 at mixed3b_5x5 ({init}): max |logit change| = {change:.2e}")
@@ -96,8 +96,8 @@ def test_widening_lucid_keeps_its_logits(lucid, init: str) -> None:
 
 def test_widened_pretrained_model_fine_tunes_with_old_units_frozen(lucid) -> None:
     path, _ = lucid
-    base = InceptionV1(weights=str(path), num_classes=5, last_layer="mixed3b").eval()
-    wide = InceptionV1(weights=str(path), num_classes=5, last_layer="mixed3b", widen={"mixed3b_5x5": 4},
+    base = inception_v1(weights=str(path), num_classes=5, last_layer="mixed3b").eval()
+    wide = inception_v1(weights=str(path), num_classes=5, last_layer="mixed3b", widen={"mixed3b_5x5": 4},
                        freeze_old=True)  # fmt: skip
     x, y = torch.rand(4, 3, 64, 64), torch.tensor([0, 1, 2, 3])
     _, old = run_with_cache(base, x, names=["mixed3b"])
@@ -125,13 +125,13 @@ def test_wrong_shape_missing_and_unexpected_keys_are_one_line(lucid, tmp_path: P
     bad = dict(state)
     bad["mixed3b_5x5_pre_relu_conv.weight"] = torch.zeros(95, 32, 5, 5)
     with pytest.raises(ConfigError) as info:
-        InceptionV1(weights=str(_save(tmp_path, bad)), num_classes=1008)
+        inception_v1(weights=str(_save(tmp_path, bad)), num_classes=1008)
     message = str(info.value)
     assert "mixed3b_5x5_pre_relu_conv.weight: expected [96, 32, 5, 5], found [95, 32, 5, 5]" in message
     assert "\n" not in message
     bad = {k: v for k, v in state.items() if not k.startswith("conv2d0")} | {"foo.weight": torch.zeros(1)}
     with pytest.raises(ConfigError) as info:
-        InceptionV1(weights=str(_save(tmp_path, bad)), num_classes=1008)
+        inception_v1(weights=str(_save(tmp_path, bad)), num_classes=1008)
     message = str(info.value)
     assert "2 missing keys (conv2d0_pre_relu_conv.weight, conv2d0_pre_relu_conv.bias)" in message
     assert "1 unexpected keys (foo.weight)" in message and "\n" not in message
@@ -162,7 +162,7 @@ def test_bad_files_are_refused_and_never_run_code(tmp_path: Path) -> None:
     ]
     for path, words in cases:
         with pytest.raises(ConfigError) as info:
-            InceptionV1(weights=str(path), num_classes=1008)
+            inception_v1(weights=str(path), num_classes=1008)
         assert words in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
     assert not marker.exists()
     refused = pytest.raises(ConfigError, read_state_dict, tmp_path / "evil.pth").value
@@ -224,7 +224,7 @@ def test_init_from_a_run_widened_and_frozen_end_to_end(make_cfg, tmp_path: Path)
     train(cfg)
     record = RunRecord.load(cfg.paths.output_dir)
     assert record["status"] == "finished" and record["model"]["channels"]["mixed3b_5x5"] == 24 + 4
-    final, _ = load_net(record["checkpoints"]["last"])  # rebuilt from the record chain, plain (unfrozen) keys
+    final, _ = load_net(record["checkpoints"]["last"])  # rebuilt from the checkpoint alone, plain (unfrozen) keys
     old, new, key = source.state_dict(), final.state_dict(), "features.mixed3b.conv_5x5.conv.weight"
     bn = "features.mixed3b.conv_5x5.bn."
     assert torch.equal(new[key][:24], old[key])  # the old units' weights, batch norm and statistics

@@ -11,35 +11,16 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.models import ConvReLU
 from harness.probes import Probe, ProbeContext, ProbeResult, ProbeSet
 from harness.probes.ablation import AblationProbe
+from tests.helpers import OneLayerNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class Tiny(nn.Module):
+def tiny() -> OneLayerNet:
     """layer (1x1 conv): unit 0 = red, unit 1 = green; logits = [u0 - 0.5, 0.5 - u0] (unit 1 unused)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.unit = ConvReLU(3, 2, 1)
-        self.fc = nn.Linear(2, 2)
-        with torch.no_grad():
-            self.unit.conv.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).view(2, 3, 1, 1))
-            self.unit.conv.bias.zero_()
-            self.fc.weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
-            self.fc.bias.copy_(torch.tensor([-0.5, 0.5]))
-
-    @property
-    def channels(self) -> dict[str, int]:
-        return {"layer": 2}
-
-    def hook_points(self) -> dict[str, nn.Module]:
-        return {"layer": self.unit}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.unit(x).mean(dim=(2, 3)))
+    return OneLayerNet([[1.0, 0, 0], [0, 1.0, 0]], bias=0.0, classes=2, head=([[1.0, 0.0], [-1.0, 0.0]], [-0.5, 0.5]))
 
 
 def make_ctx(widen: dict | None = None) -> ProbeContext:
@@ -50,7 +31,7 @@ def make_ctx(widen: dict | None = None) -> ProbeContext:
     images = colours[:, :, None, None].expand(n, 3, 8, 8).clone()
     labels = (red <= 0.5).long()  # class 0 "red" when the red channel is high
     probe_set = ProbeSet(images=images, labels=labels, classes=("red", "dark"))
-    return ProbeContext(Tiny(), ["layer"], probe_set, widen=widen or {}, seed=3, batch_size=16)
+    return ProbeContext(tiny(), ["layer"], probe_set, widen=widen or {}, seed=3, batch_size=16)
 
 
 def fake_curves(monkeypatch: pytest.MonkeyPatch, detectors: set[int] | None) -> None:
@@ -119,20 +100,10 @@ def test_curves_unavailable_or_empty_skips_group(monkeypatch: pytest.MonkeyPatch
 
 
 def test_random_control_is_seeded() -> None:
-    class Wide(Tiny):  # 6 units: the random draws vary, but only with the seed
-        def __init__(self) -> None:
-            super().__init__()
-            self.unit = ConvReLU(3, 6, 1)
-            self.fc = nn.Linear(6, 2)
-
-        @property
-        def channels(self) -> dict[str, int]:
-            return {"layer": 6}
-
     def draws(seed: int) -> list[str]:
         torch.manual_seed(0)
         ctx = make_ctx()
-        ctx.model, ctx.seed = Wide(), seed
+        ctx.model, ctx.seed = OneLayerNet(units=6, classes=2), seed  # 6 units: draws vary, only with the seed
         rows = AblationProbe(groups=[], units=["layer:0", "layer:1"], random_draws=3).run(ctx).tables["groups"]
         return [r["units"] for r in rows if r["group"] == "random_custom"]
 

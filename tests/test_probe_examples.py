@@ -7,38 +7,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from harness.errors import ConfigError
-from harness.models import ConvReLU
 from harness.probes import ProbeContext, ProbeSet
 from harness.probes.examples import TopExamples
 from harness.probes.plots import image_grid
+from tests.helpers import OneLayerNet
 
 SIZE, PER_CLASS, CLASSES = 16, 10, ("a", "b", "red", "green")
 
 
-class PatchNet(nn.Module):
+def patch_net() -> OneLayerNet:
     """layer (1x1 conv): unit 0 = relu(R - G - B - 0.5), unit 1 = relu(G - R - B - 0.5), unit 2 = 1 (constant)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.unit = ConvReLU(3, 3, 1)
-        self.fc = nn.Linear(3, 4)
-        with torch.no_grad():
-            weight = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [0.0, 0.0, 0.0]])
-            self.unit.conv.weight.copy_(weight[:, :, None, None])
-            self.unit.conv.bias.copy_(torch.tensor([-0.5, -0.5, 1.0]))
-
-    @property
-    def channels(self) -> dict[str, int]:
-        return {"layer": 3}
-
-    def hook_points(self) -> dict[str, nn.Module]:
-        return {"layer": self.unit}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.unit(x).mean(dim=(2, 3)))
+    weight = [[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [0.0, 0.0, 0.0]]
+    return OneLayerNet(weight, bias=[-0.5, -0.5, 1.0], classes=4)
 
 
 def make_ctx(widen: dict[str, int] | None = None) -> ProbeContext:
@@ -55,7 +37,7 @@ def make_ctx(widen: dict[str, int] | None = None) -> ProbeContext:
             brightness = 0.5 + 0.5 * torch.rand(1)
             images[i, :, y : y + 4, x : x + 4] = (colours[label] * brightness)[:, None, None]
     probe_set = ProbeSet(images=images, labels=labels, classes=CLASSES)
-    return ProbeContext(PatchNet(), ["layer"], probe_set, widen=widen or {}, batch_size=16)
+    return ProbeContext(patch_net(), ["layer"], probe_set, widen=widen or {}, batch_size=16)
 
 
 def test_planted_units_pick_their_class() -> None:

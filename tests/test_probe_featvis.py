@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from harness.models import ConvReLU
 from harness.probes import ProbeContext, ProbeSet
 from harness.probes.featvis import FeatVisProbe, pre_relu_target, visualise
+from tests.helpers import OneLayerNet
 
 SIZE, STEPS = 24, 48
 
@@ -18,33 +17,15 @@ SIZE, STEPS = 24, 48
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class ColourNet(nn.Module):
+def colour_net() -> OneLayerNet:
     """layer (3x3 conv): unit 0 = red - (green + blue) / 2, unit 1 = green - (red + blue) / 2, bias 0.5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.unit = ConvReLU(3, 2, 3)
-        self.fc = nn.Linear(2, 2)
-        with torch.no_grad():
-            mix = torch.tensor([[1.0, -0.5, -0.5], [-0.5, 1.0, -0.5]])
-            self.unit.conv.weight.copy_(mix[:, :, None, None].expand(2, 3, 3, 3))
-            self.unit.conv.bias.fill_(0.5)
-
-    @property
-    def channels(self) -> dict[str, int]:
-        return {"layer": 2}
-
-    def hook_points(self) -> dict[str, nn.Module]:
-        return {"layer": self.unit}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.unit(x).mean(dim=(2, 3)))
+    return OneLayerNet([[1.0, -0.5, -0.5], [-0.5, 1.0, -0.5]], bias=0.5, kernel=3, classes=2)
 
 
 def make_ctx(seed: int = 0) -> ProbeContext:
     torch.manual_seed(0)
     probe_set = ProbeSet(images=torch.rand(4, 3, SIZE, SIZE), labels=torch.zeros(4, dtype=torch.long), classes=("a",))
-    return ProbeContext(ColourNet(), ["layer"], probe_set, seed=seed)
+    return ProbeContext(colour_net(), ["layer"], probe_set, seed=seed)
 
 
 def probe(**kwargs) -> FeatVisProbe:
@@ -76,9 +57,9 @@ def test_matched_filter_gets_its_colour() -> None:
 
 
 def test_deterministic_per_seed() -> None:
-    a = visualise(ColourNet(), [("layer", 0)], SIZE, steps=8, seed=1)
-    b = visualise(ColourNet(), [("layer", 0)], SIZE, steps=8, seed=1)
-    c = visualise(ColourNet(), [("layer", 0)], SIZE, steps=8, seed=2)
+    a = visualise(colour_net(), [("layer", 0)], SIZE, steps=8, seed=1)
+    b = visualise(colour_net(), [("layer", 0)], SIZE, steps=8, seed=1)
+    c = visualise(colour_net(), [("layer", 0)], SIZE, steps=8, seed=2)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not torch.equal(a[0], c[0])
 

@@ -8,13 +8,12 @@ import types
 
 import pytest
 import torch
-from torch import nn
 
 from harness.errors import ConfigError
-from harness.models import ConvReLU
 from harness.probes import Probe, ProbeContext, ProbeResult, ProbeSet
 from harness.probes.lineage import LineageProbe
 from harness.probes.units import parse_units
+from tests.helpers import OneLayerNet
 
 # Old units 0..2 read R, G, B; widen added 3..5: 3 copies unit 0, 4 is dead, 5 = relu(R - G) (independent).
 WEIGHTS = [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [1.0, 0, 0], [0, 0, 0], [1.0, -1.0, 0]]
@@ -24,29 +23,15 @@ BIASES = [0.0, 0.0, 0.0, 0.0, -1.0, 0.0]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-class Widened(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.unit = ConvReLU(3, 6, 1)
-        with torch.no_grad():
-            self.unit.conv.weight.copy_(torch.tensor(WEIGHTS).view(6, 3, 1, 1))
-            self.unit.conv.bias.copy_(torch.tensor(BIASES))
-
-    @property
-    def channels(self) -> dict[str, int]:
-        return {"layer": 6}
-
-    def hook_points(self) -> dict[str, nn.Module]:
-        return {"layer": self.unit}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unit(x).mean(dim=(2, 3))
+def widened() -> OneLayerNet:
+    """layer: 6 units of a 1x1 conv (WEIGHTS, BIASES), the last 3 added by a widen edit; no head."""
+    return OneLayerNet(WEIGHTS, bias=BIASES)
 
 
 def make_ctx(widen: dict | None = None) -> ProbeContext:
     torch.manual_seed(0)
     probe_set = ProbeSet(images=torch.rand(16, 3, 8, 8), labels=torch.zeros(16, dtype=torch.long), classes=("a",))
-    return ProbeContext(Widened(), ["layer"], probe_set, widen={"layer": 3} if widen is None else widen, seed=0)
+    return ProbeContext(widened(), ["layer"], probe_set, widen={"layer": 3} if widen is None else widen, seed=0)
 
 
 def fake_probe(monkeypatch: pytest.MonkeyPatch, probe: str, column: str, units: set[int] | None) -> None:

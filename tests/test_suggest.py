@@ -145,8 +145,36 @@ def test_unit_tables_give_branch_keys(tmp_path) -> None:
     m = run.metrics
     assert m["activations/mixed3b_5x5/dead_fraction"] == 0.5 and m["activations/mixed3b_1x1/dead_fraction"] == 0.0
     assert m["curves/mixed3b_5x5/detectors"] == 3 and m["curves/mixed3b_1x1/detectors"] == 1
-    assert m["curves/mixed3b/orientation/90"] == 2 and m["curves/mixed3b/orientation/315"] == 1
-    assert m["curves/mixed3b/orientation/180"] == 0
+    # the probe's own bins, centred on 0: 10 and 359 deg share bin 0, 95 and 100 deg bin 90
+    assert m["curves/mixed3b/orientation/0"] == 2 and m["curves/mixed3b/orientation/90"] == 2
+    assert m["curves/mixed3b/orientation/315"] == 0 and m["curves/mixed3b/orientation/180"] == 0
+
+
+@pytest.mark.parametrize(
+    "preferred",
+    [[10.0, 359.0, 95.0, 100.0], [40.0, 50.0, 130.0, 200.0, 290.0], [22.0, 23.0, 337.0, 338.0], [0.0]],
+)
+def test_orientation_coverage_and_named_gaps_agree(preferred, cfg, tmp_path) -> None:
+    """The curve_cluster rule prints coverage and gaps: the gaps must name exactly the bins coverage leaves out."""
+    from harness.probes.keys import COVERAGE_BINS, orientation_coverage
+
+    curves = [{"layer": "mixed3b", "unit": u, "is_curve_detector": u < len(preferred),
+               "preferred_orientation": preferred[u] if u < len(preferred) else 0.0} for u in range(120)]  # fmt: skip
+    coverage = orientation_coverage(preferred)  # what the probe reports (CurveCensus uses the same bins)
+    metrics = {"curves/mixed3b/detectors": 13.0, "curves/mixed3b/detectors_random_init": 1.0,
+               "curves/mixed3b/orientation_coverage": coverage}  # fmt: skip
+    run = load_run(plant(tmp_path, metrics, tables={"curves": curves}) / "record.json")
+    (s,) = [s for s in RULES["curve_cluster"](run, cfg)]
+    text = " ".join(s.evidence)
+    assert f"orientation coverage {coverage:.2f}" in text or f"orientation coverage {int(coverage)}" in text
+    gaps = text.split("gaps at ")[1].split(" deg")[0].split(", ")
+    empty = 0
+    for gap in gaps:  # each named gap spans whole 45-degree bins, possibly across 0
+        lo, hi = (float(x) for x in gap.split("-"))
+        empty += round(((hi - lo) % 360) / (360 / COVERAGE_BINS))
+    assert empty == round((1 - coverage) * COVERAGE_BINS) > 0
+    if preferred[0] == 40.0:  # bins starting at 0 would cover 0, 45, 90, 180, 270 here: 3 gaps, coverage 0.62
+        assert coverage == 0.5 and gaps == ["292.5-22.5", "67.5-112.5", "202.5-247.5"]
 
 
 def _compose_and_build(overrides: list[str]) -> dict[str, int]:
@@ -185,15 +213,13 @@ def test_suggested_overrides_apply_and_compose(cfg, tmp_path) -> None:
 
 
 def test_negative_widen_override(cfg, tmp_path) -> None:
-    """Pruning needs negative widths in harness/models/edits.py (being added): parse always, build if supported."""
+    """Pruning is a negative widen (harness/models/edits.py): the override parses, is valid, and builds."""
     run = load_run(plant(tmp_path, CASES["prune_dead"][0]) / "record.json")
     (s,) = suggest(run, cfg)[0]
     assert s.next_run == ["+model.widen.mixed4a_3x3=-21"]
     (parsed,) = OverridesParser.create().parse_overrides(s.next_run)
     assert parsed.key_or_group == "model.widen.mixed4a_3x3" and parsed.value() == -21
-    if s.problem is not None:  # not supported yet: the CLI says so instead of pretending
-        assert "negative" in s.problem or "prun" in s.problem
-        return
+    assert s.problem is None  # pruning is supported: a suggestion marked invalid here is a regression
     assert _compose_and_build(s.next_run)["mixed4a_3x3"] == 51 - 21
 
 

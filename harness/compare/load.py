@@ -1,4 +1,4 @@
-"""Find `record.json` files below the given paths and flatten each into one comparable row.
+"""Runs as comparable rows: each `record.json` (found and flattened by :mod:`harness.runs`) becomes a `Run`.
 
 Why read records and not wandb: the record is written by every run (also offline, failed or killed ones),
 so a comparison works on a laptop without an account, and a failed run is visible with its error
@@ -7,21 +7,13 @@ instead of silently missing from a dashboard.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
-
-# Same name as harness.records.RECORD_NAME; not imported from there because that module loads torch and
-# Lightning (seconds), and comparing records needs neither.
-RECORD_NAME = "record.json"
-
-Value = float | None  # None: missing, or NaN stored as JSON null
+from harness.runs import Value, as_number, find_records, flatten, load_record, model_config
 
 
 @dataclass
@@ -50,83 +42,26 @@ class Run:
     @property
     def plain(self) -> bool:
         """No architecture edit: every widen branch adds 0 channels and nothing is inserted."""
-        return not self.inserts and all(_as_number(v) in (0, None) for v in self.widen.values())
-
-
-def _as_number(value: Any) -> Value:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        return float(value)
-    return None
-
-
-def _natural_key(path: Path) -> list[Any]:
-    """Sort run 10 after run 9 (Hydra job numbers are plain integers)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
-
-
-def find_records(inputs: Sequence[str | Path]) -> list[Path]:
-    """Every record.json at or below each input path, in natural order; a path with none is a user error."""
-    found: list[Path] = []
-    for raw in inputs:
-        path = Path(raw)
-        if not path.exists():
-            raise ConfigError(f"no such file or directory: {path}")
-        if path.is_file():
-            hits = [path] if path.name == RECORD_NAME else []
-        elif (path / RECORD_NAME).is_file():
-            hits = [path / RECORD_NAME]
-        else:
-            hits = sorted(path.rglob(RECORD_NAME), key=_natural_key)
-        if not hits:
-            raise ConfigError(f"no {RECORD_NAME} found at or below {path} (searched recursively)")
-        found.extend(h for h in hits if h not in found)
-    return found
-
-
-def flatten_metrics(record: Mapping[str, Any]) -> dict[str, Value]:
-    """metrics ∪ test ∪ model/params/* ∪ `<probe>/<key>` probe scalars; the first source of a key wins."""
-    out: dict[str, Value] = {}
-
-    def add(key: str, value: Any) -> None:
-        number = _as_number(value)
-        if value is not None and number is None:
-            return  # strings, lists: not a scalar result
-        if out.get(key) is None:
-            out[key] = number
-
-    for source in (record.get("metrics") or {}, record.get("test") or {}):
-        for key, value in source.items():
-            add(str(key), value)
-    for key, value in (record.get("model") or {}).items():
-        if str(key).startswith("params/"):
-            add(f"model/{key}", value)
-    for probe, entry in (record.get("probes") or {}).items():
-        for key, value in ((entry or {}).get("scalars") or {}).items():
-            add(f"{probe}/{key}", value)
-    return out
+        return not self.inserts and all(as_number(v) in (0, None) for v in self.widen.values())
 
 
 def load_run(record_path: Path) -> Run:
     """Read one record; an unreadable file becomes a run with status 'unreadable' (listed, never compared)."""
     run_dir = record_path.parent
     try:
-        record = json.loads(record_path.read_text())
-        if not isinstance(record, dict):
-            raise ValueError("not a JSON object")
+        record = load_record(record_path)
     except (OSError, ValueError) as err:
         return Run(run_dir, status="unreadable", variant="?", seed=None, error=f"{type(err).__name__}: {err}")
-    model_cfg = ((record.get("config") or {}).get("model")) or {}
+    model_cfg = model_config(record)
     seed = record.get("seed")
     return Run(
         run_dir=run_dir,
         status=str(record.get("status") or "unknown"),
         variant=str(record.get("variant") or "(none)"),
         seed=int(seed) if isinstance(seed, int | float) and not isinstance(seed, bool) else None,
-        metrics=flatten_metrics(record),
+        metrics=flatten(record),
         error=record.get("error"),
-        wall_seconds=_as_number(record.get("wall_seconds")),
+        wall_seconds=as_number(record.get("wall_seconds")),
         widen=dict(model_cfg.get("widen") or {}),
         inserts=list(model_cfg.get("insert") or []),
         probe_errors={

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.compare.headline import Headline, make_headline
-from harness.compare.load import RECORD_NAME, Run, load_runs, ordered_variants
+from harness.compare.load import Run, load_runs, ordered_variants
 from harness.compare.plots import Plot, make_plots
 from harness.compare.report import write_report
 from harness.compare.stats import ALPHA, Effect, variant_effects
 from harness.compare.tables import write_effects, write_summary
 from harness.compare.variants import choose_baseline, variant_labels
 from harness.errors import ConfigError
+from harness.runs import RECORD_NAME
 
 
 @dataclass

@@ -19,6 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.compare.load import Run
+from harness.probes import keys as pk
+from harness.stats import mean_sd
 
 Series = dict[str, dict[str, list[float]]]  # variant -> x (layer/class) -> seed values
 
@@ -57,18 +59,21 @@ def _class_spec(runs: Sequence[Run]) -> PlotSpec:
                     f"{split}/acc/<class>", kind="bar")  # fmt: skip
 
 
+def _per_layer(probe: str, metric: str, title: str, label: str) -> PlotSpec:
+    """A plot of `<probe>/<layer>/<metric>` across layers (key names from harness.probes.keys)."""
+    return PlotSpec(probe, title, rf"^{probe}/(?P<x>[^/]+)/{metric}$", label, pk.key(probe, "<layer>", metric))
+
+
 def plot_specs(runs: Sequence[Run]) -> list[PlotSpec]:
     """The report's plots; accuracy per class uses test/acc/<class> when any run has it, else val/acc/<class>."""
     return [
-        PlotSpec("curves", "Curve detectors per layer", r"^curves/(?P<x>[^/]+)/detectors$", "curve detectors",
-                 "curves/<layer>/detectors"),
-        PlotSpec("dissect", "Dissect: unique concepts per layer", r"^dissect/(?P<x>[^/]+)/unique_concepts$",
-                 "unique concepts", "dissect/<layer>/unique_concepts"),
-        PlotSpec("cka", "CKA to reference per layer", r"^cka/(?P<x>[^/]+)/cka_to_reference$", "linear CKA",
-                 "cka/<layer>/cka_to_reference"),
+        _per_layer(pk.CURVES, pk.DETECTORS, "Curve detectors per layer", "curve detectors"),
+        _per_layer(pk.DISSECT, pk.UNIQUE_CONCEPTS, "Dissect: unique concepts per layer", "unique concepts"),
+        _per_layer(pk.CKA, pk.CKA_TO_REFERENCE, "CKA to reference per layer", "linear CKA"),
         _class_spec(runs),
-        PlotSpec("lineage", "Lineage: what the added units became", r"^lineage/(?P<x>[^/]+/added/[^/]+(?<!_frac))$",
-                 "units", "lineage/<branch>/added/<category>", kind="bar"),
+        PlotSpec(pk.LINEAGE, "Lineage: what the added units became",
+                 rf"^{pk.LINEAGE}/(?P<x>[^/]+/{pk.ADDED}/[^/]+(?<!_frac))$", "units",
+                 f"{pk.LINEAGE}/<branch>/{pk.ADDED}/<category>", kind="bar"),
     ]  # fmt: skip
 
 
@@ -87,13 +92,6 @@ def collect(runs: Sequence[Run], pattern: str, variants: Sequence[str]) -> Serie
     return series
 
 
-def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def draw(spec: PlotSpec, series: Series, labels: Mapping[str, str], colors: Mapping[str, str]) -> Figure:
     """One figure: per variant mean ± sd (line or grouped bars) with each seed as a dot; a variant keeps its colour."""
     xs = list(dict.fromkeys(x for per_x in series.values() for x in per_x))
@@ -104,7 +102,7 @@ def draw(spec: PlotSpec, series: Series, labels: Mapping[str, str], colors: Mapp
     for i, (variant, per_x) in enumerate(series.items()):
         offset = (i - (len(series) - 1) / 2) * (width if spec.kind == "bar" else 0.06)
         pos = [j + offset for j, x in enumerate(xs) if x in per_x]
-        stats = [_mean_sd(per_x[x]) for x in xs if x in per_x]
+        stats = [mean_sd(per_x[x]) for x in xs if x in per_x]
         label = labels.get(variant, variant)
         label = label if len(label) <= 48 else label[:45] + "..."
         if spec.kind == "bar":

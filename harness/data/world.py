@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from harness.data import render
+import harness.data.render as render  # the module itself, not the package: harness.data imports this file
 from harness.data.shapes import BUILDERS, place, resample
 from harness.errors import ConfigError
 

@@ -1,7 +1,7 @@
 """LightningDataModule over the procedural stimulus world, pre-generated once per run.
 
 Why pre-generate: drawing images on the fly on a 2-core machine steals ~a quarter of the training
-time (DESIGN.md); a 20k-image split at 64 px is 250 MB as uint8 and takes seconds to draw. Batches
+time (docs/DESIGN.md); a 20k-image split at 64 px is 250 MB as uint8 and takes seconds to draw. Batches
 are taken by index from in-memory tensors (no per-image collation), which keeps the step fed.
 """
 

@@ -2,47 +2,36 @@
 
 ``InceptionV1`` is Lucid's GoogLeNet with config edits (``widen``/``insert``);
 ``torchvision_model`` builds any torchvision classifier by name. ``hook_points``
-and ``layers`` give both the same interface: layer name -> module / channels.
-Trained weights (``pretrained``) and function-preserving edits of them (``surgery``,
-``freeze``) live in their own modules.
+and ``layers`` give both the same interface: layer name -> module / channels (``names``).
+Reading trained weights (``pretrained``), function-preserving edits of them (``surgery``)
+and freezing (``freeze``) live in their own modules; ``build`` runs them in order
+(config -> architecture -> construct -> load weights -> edit -> freeze).
+Modules inside this package import each other by module, never through this file.
+
+Why the names below load lazily (PEP 562): ``edits`` is torch-free, and torch-free readers of runs
+(harness-suggest) take branch lists and layer facts from it; importing ``harness.models.edits`` runs
+this file first, which must therefore not import torch.
 """
 
-from harness.models.edits import BRANCHES, CONCAT_BRANCHES, MIXED_NAMES, Plan, plan_inception, widen_targets
-from harness.models.freeze import freeze_old
-from harness.models.inception_v1 import ConvReLU, InceptionBlock, InceptionV1
-from harness.models.pretrained import architecture, load_lucid, read_state_dict
-from harness.models.surgery import (
-    added_units,
-    least_active_units,
-    max_output_change,
-    prune_least_active,
-    prune_units,
-    resize,
-)
-from harness.models.zoo import classification_models, hook_points, layers, torchvision_model
+from __future__ import annotations
 
-__all__ = [
-    "BRANCHES",
-    "CONCAT_BRANCHES",
-    "MIXED_NAMES",
-    "ConvReLU",
-    "InceptionBlock",
-    "InceptionV1",
-    "Plan",
-    "added_units",
-    "architecture",
-    "classification_models",
-    "freeze_old",
-    "hook_points",
-    "layers",
-    "least_active_units",
-    "load_lucid",
-    "max_output_change",
-    "plan_inception",
-    "prune_least_active",
-    "prune_units",
-    "read_state_dict",
-    "resize",
-    "torchvision_model",
-    "widen_targets",
-]
+from harness.lazy import lazy_exports
+
+# Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["architecture", "build_model", "inception_v1", "load_net", "model_architecture"], "build"),
+    **dict.fromkeys(["BRANCHES", "CONCAT_BRANCHES", "MIXED_NAMES", "Plan", "plan_inception", "widen_targets"], "edits"),
+    "freeze_old": "freeze",
+    **dict.fromkeys(["ConvReLU", "InceptionBlock", "InceptionV1"], "inception_v1"),
+    **dict.fromkeys(["default_layers", "hook_points", "layers", "resolve"], "names"),
+    **dict.fromkeys(["load_lucid", "read_state_dict"], "pretrained"),
+    **dict.fromkeys(
+        ["added_units", "least_active_units", "max_output_change", "prune_least_active", "prune_units", "resize"],
+        "surgery",
+    ),  # fmt: skip
+    **dict.fromkeys(["classification_models", "torchvision_model"], "zoo"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -39,6 +39,18 @@ MIXED: tuple[tuple[str, tuple[int, ...]], ...] = (
 POOL_AFTER: dict[str, str] = {"mixed3b": "maxpool4", "mixed4e": "maxpool10"}
 MIXED_NAMES: tuple[str, ...] = tuple(name for name, _ in MIXED)
 
+# `_target_` of a model config that builds an InceptionV1: the build pipeline (conf/model/inception_v1*.yaml)
+# and the class itself (the spelling of configs and run records written before harness.models.build existed).
+INCEPTION_TARGET = "harness.models.build.inception_v1"
+INCEPTION_TARGETS: tuple[str, ...] = (INCEPTION_TARGET, "harness.models.InceptionV1",
+                                      "harness.models.inception_v1.InceptionV1")  # fmt: skip
+
+
+def is_inception(model_cfg: Mapping[str, object]) -> bool:
+    """True when a model config builds our InceptionV1 (any spelling of its `_target_`)."""
+    target = str(model_cfg.get("_target_", ""))
+    return target in INCEPTION_TARGETS or target.endswith("InceptionV1")
+
 
 @dataclass(frozen=True)
 class BlockPlan:

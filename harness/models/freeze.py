@@ -24,6 +24,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from harness.errors import ConfigError
+from harness.models.names import resolve
+from harness.models.surgery import consumers
 
 
 class KeepOld(nn.Module):
@@ -91,9 +93,6 @@ def _load_plain(name: str):
 def _trainable_masks(
     net: nn.Module, new_units: Mapping[str, Sequence[int]], train_also: Sequence[str]
 ) -> dict[nn.Parameter, torch.Tensor]:
-    from harness.hooks import resolve
-    from harness.models.surgery import consumers
-
     masks = {p: torch.zeros_like(p, dtype=torch.bool) for p in net.parameters()}
     points = net.hook_points()
     for name, units in new_units.items():

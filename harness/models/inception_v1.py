@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.models.edits import BRANCHES, BlockPlan, Plan, add_widen, check_widen, plan_inception
+from harness.models.edits import BRANCHES, BlockPlan, Plan, check_widen, plan_inception
 
 
 def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -153,11 +153,9 @@ class InceptionV1(nn.Module):
     mixed layer (the head reads its pooled output). Module paths are ``features.<lucid name>``
     and ``fc``; use :meth:`hook_points` to go from a Lucid name to its module.
 
-    Starting from trained weights (``weights``: Lucid's ``inception5h.pth``; ``init_from``: a harness-train
-    checkpoint), ``widen`` edits the loaded network without changing its function (new units start
-    silent, ``widen_init``), negative widths prune, and ``freeze_old`` trains only the new units; see
-    :mod:`harness.models.pretrained` and :mod:`harness.models.surgery`. ``input_transform="lucid"``
-    maps [0, 1] images to ``x * 255 - 117`` (Lucid's preprocessing; the default with ``weights``).
+    The constructor only builds (random init, He-initialised): weights, widening of trained weights
+    and freezing are the later steps of :func:`harness.models.build.inception_v1`.
+    ``input_transform="lucid"`` maps [0, 1] images to ``x * 255 - 117`` (Lucid's preprocessing).
 
     Usage: ``InceptionV1(num_classes=8, width=0.25, batch_norm=True, lrn=False, widen={"mixed3b_5x5": 8})``
     """
@@ -175,27 +173,12 @@ class InceptionV1(nn.Module):
         min_input_size: int = 32,
         last_layer: str | None = None,
         input_transform: str | None = None,
-        weights: str | None = None,
-        init_from: str | None = None,
-        widen_init: str = "zero",
-        widen_noise: float = 0.0,
-        freeze_old: bool = False,
-        train_also: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         _check_args(num_classes, dropout, min_input_size)
         arch = {"width": width, "batch_norm": batch_norm, "lrn": lrn, "insert": insert, "last_layer": last_layer,
                 "input_transform": input_transform}  # fmt: skip
-        source, total = None, widen
-        if weights or init_from:  # the loaded network fixes the architecture; `widen` edits it
-            from harness.models.pretrained import resolve_source
-
-            source = resolve_source(arch, weights=weights, init_from=init_from)
-            arch = dict(source.arch)
-            widen = check_widen(widen, arch["insert"], arch["last_layer"])
-            total = add_widen(arch["widen"], widen)
-        elif freeze_old:
-            raise ConfigError("model.freeze_old=true needs trained weights: set model.weights or model.init_from")
+        total = widen
         transform = arch["input_transform"] or "none"
         if transform not in INPUT_TRANSFORMS:
             raise ConfigError(f"unknown model.input_transform {transform!r}; valid: {', '.join(INPUT_TRANSFORMS)}")
@@ -231,10 +214,6 @@ class InceptionV1(nn.Module):
         self.dropout = nn.Dropout(float(dropout))
         self.fc = nn.Linear(self.plan.out_channels, int(num_classes))
         self.reset_parameters()
-        if source is not None:
-            from harness.models.surgery import initialise_from
-
-            initialise_from(self, source, widen, widen_init, widen_noise, freeze_old, train_also)
 
     def reset_parameters(self) -> None:
         """He init for every conv, zero biases.

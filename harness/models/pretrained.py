@@ -7,8 +7,8 @@ strict and safe: ``torch.load(..., weights_only=True)`` never runs pickled code,
 not fit is refused with one line naming the first missing/unexpected keys and the shapes that differ.
 
 ``model.weights`` = Lucid's InceptionV1 (or, for ``model=torchvision``, a torchvision state dict);
-``model.init_from`` = a ``harness-train`` checkpoint (its run's ``record.json`` gives the architecture).
-Either way the loaded network fixes the architecture and ``widen`` edits it (:mod:`harness.models.surgery`).
+``model.init_from`` = a ``harness-train`` checkpoint. This module only reads files; which file fixes
+which architecture, and the edits on top, are the build pipeline's (:mod:`harness.models.build`).
 """
 
 from __future__ import annotations
@@ -19,33 +19,22 @@ import pickle
 import re
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.models.edits import add_widen, check_widen, plan_inception
+from harness.models.edits import plan_inception
 
 log = logging.getLogger(__name__)
 
-# Keys that say where weights come from and how edits treat them (not architecture).
-LOADING_KEYS: tuple[str, ...] = ("weights", "init_from", "widen_init", "widen_noise", "freeze_old", "train_also")
-# Architecture keys a loaded InceptionV1 fixes; `widen` is added on top of the loaded network's own.
-ARCH_KEYS: tuple[str, ...] = ("width", "batch_norm", "lrn", "insert", "last_layer", "input_transform")
-LUCID = {"width": 1.0, "batch_norm": False, "lrn": True, "insert": [], "widen": {}}
 # The common conversion also stores the two auxiliary training heads; the network we study has none.
 LUCID_AUX_PREFIXES: tuple[str, ...] = ("head0_", "head1_", "nn0_", "nn1_", "softmax0_", "softmax1_")
 LUCID_HEAD = "softmax2_pre_activation_matmul"
 # `git hash-object` of the widely used inception5h.pth (shared/reference/inceptionv1.md).
 LUCID_BLOB_ID = "119f77db85c8352960933e025312b507d9a96ed7"
-
-
-def _plain(value: Any) -> Any:
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
 
 
 def load_torch_file(path: str | Path, what: str) -> Any:
@@ -83,7 +72,11 @@ def read_state_dict(path: str | Path, what: str = "model.weights") -> dict[str, 
     Read with `load_torch_file` (never unpickles code). Lightning's ``net.`` prefix and DataParallel's
     ``module.`` prefix are removed.
     """
-    obj = load_torch_file(path, what)
+    return state_dict_of(load_torch_file(path, what), path, what)
+
+
+def state_dict_of(obj: Any, path: str | Path, what: str = "model.weights") -> dict[str, torch.Tensor]:
+    """:func:`read_state_dict` of an object already read from ``path`` (a checkpoint read once for all it holds)."""
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
@@ -172,28 +165,6 @@ def load_lucid(path: str | Path, last_layer: str | None = None, input_transform:
     return net
 
 
-@dataclass
-class Source:
-    """Where an InceptionV1's starting weights come from, and the architecture they fix.
-
-    Usage: ``src = resolve_source(arch, weights="inception5h.pth"); net, head_trained = src.load()``
-    """
-
-    arch: dict[str, Any]  # ARCH_KEYS plus the loaded network's own `widen`
-    weights: str | None = None
-    init_from: str | None = None
-    classes: list[str] = field(default_factory=list)
-
-    def load(self) -> tuple[nn.Module, bool]:
-        """(network with the loaded weights, whether its classifier head was trained)."""
-        if self.weights:
-            net = load_lucid(self.weights, self.arch["last_layer"], self.arch["input_transform"])
-            return net, self.arch["last_layer"] is None
-        from harness.checkpoints import load_net
-
-        return load_net(self.init_from)[0], True
-
-
 def load_torchvision_weights(net: nn.Module, path: str | Path) -> nn.Module:
     """Load a torchvision state dict into ``net`` (built by :func:`harness.models.torchvision_model`), in place.
 
@@ -213,68 +184,3 @@ def load_torchvision_weights(net: nn.Module, path: str | Path) -> nn.Module:
                f"model.weights={path} ({type(net).__name__})")  # fmt: skip
     net.load_state_dict(state, strict=False)
     return net
-
-
-def _mismatch(given: Mapping[str, Any], fixed: Mapping[str, Any], keys: tuple[str, ...]) -> list[str]:
-    def same(a: Any, b: Any) -> bool:
-        a, b = _plain(a), _plain(b)
-        return (list(a or []) == list(b or [])) if isinstance(a, list | tuple) or isinstance(b, list) else a == b
-
-    return [f"{k}={_plain(given[k])!r} (loaded: {_plain(fixed[k])!r})" for k in keys if not same(given[k], fixed[k])]
-
-
-def resolve_source(
-    arch: Mapping[str, Any], weights: str | None = None, init_from: str | None = None, seen: tuple[str, ...] = ()
-) -> Source:
-    """Check that ``arch`` (the config's ARCH_KEYS) fits the weights and return the architecture they fix.
-
-    Lucid's weights fit width 1, no batch norm, LRN and no inserted blocks (``last_layer`` may truncate);
-    a checkpoint fits its own run's architecture. ``input_transform`` null = the loaded network's.
-    """
-    if weights and init_from:
-        raise ConfigError("set model.weights (a Lucid state dict) or model.init_from (a checkpoint), not both")
-    given = {k: _plain(arch.get(k)) for k in ARCH_KEYS}
-    if weights:
-        fixed = {**LUCID, "last_layer": given["last_layer"], "input_transform": given["input_transform"] or "lucid"}
-        bad = _mismatch(given, fixed, ("width", "batch_norm", "lrn", "insert"))
-        if bad:
-            raise ConfigError(f"model.weights holds Lucid's InceptionV1, which does not fit {', '.join(bad)}: "
-                              f"use model=inception_v1")  # fmt: skip
-        return Source(arch=fixed, weights=str(weights))
-    from harness.checkpoints import run_of
-
-    where = str(Path(str(init_from)).resolve())
-    if where in seen:
-        raise ConfigError(f"model.init_from chain loops: {' -> '.join([*seen, where])}")
-    record = run_of(init_from)
-    model_cfg = architecture(record["config"]["model"], seen=(*seen, where))
-    if not str(model_cfg.get("_target_", "")).endswith("InceptionV1"):
-        raise ConfigError(f"model.init_from={init_from} is a {model_cfg.get('_target_')} run; widen and freeze "
-                          f"need an InceptionV1 checkpoint")  # fmt: skip
-    fixed = {k: model_cfg.get(k) for k in ARCH_KEYS}
-    fixed["input_transform"] = fixed["input_transform"] or "none"
-    fixed["widen"] = check_widen(model_cfg.get("widen"), fixed["insert"], fixed["last_layer"])
-    bad = _mismatch(given, fixed, ("width", "batch_norm", "lrn", "insert", "last_layer"))
-    if given["input_transform"] is not None:
-        bad += _mismatch(given, fixed, ("input_transform",))
-    if bad:
-        raise ConfigError(f"model.init_from={init_from} was trained with another architecture: {', '.join(bad)}; "
-                          f"set these to the checkpoint's values")  # fmt: skip
-    return Source(arch=fixed, init_from=str(init_from), classes=list(record.get("classes") or []))
-
-
-def architecture(model_cfg: Mapping[str, Any], seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A model config that builds the same network with nothing loaded (random init): loading keys dropped,
-    ``init_from`` resolved to the checkpoint's architecture with ``widen`` added on top.
-
-    Usage: ``hydra.utils.instantiate(architecture(record["config"]["model"]), num_classes=8)``
-    """
-    cfg = dict(_plain(model_cfg))
-    loading = {k: cfg.pop(k, None) for k in LOADING_KEYS}
-    if not str(cfg.get("_target_", "")).endswith("InceptionV1") or not (loading["weights"] or loading["init_from"]):
-        return cfg
-    source = resolve_source(cfg, weights=loading["weights"], init_from=loading["init_from"], seen=seen)
-    cfg.update({k: source.arch[k] for k in ARCH_KEYS})
-    edits = check_widen(cfg.get("widen"), source.arch["insert"], source.arch["last_layer"])
-    cfg["widen"] = add_widen(source.arch["widen"], edits)
-    return cfg

@@ -29,7 +29,9 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.models.edits import CONCAT_BRANCHES, add_widen
+from harness.models.hooks import capture, eval_mode
 from harness.models.inception_v1 import ConvReLU, InceptionV1
+from harness.models.names import layers
 
 WIDEN_INITS: tuple[str, ...] = ("zero", "net2net")
 INIT_SCALE = 0.1  # fresh units' incoming weights: this x the std of the layer's existing weights
@@ -179,8 +181,6 @@ def least_active_units(
     if not 0 <= n < width:
         raise ConfigError(f"cannot prune {n} of the {width} units of {name}: a layer must keep >= 1")
     if images is not None:
-        from harness.hooks import capture, eval_mode
-
         total = torch.zeros(width)
         with torch.no_grad(), eval_mode(net), capture(net, [name]) as cache:
             for start in range(0, len(images), batch_size):
@@ -260,41 +260,11 @@ def resize(
 
 def added_units(net: nn.Module, widen: Mapping[str, int]) -> dict[str, list[int]]:
     """Layer -> indices of the units a positive widen edit added (always the last ones), for any model."""
-    from harness.models.zoo import layers
-
     channels = layers(net)
     return {k: list(range(channels[k] - v, channels[k])) for k, v in widen.items() if v > 0}
 
 
 def max_output_change(before: nn.Module, after: nn.Module, images: torch.Tensor) -> float:
     """Max |logit difference| between two networks on ``images`` (eval mode, no grad)."""
-    from harness.hooks import eval_mode
-
     with torch.no_grad(), eval_mode(before), eval_mode(after):
         return float((before(images) - after(images)).abs().max())
-
-
-def initialise_from(
-    net: InceptionV1,
-    source,
-    widen: Mapping[str, int],
-    widen_init: str = "zero",
-    widen_noise: float = 0.0,
-    freeze_old: bool = False,
-    train_also: Sequence[str] | None = None,
-) -> None:
-    """Fill ``net`` (built with the final architecture) from a :class:`~harness.models.pretrained.Source`."""
-    if widen_init not in WIDEN_INITS:
-        raise ConfigError(f"unknown model.widen_init {widen_init!r}; valid: {', '.join(WIDEN_INITS)}")
-    if isinstance(widen_noise, bool) or not isinstance(widen_noise, int | float) or widen_noise < 0:
-        raise ConfigError(f"model.widen_noise must be a number >= 0, got {widen_noise!r}")
-    if train_also and not freeze_old:
-        raise ConfigError("model.train_also lists what trains besides the new units: it needs model.freeze_old=true")
-    loaded, head_trained = source.load()
-    maps = unit_maps(loaded, widen, widen_init)
-    copy_head = head_trained and loaded.fc.out_features == net.fc.out_features
-    transfer(loaded, net, maps, copy_head=copy_head, noise=float(widen_noise))
-    if freeze_old:
-        from harness.models.freeze import freeze_old as freeze
-
-        freeze(net, added_units(net, widen), [*(train_also or []), *([] if copy_head else ["fc"])])

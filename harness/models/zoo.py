@@ -1,10 +1,8 @@
-"""Models by name, and name -> module / channel lookups that work for any of them.
+"""torchvision classification models by name.
 
 Why: experiments compare our InceptionV1 against torchvision architectures (random, or trained
-weights from a file), and
-probes address layers by name only. :func:`hook_points` and :func:`layers` give
-every model the same name-based interface: InceptionV1 answers with Lucid names,
-any other model with the dotted module paths of its Conv2d/Linear layers.
+weights from a file). Name -> module / channel lookups that work for any model live in
+:mod:`harness.models.names` (re-exported here for older imports).
 """
 
 from __future__ import annotations
@@ -16,6 +14,9 @@ import torchvision
 from torch import nn
 
 from harness.errors import ConfigError
+from harness.models.names import hook_points, layers
+
+__all__ = ["classification_models", "hook_points", "layers", "torchvision_model"]
 
 # These torchvision models default to auxiliary heads and a (warned about) legacy
 # init when built without weights; a plain classifier with explicit init is what we train.
@@ -55,26 +56,3 @@ def torchvision_model(name: str, num_classes: int = 1000, weights: str | None = 
 
         load_torchvision_weights(net, weights)
     return net
-
-
-def hook_points(model: nn.Module) -> dict[str, nn.Module]:
-    """Layer name -> module whose forward output is that layer's activation.
-
-    InceptionV1 (anything with a ``hook_points()`` method) uses its own names;
-    other models map dotted module paths of every Conv2d/Linear, in module order.
-    """
-    own = getattr(model, "hook_points", None)
-    if callable(own):
-        return own()
-    return {name: m for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-
-
-def layers(model: nn.Module) -> dict[str, int]:
-    """Layer name (as in :func:`hook_points`) -> output channels / features, without a forward pass."""
-    channels = getattr(model, "channels", None)
-    if isinstance(channels, dict):
-        return dict(channels)
-    out = {}
-    for name, module in hook_points(model).items():
-        out[name] = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
-    return out

@@ -15,6 +15,7 @@ import math
 import torch
 
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.keys import DEAD_FRACTION
 
 _FILTER_MIN, _SAMPLE = 1 << 20, 1 << 16  # top_values: rows this long are filtered first; sample size for the cut
 
@@ -97,7 +98,7 @@ class ActivationStats(Probe):
             unit_max = units.amax(dim=1)
             unit_mean = units.mean(dim=1)
             dead = ~active.any(dim=1)
-            result.scalars[f"{layer}/dead_fraction"] = float(dead.float().mean())
+            result.scalars[f"{layer}/{DEAD_FRACTION}"] = float(dead.float().mean())
             result.scalars[f"{layer}/sparsity"] = float(1.0 - frac_active.mean())
             result.scalars[f"{layer}/mean_activation"] = float(unit_mean.mean())
             result.scalars[f"{layer}/p99_activation"] = float(upper_quantile(units.reshape(1, -1), self.quantile)[0])

@@ -108,6 +108,10 @@ class ProbeContext:
 
         return added_units(self.model, self.widen)
 
+    def weights_changed(self) -> None:
+        """Drop every cached activation: the weights changed since they were captured (a new training epoch)."""
+        self._cache.clear()
+
     def forget(self, model: nn.Module) -> None:
         """Drop cached activations of a model (e.g. a temporary control) to free memory."""
         for key in [k for k in self._cache if k[0] == id(model)]:

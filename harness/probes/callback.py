@@ -12,28 +12,18 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 from torch import nn
 
+from harness.models.names import default_layers
 from harness.probes.base import Probe, ProbeContext
 from harness.probes.probe_set import ProbeSet
-from harness.probes.runner import publish, record_entry, run_probes, save_outcomes
+from harness.probes.runner import publish, record_outcomes, run_probes, save_outcomes
 from harness.probes.timeout import check_limit
 from harness.records import RunRecord
 
 log = logging.getLogger(__name__)
-
-
-def default_layers(net: nn.Module) -> list[str]:
-    """Main layers to probe: InceptionV1's stem and mixed outputs (branches on request); else every hook point."""
-    from harness.models import hook_points
-
-    plan = getattr(net, "plan", None)
-    if plan is not None:
-        return [name for name, _, _ in plan.stem] + [block.name for block in plan.blocks]
-    return list(hook_points(net))
 
 
 class ProbeCallback(pl.Callback):
@@ -91,7 +81,7 @@ class ProbeCallback(pl.Callback):
                 seed=self.seed,
                 batch_size=self.batch_size,
             )
-        self.ctx._cache.clear()  # weights changed since the last call
+        self.ctx.weights_changed()  # since the last call
         return self.ctx
 
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, cheap_only: bool) -> None:
@@ -109,7 +99,7 @@ class ProbeCallback(pl.Callback):
         log.info("probes (%s) after epoch %d: %.1f s", "cheap" if cheap_only else "all", epoch, seconds)
         if self.record is not None:
             self.record.data["probe_seconds"] = round(self.seconds, 2)  # all rounds, logging included
-            _update_record(self.record, outcomes, epoch, final=not cheap_only)
+            record_outcomes(self.record, outcomes, epoch, final=not cheap_only)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         n = self.every_n_epochs
@@ -121,17 +111,4 @@ class ProbeCallback(pl.Callback):
         self._run(trainer, pl_module, cheap_only=False)
         self.reference = None
         if self.ctx is not None:
-            self.ctx._cache.clear()
-
-
-def _update_record(record: RunRecord, outcomes: Sequence[Any], epoch: int, final: bool) -> None:
-    """Final results under `probes/<name>` and in `metrics`; per-epoch cheap results in `probe_history`."""
-    entries = {o.name: record_entry(o, epoch) for o in outcomes}
-    if final:
-        record.data["probes"].update(entries)
-        for outcome in outcomes:
-            record.data["metrics"].update(outcome.scalars())
-    else:
-        history = record.data.setdefault("probe_history", [])
-        history.append({"epoch": epoch, **{name: e["scalars"] for name, e in entries.items()}})
-    record.save()
+            self.ctx.weights_changed()

@@ -25,6 +25,7 @@ from harness.errors import ConfigError
 from harness.models import hook_points
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.heatmap import heatmap
+from harness.probes.keys import CKA_TO_REFERENCE
 
 _ZERO_VARIANCE = 1e-20  # centred sum of squares per feature (features scaled to max|x| = 1) below this = constant
 
@@ -178,7 +179,7 @@ class CKA(Probe):
             for name, ref_acts in self._reference_activations(ctx, common).items():
                 other = centre_gram(gram(ref_acts, self.chunk), self.debiased)
                 value = cka_from_grams(grams[name], other, self.debiased)
-                result.scalars[f"{name}/cka_to_reference"] = value
+                result.scalars[f"{name}/{CKA_TO_REFERENCE}"] = value
 
         if self.matrix and layers:
             values = torch.zeros(len(layers), len(layers), dtype=torch.float64)

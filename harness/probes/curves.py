@@ -3,7 +3,7 @@
 Each unit of a layer is shown anti-aliased arcs at every orientation (72 x 5° by default) and a few
 radii, centred on the receptive field of ONE output position, plus straight-line controls, in both
 polarities (`curve_stimuli.py` has the geometry and its orientation convention). Only that position
-is read: a max over a neighbourhood broadens tuning and inflates counts (DESIGN.md).
+is read: a max over a neighbourhood broadens tuning and inflates counts (docs/DESIGN.md, "Probes").
 
 Which position: with TF-"SAME" padding the odd pixel goes to the end, so the receptive field of
 index H//2 sits half a layer stride right/below the image centre (7.5 px at mixed3a for 64 px).
@@ -31,6 +31,16 @@ from harness.errors import ConfigError
 from harness.hooks import capture, eval_mode, forward_until
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.curve_stimuli import Stimuli, make_stimuli
+from harness.probes.keys import (
+    COVERAGE_BINS,
+    DETECTORS,
+    DETECTORS_RANDOM_INIT,
+    IS_CURVE_DETECTOR,
+    ORIENTATION_COVERAGE,
+    PREFERRED_ORIENTATION,
+    UNITS_TABLE,
+    orientation_bin,
+)
 from harness.probes.probe_set import probe_layout
 
 
@@ -126,7 +136,7 @@ def tuning_stats(resp: np.ndarray, stim: Stimuli) -> dict[str, np.ndarray]:
 def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 160) -> np.ndarray:
     """Polar plots (HxWx3 uint8) of the most selective detectors: arc tuning at the preferred radius (blue)
     and line responses (orange, same scale), 0° = right, counter-clockwise. Falls back to the most selective
-    units when none pass. Drawn with PIL (already a torchvision dependency; matplotlib is not installed)."""
+    units when none pass. Drawn with PIL, as every probe image is (see heatmap.py for why not matplotlib)."""
     from PIL import Image, ImageDraw
 
     units = [(s["selectivity"][u], name, u) for name, s in stats.items() for u in np.flatnonzero(s["detector"])]
@@ -182,7 +192,7 @@ class CurveCensus(Probe):
         stable_tolerance: float = 30.0,
         stable_min_frac: float = 0.5,
         mid_radius: bool = True,
-        coverage_bins: int = 8,
+        coverage_bins: int = COVERAGE_BINS,
         random_init: bool = True,
         plot_units: int = 8,
     ) -> None:
@@ -247,22 +257,22 @@ class CurveCensus(Probe):
                 torch.manual_seed(ctx.seed)
                 control = ctx.make_model().to(ctx.device)
             for name, s in self.census(ctx, control, layers, positions).items():
-                result.scalars[f"{name}/detectors_random_init"] = float(s["detector"].sum())
+                result.scalars[f"{name}/{DETECTORS_RANDOM_INIT}"] = float(s["detector"].sum())
         else:
             why = "disabled in config" if not self.random_init else "ctx.make_model is None"
             result.info["random_init"] = f"skipped: {why}"
-        rows, width = [], 360.0 / self.coverage_bins
+        rows = []
         for name, s in stats.items():
             det = s["detector"]
-            bins = np.floor(((s["preferred_orientation"][det] + width / 2) % 360.0) / width).astype(int)
-            result.scalars[f"{name}/detectors"] = float(det.sum())
-            result.scalars[f"{name}/orientation_coverage"] = len(set(bins.tolist())) / self.coverage_bins
+            bins = {orientation_bin(p, self.coverage_bins) for p in s["preferred_orientation"][det].tolist()}
+            result.scalars[f"{name}/{DETECTORS}"] = float(det.sum())
+            result.scalars[f"{name}/{ORIENTATION_COVERAGE}"] = len(bins) / self.coverage_bins
             for u in range(len(det)):
-                rows.append({"layer": name, "unit": u, "is_curve_detector": bool(det[u]),
-                             **{k: float(s[k][u]) for k in ("preferred_orientation", "preferred_radius", "selectivity",
+                rows.append({"layer": name, "unit": u, IS_CURVE_DETECTOR: bool(det[u]),
+                             **{k: float(s[k][u]) for k in (PREFERRED_ORIENTATION, "preferred_radius", "selectivity",
                                 "circular_variance", "curve_over_line", "half_max_width", "peak")}})  # fmt: skip
         counts = {name: int(s["detector"].sum()) for name, s in stats.items()}
         result.info["curve_cluster_layer"] = max(counts, key=counts.get) if any(counts.values()) else None
-        result.tables["units"] = rows
+        result.tables[UNITS_TABLE] = rows
         result.images["tuning"] = tuning_plot(stats, self.stimuli(size), self.plot_units)
         return result

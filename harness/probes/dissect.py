@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from harness.probes.activations import per_unit, upper_quantile
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.keys import UNIQUE_CONCEPTS
 
 
 def resize_matrix(src: int, dst: int) -> torch.Tensor:
@@ -107,7 +108,7 @@ class Dissect(Probe):
             n_concepts = (iou >= self.iou_threshold).sum(dim=1)
             detector = best_iou >= self.iou_threshold
             result.scalars[f"{layer}/detector_units"] = float(detector.sum())
-            result.scalars[f"{layer}/unique_concepts"] = float(len(set(best[detector].tolist())))
+            result.scalars[f"{layer}/{UNIQUE_CONCEPTS}"] = float(len(set(best[detector].tolist())))
             result.scalars[f"{layer}/polysemantic_units"] = float((n_concepts >= 2).sum())
             for k, concept in enumerate(concepts):
                 result.scalars[f"{layer}/concept/{concept}"] = float((detector & (best == k)).sum())

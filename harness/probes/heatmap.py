@@ -1,8 +1,9 @@
 """Render a labelled matrix (layer x layer similarity, unit x concept IoU, ...) as an RGB image.
 
 Why a helper: several probes log matrices as pictures (`ProbeResult.images` holds HxWx3 uint8).
-Why Pillow and not matplotlib: matplotlib is not a dependency of the project, while Pillow comes with
-torchvision; a heatmap needs only coloured cells, a few labels and a colour bar. Nothing global is touched.
+Why Pillow and not matplotlib (which harness-compare uses for its report): a heatmap needs only coloured
+cells, a few labels and a colour bar, and drawing them with Pillow is fast inside a probing round and
+leaves matplotlib's global state alone.
 """
 
 from __future__ import annotations

@@ -26,9 +26,10 @@ import torch
 from harness.errors import ConfigError
 from harness.models import layers as layer_channels
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.keys import LINEAGE_CATEGORIES
 from harness.probes.units import probe_units
 
-CATEGORIES = ("dead", "duplicate", "curve_detector", "other_detector", "other")
+CATEGORIES = LINEAGE_CATEGORIES
 
 
 def best_correlations(acts: torch.Tensor, old: Sequence[int], max_positions: int) -> tuple[torch.Tensor, torch.Tensor]:

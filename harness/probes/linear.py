@@ -29,6 +29,7 @@ import torch
 
 from harness.errors import ConfigError
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.keys import linear_acc
 
 
 def pooled(acts: torch.Tensor) -> torch.Tensor:
@@ -158,6 +159,6 @@ class Linear(Probe):
                 classes = int(labels.max()) + 1
                 pred, ridge = ridge_readout(x[train], labels[train], x[test], classes, self.ridge)
                 acc = float((pred == labels[test]).double().mean())
-                result.scalars[f"{name}/{target}_acc"] = acc if math.isfinite(acc) else 0.0
+                result.scalars[f"{name}/{linear_acc(target)}"] = acc if math.isfinite(acc) else 0.0
                 result.info["ridge"][f"{name}/{target}"] = ridge
         return result

@@ -234,6 +234,23 @@ def record_entry(outcome: ProbeOutcome, epoch: int | None) -> dict[str, Any]:
     }
 
 
+def record_outcomes(record: Any, outcomes: Sequence[ProbeOutcome], epoch: int | None, final: bool = True) -> None:
+    """Write a probe round into a run record (:class:`harness.records.RunRecord`) and save it.
+
+    Final results go under `probes/<name>` and into `metrics`; cheap rounds during training (`final=False`)
+    append their scalars to `probe_history`. The one path for training's callback and `harness-probe`.
+    """
+    entries = {o.name: record_entry(o, epoch) for o in outcomes}
+    if final:
+        record.data["probes"].update(entries)
+        for outcome in outcomes:
+            record.data["metrics"].update(outcome.scalars())
+    else:
+        history = record.data.setdefault("probe_history", [])
+        history.append({"epoch": epoch, **{name: e["scalars"] for name, e in entries.items()}})
+    record.save()
+
+
 def publish(outcomes: Sequence[ProbeOutcome], loggers: Sequence[Any], step: int) -> None:
     """Scalars to every logger; tables and images to loggers that take them (wandb). Never raises: the
     results are in the run record whatever a logger does."""

@@ -8,7 +8,12 @@ loader adds the branch-level keys the rules need, named like the probes' own key
 
   activations/<branch>/dead_fraction, activations/<branch>/dead      (from activations_units.csv)
   curves/<branch>/detectors                                          (from curves_units.csv)
-  curves/<layer>/orientation/<lo>   curve detectors preferring [lo, lo + 45) degrees, lo = 0, 45, ... 315
+  curves/<layer>/orientation/<centre>   curve detectors per orientation bin, in the probe's own bins
+                                        (:func:`harness.probes.keys.orientation_bin`: 8 bins centred on
+                                        0, 45, ... 315 deg unless the run set probes.curves.coverage_bins)
+
+Key names, table columns and bins come from :mod:`harness.probes.keys`, branch lists from
+:mod:`harness.models.edits` (both torch-free), so the loader counts exactly what the probes count.
 
 Keys a record already has are never overwritten (a run probing branches directly keeps its values).
 
@@ -22,18 +27,17 @@ never select on test data); ``pick=latest`` takes the most recently started vari
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import ConfigError
+from harness.models.edits import BRANCHES, CONCAT_BRANCHES
+from harness.probes import keys
+from harness.runs import find_records, flatten, load_record, model_config
 from harness.suggest.overrides import channels as plan_channels
-
-RECORD = "record.json"
-CONCAT = ("1x1", "3x3", "5x5", "pool_reduce")  # order of a mixed layer's output channels
-ORIENTATION_BIN = 45
 
 
 class NoRecords(Exception):
@@ -67,17 +71,7 @@ class RunSummary:
 
 
 def is_branch(name: str) -> bool:
-    return name.endswith(("_1x1", "_3x3_bottleneck", "_3x3", "_5x5_bottleneck", "_5x5", "_pool_reduce"))
-
-
-def find_records(path: str | Path) -> list[Path]:
-    """record.json of a run dir, or every record.json below a (multi)run dir, sorted."""
-    path = Path(path)
-    if path.is_file() and path.name == RECORD:
-        return [path]
-    if (path / RECORD).is_file():
-        return [path / RECORD]
-    return sorted(path.rglob(RECORD)) if path.is_dir() else []
+    return name.endswith(tuple(f"_{b}" for b in BRANCHES))
 
 
 def _number(value: Any) -> float | None:
@@ -87,7 +81,7 @@ def _number(value: Any) -> float | None:
 
 
 def _unit_rows(run_dir: Path, record: dict[str, Any], probe: str) -> list[dict[str, str]]:
-    rel = ((record.get("probes") or {}).get(probe) or {}).get("files", {}).get("table/units")
+    rel = ((record.get("probes") or {}).get(probe) or {}).get("files", {}).get(keys.TABLE_FILE)
     if not rel or not (run_dir / rel).is_file():
         return []
     with open(run_dir / rel, newline="") as fh:
@@ -97,7 +91,7 @@ def _unit_rows(run_dir: Path, record: dict[str, Any], probe: str) -> list[dict[s
 def _branch_of(layer: str, unit: int, channels: dict[str, int]) -> str | None:
     """The concat branch of a mixed layer holding output channel ``unit`` (None for other layers)."""
     start = 0
-    for b in CONCAT:
+    for b in CONCAT_BRANCHES:
         width = channels.get(f"{layer}_{b}")
         if width is None:
             return None
@@ -107,39 +101,51 @@ def _branch_of(layer: str, unit: int, channels: dict[str, int]) -> str | None:
     return None
 
 
+def coverage_bins(record: dict[str, Any]) -> int:
+    """The run's curves `coverage_bins` (its recorded config), else the probe's default."""
+    curves = ((record.get("config") or {}).get("probes") or {}).get(keys.CURVES) or {}
+    return int(curves.get("coverage_bins") or keys.COVERAGE_BINS)
+
+
 def derived_metrics(run_dir: Path, record: dict[str, Any], channels: dict[str, int]) -> dict[str, float]:
     """Branch-level dead fractions / detector counts and orientation bins from the per-unit tables."""
     out: dict[str, float] = {}
     dead: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for row in _unit_rows(run_dir, record, "activations"):
-        branch = _branch_of(row["layer"], int(row["unit"]), channels)
+    for row in _unit_rows(run_dir, record, keys.ACTIVATIONS):
+        branch = _branch_of(row[keys.LAYER], int(row[keys.UNIT]), channels)
         if branch:
-            dead[branch][0] += row["dead"] == "True"
+            dead[branch][0] += row[keys.DEAD] == "True"
             dead[branch][1] += 1
     for branch, (n_dead, n) in dead.items():
-        out[f"activations/{branch}/dead"] = float(n_dead)
-        out[f"activations/{branch}/dead_fraction"] = n_dead / n
+        out[keys.key(keys.ACTIVATIONS, branch, keys.DEAD)] = float(n_dead)
+        out[keys.key(keys.ACTIVATIONS, branch, keys.DEAD_FRACTION)] = n_dead / n
     detectors: dict[str, float] = defaultdict(float)
-    for row in _unit_rows(run_dir, record, "curves"):
-        layer, is_det = row["layer"], row["is_curve_detector"] == "True"
-        branch = _branch_of(layer, int(row["unit"]), channels)
+    n_bins = coverage_bins(record)
+    for row in _unit_rows(run_dir, record, keys.CURVES):
+        layer, is_det = row[keys.LAYER], row[keys.IS_CURVE_DETECTOR] == "True"
+        branch = _branch_of(layer, int(row[keys.UNIT]), channels)
         if branch:
-            detectors[f"curves/{branch}/detectors"] += is_det
-        for lo in range(0, 360, ORIENTATION_BIN):
-            detectors.setdefault(f"curves/{layer}/orientation/{lo}", 0.0)
+            detectors[keys.key(keys.CURVES, branch, keys.DETECTORS)] += is_det
+        for i in range(n_bins):
+            detectors.setdefault(orientation_key(layer, i, n_bins), 0.0)
         if is_det:
-            lo = int(float(row["preferred_orientation"]) % 360 // ORIENTATION_BIN) * ORIENTATION_BIN
-            detectors[f"curves/{layer}/orientation/{lo}"] += 1
+            detectors[orientation_key(layer, keys.orientation_bin(float(row[keys.PREFERRED_ORIENTATION]), n_bins),
+                                      n_bins)] += 1  # fmt: skip
     out.update(detectors)
     return out
 
 
+def orientation_key(layer: str, index: int, n_bins: int) -> str:
+    """``curves/<layer>/orientation/<bin centre>``: curve detectors of ``layer`` preferring bin ``index``."""
+    return keys.key(keys.CURVES, layer, f"{keys.ORIENTATION}/{keys.orientation_label(index, n_bins)}")
+
+
 def load_run(record_path: Path) -> RunSummary:
     """One record as a summary: its flat metrics plus the keys derived from its per-unit tables."""
-    record = json.loads(Path(record_path).read_text())
-    model = dict((record.get("config") or {}).get("model") or {})
+    record = load_record(record_path)
+    model = model_config(record)
     chans = dict((record.get("model") or {}).get("channels") or {}) or plan_channels(model) or {}
-    metrics = {k: v for k, v in ((k, _number(v)) for k, v in (record.get("metrics") or {}).items()) if v is not None}
+    metrics = {k: v for k, v in ((k, _number(v)) for k, v in flatten(record).items()) if v is not None}
     for key, value in derived_metrics(record_path.parent, record, chans).items():
         metrics.setdefault(key, value)
     classes = list(record.get("classes") or (record.get("config") or {}).get("data", {}).get("classes") or [])
@@ -168,14 +174,15 @@ def summarise(
     path: str | Path, pick: str = "best", pick_metric: str = "val/acc", variant: str | None = None
 ) -> tuple[RunSummary, list[str]]:
     """The summary to suggest for, and notes on what was read (for the CLI's header)."""
-    paths = find_records(path)
-    if not paths:
-        raise NoRecords(f"no {RECORD} under {path}")
+    try:
+        paths = find_records([path])
+    except ConfigError as err:
+        raise NoRecords(str(err)) from None
     runs, notes = [], []
     for p in paths:
         try:
-            record = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            record = load_record(p)
+        except (OSError, ValueError) as err:
             notes.append(f"unreadable record {p}: {err}")
             continue
         if record.get("status") not in (None, "finished"):

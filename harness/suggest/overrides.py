@@ -68,10 +68,11 @@ def check(model: Mapping[str, Any], widen: Mapping[str, int], insert: Sequence[s
 
     Non-InceptionV1 models are not checked (None): their edits are not expressible as widen/insert anyway.
     """
-    if not str(model.get("_target_", "")).endswith("InceptionV1"):
-        return None
     from harness.errors import ConfigError
-    from harness.models.edits import plan_inception
+    from harness.models.edits import is_inception, plan_inception
+
+    if not is_inception(model):
+        return None
 
     try:
         plan_inception(
@@ -84,9 +85,10 @@ def check(model: Mapping[str, Any], widen: Mapping[str, int], insert: Sequence[s
 
 def channels(model: Mapping[str, Any], widen: Mapping[str, int] | None = None, insert: Sequence[str] | None = None):
     """Every layer/branch -> channels of an InceptionV1 config (with its own or the given edits); None otherwise."""
-    if not str(model.get("_target_", "")).endswith("InceptionV1"):
+    from harness.models.edits import is_inception, plan_inception
+
+    if not is_inception(model):
         return None
-    from harness.models.edits import plan_inception
 
     widen = dict(model.get("widen") or {}) if widen is None else dict(widen)
     insert = list(model.get("insert") or []) if insert is None else list(insert)

@@ -9,25 +9,32 @@ from __future__ import annotations
 import base64
 import html
 import io
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.stats import mean_sd
 from harness.suggest.verdict import Verdict
 
 ARMS = ("guided", "random")
 COLOURS = {"guided": "#1f6fb4", "random": "#e07b1a", "base": "#777777"}
 
 
+def _subplots(figsize: tuple[float, float]):
+    """(figure, axes) on the Agg canvas, without pyplot: nothing global (backend, figure list) is switched,
+    as in :mod:`harness.compare.plots`, so a caller's interactive matplotlib session is left alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _stats(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def _by(rows: list[dict[str, Any]], arm: str, rnd: int, key: str) -> list[float]:
@@ -37,20 +44,15 @@ def _by(rows: list[dict[str, Any]], arm: str, rnd: int, key: str) -> list[float]
 
 def figures(rows: list[dict[str, Any]], classes: Sequence[str], curve_classes: Sequence[str]) -> dict[str, str]:
     """name -> base64 PNG: accuracy per round, per-class final accuracy, parameters per round."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rounds = sorted({int(r["round"]) for r in rows})
     out = {}
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _subplots((6, 3.6))
     for i, arm in enumerate(ARMS):
         for seed in sorted({r["seed"] for r in rows}):
             ys = [next((float(r["test_acc"]) for r in rows if r["seed"] == seed and int(r["round"]) == k
                         and r["arm"] == arm), float("nan")) for k in rounds]  # fmt: skip
             ax.plot(rounds, ys, color=COLOURS[arm], alpha=0.25, lw=1)
-        ms = [_stats(_by(rows, arm, k, "test_acc")) for k in rounds]
+        ms = [mean_sd(_by(rows, arm, k, "test_acc")) for k in rounds]
         xs = [k + (i - 0.5) * 0.06 for k in rounds]
         label = f"{arm} (mean +- sd over seeds)"
         ax.errorbar(
@@ -59,14 +61,13 @@ def figures(rows: list[dict[str, Any]], classes: Sequence[str], curve_classes: S
     ax.set(xlabel="round (0 = shared base model)", ylabel="test accuracy", xticks=rounds)
     ax.legend(fontsize=8)
     out["accuracy"] = _png(fig)
-    plt.close(fig)
 
     last = rounds[-1]
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(classes)), 3.6))
+    fig, ax = _subplots((max(6, 0.8 * len(classes)), 3.6))
     groups = [("guided", 0), ("guided", last), ("random", last)] if last > 0 else [("guided", 0)]
     width = 0.8 / len(groups)
     for j, (arm, rnd) in enumerate(groups):
-        ms = [_stats(_by(rows, arm, rnd, f"test_acc/{c}") or [float("nan")]) for c in classes]
+        ms = [mean_sd(_by(rows, arm, rnd, f"test_acc/{c}") or [float("nan")]) for c in classes]
         xs = [i + (j - (len(groups) - 1) / 2) * width for i in range(len(classes))]
         label = "base (round 0)" if rnd == 0 else f"{arm} (round {rnd})"
         colour = COLOURS["base" if rnd == 0 else arm]
@@ -78,16 +79,14 @@ def figures(rows: list[dict[str, Any]], classes: Sequence[str], curve_classes: S
     ax.set(ylabel="test accuracy", title="per class (* shaded = curve-dependent)")
     ax.legend(fontsize=8)
     out["per_class"] = _png(fig)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = _subplots((6, 3.2))
     for arm in ARMS:
-        ax.plot(rounds, [_stats(_by(rows, arm, k, "params"))[0] for k in rounds], marker="o", color=COLOURS[arm],
+        ax.plot(rounds, [mean_sd(_by(rows, arm, k, "params"))[0] for k in rounds], marker="o", color=COLOURS[arm],
                 label=arm)  # fmt: skip
     ax.set(xlabel="round", ylabel="parameters (mean over seeds)", xticks=rounds)
     ax.legend(fontsize=8)
     out["params"] = _png(fig)
-    plt.close(fig)
     return out
 
 
@@ -117,13 +116,13 @@ def write_report(
     gains = []
     for arm in ARMS:
         base, final = _by(rows, arm, 0, "test_acc"), _by(rows, arm, rounds[-1], "test_acc")
-        gains.append(f"{arm}: round 0 {_stats(base)[0]:.4f} -> round {rounds[-1]} {_stats(final)[0]:.4f} "
-                     f"(+- {_stats(final)[1]:.4f} sd)")  # fmt: skip
+        gains.append(f"{arm}: round 0 {mean_sd(base)[0]:.4f} -> round {rounds[-1]} {mean_sd(final)[0]:.4f} "
+                     f"(+- {mean_sd(final)[1]:.4f} sd)")  # fmt: skip
     curve_gap = []
     for arm in ARMS:
         cur = [v for c in classes if c in curve_classes for v in _by(rows, arm, rounds[-1], f"test_acc/{c}")]
         if cur:
-            curve_gap.append(f"{arm}: mean curve-class test acc at round {rounds[-1]} = {statistics.fmean(cur):.4f}")
+            curve_gap.append(f"{arm}: mean curve-class test acc at round {rounds[-1]} = {mean_sd(cur)[0]:.4f}")
     ci = "n/a" if verdict.ci is None else f"{verdict.ci[0]:+.4f} .. {verdict.ci[1]:+.4f}"
     paired = "n/a" if verdict.paired_diff is None else f"{verdict.paired_diff:+.4f}"
     columns = ["arm", "seed", "round", "edit", "overrides", "rule", "params", "val_acc", "test_acc", "wall_s"]

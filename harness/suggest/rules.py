@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.models.edits import CONCAT_BRANCHES
+from harness.probes import keys as pk
 from harness.suggest.load import RunSummary, is_branch
 from harness.suggest.overrides import Edit, as_overrides, base_layer, check, compose
 
@@ -77,24 +79,36 @@ def _widen_amount(width: int, cfg: Any) -> int:
 
 
 def _gaps(run: RunSummary, layer: str) -> str:
-    """'gaps at 90-180, 270-315 deg' from the derived orientation bins (empty string when unknown/none)."""
-    prefix = f"curves/{layer}/orientation/"
-    counts = {int(k[len(prefix) :]): v for k, v in run.metrics.items() if k.startswith(prefix)}
-    empty = sorted(lo for lo, n in counts.items() if n < 0.5)
-    ranges: list[list[int]] = []
-    for lo in empty:
-        if ranges and ranges[-1][1] == lo:
-            ranges[-1][1] = lo + 45
+    """'gaps at 337.5-67.5, 112.5-157.5 deg' from the derived orientation bins (empty string when unknown/none).
+
+    The bins are the curves probe's own (:mod:`harness.probes.keys`, centred on 0 deg), so the empty bins
+    named here are exactly the ones `orientation_coverage` leaves out; adjacent empty bins merge, across 0 too.
+    """
+    prefix = f"{pk.CURVES}/{layer}/{pk.ORIENTATION}/"
+    counts = {k[len(prefix) :]: v for k, v in run.metrics.items() if k.startswith(prefix)}
+    n_bins = len(counts)
+    if not n_bins:
+        return ""
+    empty = [i for i in range(n_bins) if counts.get(pk.orientation_label(i, n_bins), 0.0) < 0.5]
+    if not empty or len(empty) == n_bins:
+        return "" if not empty else "gaps at 0-360 deg"
+    runs: list[list[int]] = []
+    for i in empty:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
         else:
-            ranges.append([lo, lo + 45])
-    return ("gaps at " + ", ".join(f"{a}-{b}" for a, b in ranges) + " deg") if ranges else ""
+            runs.append([i])
+    if len(runs) > 1 and runs[0][0] == 0 and runs[-1][-1] == n_bins - 1:  # the last bin touches the first
+        runs[0] = runs.pop() + runs[0]
+    spans = [(pk.orientation_span(r[0], n_bins)[0], pk.orientation_span(r[-1], n_bins)[1]) for r in runs]
+    return "gaps at " + ", ".join(f"{a:g}-{b:g}" for a, b in spans) + " deg"
 
 
 def _curve_layer(run: RunSummary, cfg: Any) -> tuple[str | None, dict[str, float], float]:
     """(layer with most curve detectors above the random-init control, or None when the model has fewer than
     curve_min_detectors above control; net count per layer; total above control)."""
-    det = {k: v for k, v in _per_layer(run.metrics, "curves", "detectors").items() if not is_branch(k)}
-    net = {k: v - run.metrics.get(f"curves/{k}/detectors_random_init", 0.0) for k, v in det.items()}
+    det = {k: v for k, v in _per_layer(run.metrics, pk.CURVES, pk.DETECTORS).items() if not is_branch(k)}
+    net = {k: v - run.metrics.get(pk.key(pk.CURVES, k, pk.DETECTORS_RANDOM_INIT), 0.0) for k, v in det.items()}
     total = sum(max(v, 0.0) for v in net.values())
     enough = total > 0 and total >= float(cfg.curve_min_detectors)
     return (max(net, key=net.get) if enough else None), net, total
@@ -104,7 +118,7 @@ def _curve_branch(run: RunSummary, layer: str, cfg: Any, by_count: bool = True) 
     """The branch of ``layer`` to widen for curves (most detectors when ``by_count``, else cfg.curve_branch), a note."""
     if f"{layer}_5x5" not in run.channels:
         return layer, ""  # a stem layer is its own widen target
-    counts = {b: run.metrics.get(f"curves/{layer}_{b}/detectors", 0.0) for b in ("1x1", "3x3", "5x5", "pool_reduce")}
+    counts = {b: run.metrics.get(pk.key(pk.CURVES, f"{layer}_{b}", pk.DETECTORS), 0.0) for b in CONCAT_BRANCHES}
     if by_count and max(counts.values()) > 0:
         b = max(counts, key=counts.get)
         return f"{layer}_{b}", f"{layer}_{b} holds {_fmt(counts[b])}"
@@ -122,13 +136,13 @@ def curve_cluster(run: RunSummary, cfg: Any) -> list[Suggestion]:
     branch, where = _curve_branch(run, layer, cfg)
     m = run.metrics
     keys = [
-        f"curves/{layer}/detectors",
-        f"curves/{layer}/detectors_random_init",
-        f"curves/{layer}/orientation_coverage",
+        pk.key(pk.CURVES, layer, pk.DETECTORS),
+        pk.key(pk.CURVES, layer, pk.DETECTORS_RANDOM_INIT),
+        pk.key(pk.CURVES, layer, pk.ORIENTATION_COVERAGE),
     ]
-    keys += [f"curves/{branch}/detectors"] if where else []
+    keys += [pk.key(pk.CURVES, branch, pk.DETECTORS)] if where else []
     used = {k: m[k] for k in keys if k in m}
-    coverage = m.get(f"curves/{layer}/orientation_coverage")
+    coverage = m.get(pk.key(pk.CURVES, layer, pk.ORIENTATION_COVERAGE))
     text = f"{layer} holds {_fmt(net[layer])} of {_fmt(total)} curve detectors above the random-init control"
     text += f" ({where})" if where else ""
     if coverage is not None:
@@ -141,7 +155,7 @@ def curve_cluster(run: RunSummary, cfg: Any) -> list[Suggestion]:
 
 def prune_dead(run: RunSummary, cfg: Any) -> list[Suggestion]:
     """Prune (negative widen) branches / stem layers with many dead units (activations/<branch>/dead_fraction)."""
-    dead = {k: v for k, v in _per_layer(run.metrics, "activations", "dead_fraction").items() if k in run.channels}
+    dead = {k: v for k, v in _per_layer(run.metrics, pk.ACTIVATIONS, pk.DEAD_FRACTION).items() if k in run.channels}
     dead = {k: v for k, v in dead.items() if is_branch(k) or not k.startswith("mixed")}  # widen targets only
     if not dead:
         _need_channels(run)
@@ -151,7 +165,7 @@ def prune_dead(run: RunSummary, cfg: Any) -> list[Suggestion]:
         width = run.channels[name]
         n = min(round(frac * width), width - 1)  # keep at least one channel
         if frac >= float(cfg.dead_fraction) and n >= 1:
-            key = f"activations/{name}/dead_fraction"
+            key = pk.key(pk.ACTIVATIONS, name, pk.DEAD_FRACTION)
             used = {key: frac}
             text = f"activations: {frac:.0%} dead units in {name} ({width} channels) {_cite(used, [key])}"
             out.append(Suggestion(Edit("widen", name, -n), frac, ["prune_dead"], [text], used))
@@ -165,7 +179,7 @@ def insert_at_jump(run: RunSummary, cfg: Any) -> list[Suggestion]:
     layers, m = run.layers(), run.metrics
     found, best = False, {}
     for target in cfg.linear_targets:
-        acc = _per_layer(m, "linear", f"{target}_acc")
+        acc = _per_layer(m, pk.LINEAR, pk.linear_acc(target))
         found = found or bool(acc)
         measured = [name for name in layers if name in acc]
         for a, b in zip(measured, measured[1:]):
@@ -173,13 +187,13 @@ def insert_at_jump(run: RunSummary, cfg: Any) -> list[Suggestion]:
             jump = acc[b] - acc[a]
             if not before.startswith("mixed") or jump < float(cfg.linear_jump):
                 continue
-            keys = [f"linear/{a}/{target}_acc", f"linear/{b}/{target}_acc"]
+            keys = [pk.key(pk.LINEAR, x, pk.linear_acc(target)) for x in (a, b)]
             used = {k: m[k] for k in keys}
             text = (
                 f"linear: {target} read-out jumps {acc[a]:.2f} -> {acc[b]:.2f} between {a} and {b} {_cite(used, keys)}"
             )
             evidence, score = [text], jump
-            ck = [f"cka/{a}/cka_to_reference", f"cka/{b}/cka_to_reference"]
+            ck = [pk.key(pk.CKA, x, pk.CKA_TO_REFERENCE) for x in (a, b)]
             if all(k in m for k in ck) and m[ck[1]] < m[ck[0]]:
                 used.update({k: m[k] for k in ck})
                 evidence.append(f"cka: {b} moved further from its initial weights than {a} {_cite(used, ck)}")
@@ -203,7 +217,7 @@ def lineage(run: RunSummary, cfg: Any) -> list[Suggestion]:
         raise MissingInputs(["lineage/<branch>/added/<category>_frac (a run with widen edits and the lineage probe)"])
     out = []
     for branch, f in frac.items():
-        counts = [f.get(c, 0.0) for c in ("dead", "duplicate", "curve_detector", "other_detector", "other")]
+        counts = [f.get(c, 0.0) for c in pk.LINEAGE_CATEGORIES]
         added = sum(counts) or float(run.widen.get(branch, 0))
         good = f.get("curve_detector_frac", 0.0) + 0.5 * f.get("other_detector_frac", 0.0)
         waste = f.get("dead_frac", 0.0) + f.get("duplicate_frac", 0.0)

@@ -1,0 +1,83 @@
+"""The names probes report under and the bins they count in, for the probes and for every reader of runs.
+
+Why one torch-free module: harness-suggest and harness-compare read these keys from run records
+without importing torch, and a reader that retypes a key or a bin width drifts from its producer (the
+suggest loader once started 45-degree orientation bins at 0 while the curves probe centred them on 0, so
+a coverage of 0.75 came with four empty bins named). Each probe module imports its own names from here,
+so ``harness.probes.curves.DETECTORS`` and ``harness.probes.keys.DETECTORS`` are the same object.
+
+Keys: a probe's scalars are ``<layer>/<metric>``; the runner prefixes the probe name, so records and
+loggers hold ``<probe>/<layer>/<metric>`` (:func:`key`).
+"""
+
+from __future__ import annotations
+
+import math
+
+# --- runner bookkeeping (every probe): not results of the model -----------------------------------------
+SECONDS, FAILED, SKIPPED = "seconds", "failed", "skipped"
+UNITS_TABLE = "units"  # ProbeResult.tables name of a per-unit table; the record lists it as files["table/units"]
+TABLE_FILE = f"table/{UNITS_TABLE}"
+LAYER, UNIT = "layer", "unit"  # per-unit table columns shared by every probe
+
+# --- activations ---------------------------------------------------------------------------------------
+ACTIVATIONS = "activations"
+DEAD_FRACTION, SPARSITY = "dead_fraction", "sparsity"
+DEAD = "dead"  # per-unit column (and the loader's per-branch count of dead units)
+
+# --- curves --------------------------------------------------------------------------------------------
+CURVES = "curves"
+DETECTORS, DETECTORS_RANDOM_INIT = "detectors", "detectors_random_init"
+ORIENTATION_COVERAGE = "orientation_coverage"
+ORIENTATION = "orientation"  # derived per-bin counts: curves/<layer>/orientation/<bin centre in degrees>
+IS_CURVE_DETECTOR, PREFERRED_ORIENTATION = "is_curve_detector", "preferred_orientation"  # per-unit columns
+COVERAGE_BINS = 8  # default of conf/probes/curves.yaml `coverage_bins`
+
+
+def orientation_bin(degrees: float, n_bins: int = COVERAGE_BINS) -> int:
+    """Index of the orientation bin holding ``degrees``; bins are 360/n wide and CENTRED on 0, 360/n, ...
+
+    Bin 0 of 8 covers [-22.5, 22.5). Centred, so an arc preferring 0 deg and one preferring 359 deg share a bin.
+    """
+    width = 360.0 / n_bins
+    return int(math.floor(((float(degrees) + width / 2) % 360.0) / width))
+
+
+def orientation_centre(index: int, n_bins: int = COVERAGE_BINS) -> float:
+    """Centre of bin ``index`` in degrees (0, 45, ... for 8 bins)."""
+    return index * 360.0 / n_bins
+
+
+def orientation_span(index: int, n_bins: int = COVERAGE_BINS) -> tuple[float, float]:
+    """(start, end) of bin ``index`` in degrees within [0, 360): bin 0 of 8 is (337.5, 22.5)."""
+    width = 360.0 / n_bins
+    return (index * width - width / 2) % 360.0, (index * width + width / 2) % 360.0
+
+
+def orientation_label(index: int, n_bins: int = COVERAGE_BINS) -> str:
+    """The bin's key segment: its centre, as an integer when it is one (``"45"``, ``"22.5"``)."""
+    centre = orientation_centre(index, n_bins)
+    return str(int(centre)) if centre.is_integer() else f"{centre:g}"
+
+
+def orientation_coverage(preferred: list[float], n_bins: int = COVERAGE_BINS) -> float:
+    """Fraction of the bins holding at least one detector's preferred orientation."""
+    return len({orientation_bin(p, n_bins) for p in preferred}) / n_bins
+
+
+# --- dissect, cka, linear, lineage ---------------------------------------------------------------------
+DISSECT, UNIQUE_CONCEPTS = "dissect", "unique_concepts"
+CKA, CKA_TO_REFERENCE = "cka", "cka_to_reference"
+LINEAR = "linear"
+LINEAGE, ADDED = "lineage", "added"  # lineage/<layer>/added/<category> and .../<category>_frac
+LINEAGE_CATEGORIES: tuple[str, ...] = ("dead", "duplicate", "curve_detector", "other_detector", "other")
+
+
+def linear_acc(target: str) -> str:
+    """The linear probe's metric name for a read-out target (``class`` -> ``class_acc``)."""
+    return f"{target}_acc"
+
+
+def key(probe: str, layer: str, metric: str) -> str:
+    """The record / logger key of one probe scalar: ``curves/mixed3b/detectors``."""
+    return f"{probe}/{layer}/{metric}"
