@@ -14,6 +14,7 @@ input), so insert candidates exist only with ``from_scratch`` (every candidate r
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -97,7 +98,8 @@ def enumerate_candidates(
     """
     arch = architecture(model_cfg)
     if not str(arch.get("_target_", "")).endswith("InceptionV1"):
-        raise ConfigError(f"harness-oracle needs an InceptionV1 base run (widen/insert edits); got {arch.get('_target_')}")
+        got = arch.get("_target_")
+        raise ConfigError(f"harness-oracle needs an InceptionV1 base run (widen/insert edits); got {got}")
     base = count_params(arch, num_classes)
     budget = round(DEFAULT_BUDGET_FRACTION * base) if budget is None else int(budget)
     if budget < 1:
@@ -136,7 +138,7 @@ def continued_model(model_cfg: Mapping[str, Any], ckpt: str, candidate: Candidat
     arch = architecture(model_cfg)
     widen = {candidate.target: candidate.amount} if candidate.kind == "widen" else {}
     if candidate.kind == "insert":
-        raise ConfigError(f"candidate {candidate.name}: an insert cannot continue from a checkpoint; use --from-scratch")
+        raise ConfigError(f"candidate {candidate.name}: inserts cannot continue from a checkpoint; use --from-scratch")
     return {**arch, "widen": widen, "init_from": str(ckpt)}
 
 
@@ -154,16 +156,19 @@ def check_preserving(
     """(function-preserving candidates, the others), each with its measured step-0 max |logit change|.
 
     Built as its job builds it (``continued_model``), so what is checked is what is trained. The others are
-    left out of the oracle (never mixed with preserving ones); the caller reports them.
+    left out of the oracle (never mixed with preserving ones); the caller reports them. Compared in float64:
+    a wider layer sums in another order, and float32 rounding alone moves logits of the trained tiny model by
+    ~3e-5, which would hide whether the *function* changed.
     """
     num_classes = base.fc.out_features if hasattr(base, "fc") else None
+    base, images = copy.deepcopy(base).double(), images.double()
     kept, refused = [], []
     for cand in candidates:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             net = hydra.utils.instantiate(OmegaConf.create(continued_model(model_cfg, ckpt, cand)),
                                           num_classes=num_classes)  # fmt: skip
-        change = max_output_change(base, net, images)
+        change = max_output_change(base, net.double(), images)
         checked = Candidate(cand.name, cand.kind, cand.target, cand.amount, cand.params_added, change)
         (kept if change <= TOLERANCE else refused).append(checked)
     return kept, refused

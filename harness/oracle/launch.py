@@ -57,9 +57,7 @@ def write_group(out: Path, base_config: Mapping[str, Any], ckpt: str | None, can
     return folder.parent
 
 
-def command(
-    out: Path, names: Sequence[str], seeds: Sequence[int], steps: int, extra: Sequence[str] = ()
-) -> list[str]:
+def command(out: Path, names: Sequence[str], seeds: Sequence[int], steps: int, extra: Sequence[str] = ()) -> list[str]:
     """The harness-train multirun command line (joblib unless ``extra`` picks another launcher)."""
     launcher = [] if any(o.startswith("hydra/launcher=") for o in extra) else ["hydra/launcher=joblib"]
     logger = [] if any(o.startswith("logger=") for o in extra) else ["logger=none"]

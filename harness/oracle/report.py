@@ -116,9 +116,9 @@ def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
 def write_html(path: Path, title: str, notes: Sequence[str], rows: Sequence[Mapping[str, Any]],
                scores: Sequence[SignalScore]) -> Path:  # fmt: skip
     """report.html: the signals table, the gains with CI bars, one scatter per signal, the candidates table."""
-    figs = "".join(f'<img alt="{html.escape(s.signal)}" src="data:image/png;base64,{scatter_figure(rows, s.signal, s)}">'
-                   for s in scores if rows)  # fmt: skip
-    gains_img = f'<img alt="oracle gains" src="data:image/png;base64,{gains_figure(rows)}">' if rows else ""
+    img = '<img alt="{}" src="data:image/png;base64,{}">'
+    figs = "".join(img.format(html.escape(s.signal), scatter_figure(rows, s.signal, s)) for s in scores if rows)
+    gains_img = img.format("oracle gains", gains_figure(rows)) if rows else ""
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:75em}}table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{margin:4px}}</style></head><body>
@@ -159,9 +159,10 @@ def log_wandb(out: Path, rows: Sequence[Mapping[str, Any]], scores: Sequence[Sig
 
         run = wandb.init(project="harness", job_type="oracle", dir=str(out), mode=mode, reinit=True)
         cols = list(rows[0]) if rows else list(CANDIDATE_COLUMNS)
-        run.log({"oracle/candidates": wandb.Table(columns=cols, data=[[_cell(r.get(c)) for c in cols] for r in rows]),
-                 "oracle/signals": wandb.Table(columns=list(SIGNALS_COLUMNS),
-                                               data=[list(map(_cell, s.as_dict().values())) for s in scores])})  # fmt: skip
+        candidates = wandb.Table(columns=cols, data=[[_cell(r.get(c)) for c in cols] for r in rows])
+        values = [list(map(_cell, s.as_dict().values())) for s in scores]
+        signals = wandb.Table(columns=list(SIGNALS_COLUMNS), data=values)
+        run.log({"oracle/candidates": candidates, "oracle/signals": signals})
         run.finish()
     except Exception as err:  # wandb must never cost the results already written
         log.warning("wandb table not logged: %s", err)
