@@ -2,10 +2,10 @@
 
 Why a generated config group: candidates differ in *which* keys they set (``model.widen.<target>``,
 ``model.insert``), which one sweep parameter cannot express; one small file per candidate in
-``<out>/conf/oracle/<name>.yaml`` (found through ``hydra.searchpath``) sets the whole model and data config
-of the base run plus the edit, so the sweep is just ``+oracle=control,a,b seed=0,1,2``. Hydra's launcher
-then runs it: ``hydra/launcher=joblib`` (the default here) locally in parallel, ``hydra/launcher=slurm`` on a
-cluster. Every job writes its own record.json, which is all the oracle reads back.
+``<out>/conf/oracle/<name>.yaml`` (found through ``hydra.searchpath``) sets the base run's whole model, data
+and module (optimizer, schedule) config plus the edit, so the sweep is just ``+oracle=control,a,b seed=0,1,2``.
+Hydra's launcher then runs it: ``hydra/launcher=joblib`` (the default here) locally in parallel,
+``hydra/launcher=slurm`` on a cluster. Every job writes its own record.json, which is all the oracle reads back.
 """
 
 from __future__ import annotations
@@ -52,7 +52,10 @@ def write_group(out: Path, base_config: Mapping[str, Any], ckpt: str | None, can
     model_cfg, data_cfg = base_config["model"], base_config["data"]
     for cand in [Candidate(CONTROL, CONTROL), *candidates]:
         model = continued_model(model_cfg, ckpt, cand) if ckpt else scratch_model(model_cfg, cand)
-        body = OmegaConf.to_yaml(OmegaConf.create({"variant": cand.name, "model": model, "data": dict(data_cfg)}))
+        fixed = {"variant": cand.name, "model": model, "data": dict(data_cfg)}
+        if base_config.get("module"):
+            fixed["module"] = dict(base_config["module"])
+        body = OmegaConf.to_yaml(OmegaConf.create(fixed))
         (folder / f"{cand.name}.yaml").write_text(f"# @package _global_\n# oracle candidate {cand.name}\n{body}")
     return folder.parent
 

@@ -157,7 +157,7 @@ def log_wandb(out: Path, rows: Sequence[Mapping[str, Any]], scores: Sequence[Sig
     try:
         import wandb
 
-        run = wandb.init(project="harness", job_type="oracle", dir=str(out), mode=mode, reinit=True)
+        run = wandb.init(project="harness", job_type="oracle", dir=str(out), mode=mode)
         cols = list(rows[0]) if rows else list(CANDIDATE_COLUMNS)
         candidates = wandb.Table(columns=cols, data=[[_cell(r.get(c)) for c in cols] for r in rows])
         values = [list(map(_cell, s.as_dict().values())) for s in scores]
