@@ -25,6 +25,7 @@ from harness.oracle.candidates import CONTROL, Candidate, continued_model, scrat
 from harness.records import RECORD_NAME
 
 GROUP = "oracle"
+SHARED_DATA = "harness.oracle.data.shared_splits"  # the base run's data module, splits shared within a worker
 JOBS_DIR = "jobs"
 # Every job: no probes, no test split, no checkpoints; validate once, after exactly `steps` steps.
 JOB_OVERRIDES = ("probes=none", "test=false", "callbacks.model_checkpoint=null", "trainer.max_epochs=-1",
@@ -52,7 +53,9 @@ def write_group(out: Path, base_config: Mapping[str, Any], ckpt: str | None, can
     model_cfg, data_cfg = base_config["model"], base_config["data"]
     for cand in [Candidate(CONTROL, CONTROL), *candidates]:
         model = continued_model(model_cfg, ckpt, cand) if ckpt else scratch_model(model_cfg, cand)
-        fixed = {"variant": cand.name, "model": model, "data": dict(data_cfg)}
+        data = {"_target_": SHARED_DATA, "target": data_cfg["_target_"], **{k: v for k, v in data_cfg.items()
+                                                                              if k != "_target_"}}  # fmt: skip
+        fixed = {"variant": cand.name, "model": model, "data": data}
         if base_config.get("module"):
             fixed["module"] = dict(base_config["module"])
         body = OmegaConf.to_yaml(OmegaConf.create(fixed))
