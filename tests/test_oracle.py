@@ -203,12 +203,14 @@ def test_oracle_end_to_end_two_candidates_one_seed(base: Path, tmp_path: Path) -
      (["BASE", "--candidates", "nope"], "unknown candidate(s) nope"),
      (["BASE", "--seeds", "0"], "--seeds must be >= 1")],
 )  # fmt: skip
-def test_bad_input_is_one_line_exit_2(base: Path, args: list[str], expected: str) -> None:
-    args = [str(base) if a == "BASE" else a for a in args]
-    done = subprocess.run([sys.executable, "-m", "harness.oracle", *args], capture_output=True, text=True)
-    assert done.returncode == 2
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and expected in lines[0], done.stderr
+def test_bad_input_is_one_line_exit_2(base: Path, args: list[str], expected: str, capsys) -> None:
+    from harness.oracle.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(base) if a == "BASE" else a for a in args])
+    assert exit_.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], lines
 
 
 def test_check_images_are_the_runs_validation_images(base: Path) -> None:
