@@ -188,13 +188,22 @@ def test_oracle_end_to_end_two_candidates_one_seed(base: Path, tmp_path: Path) -
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")
     assert len(json.loads((out / "oracle.json").read_text())["candidates"]) == 2
-    # harness-signals re-scores the same oracle into another folder
+    # harness-signals re-scores the same oracle into another folder, reading a (planted) growth-probe run there
     again = tmp_path / "rescored"
+    gains = {r["candidate"]: float(r["gain_val_loss"]) for r in rows}
+    planted = {f"gradmax/{c}/score": g for c, g in gains.items()}  # gradmax == the oracle: its first pick is best
+    planted |= {f"effective_rank/{c}/fraction": -g for c, g in gains.items()}  # reversed: its first pick is worst
+    (again / "probe_run").mkdir(parents=True)
+    (again / "probe_run" / "record.json").write_text(json.dumps({"status": "finished", "metrics": planted}))
     done = subprocess.run([sys.executable, "-c", "from harness.oracle.cli import signals_main; signals_main()",
                            str(base), str(out), "--out", str(again), "--bootstrap", "50"],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (again / "signals.csv").read_text() == (out / "signals.csv").read_text()
+    with open(again / "signals.csv") as fh:
+        rescored = {r["signal"]: r for r in csv.DictReader(fh)}
+    assert rescored["gradmax"]["top1"] == "1" and rescored["gradmax"]["regret"] == "0"
+    assert rescored["effective_rank"]["top1"] == "0" and float(rescored["effective_rank"]["regret"]) > 0
+    assert rescored["random"] == {s["signal"]: s for s in signals}["random"]  # same seed, same control
 
 
 @pytest.mark.parametrize(

@@ -123,15 +123,16 @@ def run_oracle(args: argparse.Namespace) -> Path:
     return out
 
 
-def probe_run(base: Path, ckpt: str, metrics: dict[str, float], out: Path) -> tuple[dict[str, float], list[str]]:
+def probe_run(ckpt: str, metrics: dict[str, float], oracle_dir: Path, out: Path) -> tuple[dict[str, float], list[str]]:
     """Metrics of a harness-probe run of the base checkpoint with the growth probes the base record lacks.
 
     A probe without a config (``conf/probes/<name>.yaml``) is not available: its signal is absent.
-    An earlier probe run in ``out/probe_run`` is reused.
+    An earlier probe run (``probe_run/`` in the oracle folder or in ``out``) is reused.
     """
+    for folder in (oracle_dir / PROBE_RUN, out / PROBE_RUN):
+        if (folder / RECORD_NAME).is_file() and RunRecord.load(folder).get("status") == "finished":
+            return dict(RunRecord.load(folder).get("metrics") or {}), [f"growth probes read from {folder}"]
     folder = out / PROBE_RUN
-    if (folder / RECORD_NAME).is_file():
-        return dict(RunRecord.load(folder).get("metrics") or {}), [f"growth probes read from {folder}"]
     have = {k.split("/", 1)[0] for k in metrics}
     missing = [p for p in GROWTH_PROBES if p not in have]
     available = [p for p in missing if (Path(CONF_DIR) / "probes" / f"{p}.yaml").is_file()]
@@ -160,11 +161,13 @@ def score(base: str | Path, oracle_dir: Path, out: Path, notes: list[str] | None
     jobs, job_notes = read_jobs(oracle_dir)
     notes += job_notes
     diffs = paired_diffs(jobs)
+    if not diffs:
+        raise ConfigError(f"no candidate job is paired with a finished control job of the same seed in {oracle_dir}")
     gains = oracle_gains(diffs)
-    record, _ = base_run(base)
+    base_run(base)  # a finished harness-train run, else one clear error
     run = load_run(Path(base) / RECORD_NAME)
     out.mkdir(parents=True, exist_ok=True)
-    extra, probe_notes = probe_run(Path(base), meta["ckpt"], run.metrics, out)
+    extra, probe_notes = probe_run(meta["ckpt"], run.metrics, oracle_dir, out)
     run.metrics.update({k: float(v) for k, v in extra.items() if isinstance(v, int | float) and v is not None})
     notes += probe_notes
     signals, signal_notes = all_signals(run, load_config(), candidates, seed)
