@@ -30,7 +30,7 @@ from harness.oracle import report
 from harness.oracle.candidates import Candidate, check_preserving, enumerate_candidates
 from harness.oracle.gains import gains as oracle_gains
 from harness.oracle.gains import paired_diffs
-from harness.oracle.launch import command, read_jobs, run_jobs, write_group
+from harness.oracle.launch import JOBS_DIR, command, read_jobs, run_jobs, write_group
 from harness.oracle.scoring import BOOTSTRAP_REPS, SIGNALS_COLUMNS, score_signal
 from harness.oracle.signals import GROWTH_PROBES, all_signals
 from harness.records import RECORD_NAME, RunRecord
@@ -106,6 +106,9 @@ def run_oracle(args: argparse.Namespace) -> Path:
                   for c in refused]  # fmt: skip
     if not candidates:
         raise ConfigError("no candidate left to train")
+    if (out / JOBS_DIR).is_dir() and any((out / JOBS_DIR).iterdir()):
+        raise ConfigError(f"{out} already holds an oracle run (jobs/); pick another --out, or re-score it with "
+                          f"harness-signals {args.base} {out}")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_group(out, config, None if args.from_scratch else ckpt, candidates)
     cmd = command(out, [c.name for c in candidates], range(args.seeds), steps, args.overrides)
