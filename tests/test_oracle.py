@@ -222,6 +222,15 @@ def test_bad_input_is_one_line_exit_2(base: Path, args: list[str], expected: str
     assert len(lines) == 1 and expected in lines[0], lines
 
 
+def test_an_out_dir_with_jobs_is_refused(base: Path, tmp_path: Path, capsys) -> None:
+    from harness.oracle.cli import main
+
+    (tmp_path / "jobs" / "0").mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        main([str(base), "--out", str(tmp_path), "--candidates", "conv2d1", "--seeds", "1"])
+    assert "already holds an oracle run" in capsys.readouterr().err
+
+
 def test_check_images_are_the_runs_validation_images(base: Path) -> None:
     record, _ = base_run(base)
     images = check_images(record["config"]["data"], 8)

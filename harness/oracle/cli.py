@@ -114,12 +114,13 @@ def run_oracle(args: argparse.Namespace) -> Path:
     cmd = command(out, [c.name for c in candidates], range(args.seeds), steps, args.overrides)
     meta = {"base": str(Path(args.base).resolve()), "ckpt": ckpt, "from_scratch": args.from_scratch, "steps": steps,
             "seeds": args.seeds, "budget": budget, "candidates": [c.as_dict() for c in candidates],
-            "refused": [c.as_dict() for c in refused], "command": cmd, "overrides": list(args.overrides)}  # fmt: skip
+            "refused": [c.as_dict() for c in refused], "command": cmd, "overrides": list(args.overrides),
+            "setup_wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
     (out / ORACLE_JSON).write_text(json.dumps(meta, indent=1))
     print(f"training {len(candidates) + 1} variants x {args.seeds} seeds ({steps} steps each); log: {out / 'jobs.log'}",
           file=sys.stderr)  # fmt: skip
     code = run_jobs(cmd, out / "jobs.log")
-    meta["train_wall_s"] = round(time.perf_counter() - started, 1)
+    meta["wall_s"] = round(time.perf_counter() - started, 1)  # setup + training
     meta["launcher_exit_code"] = code
     (out / ORACLE_JSON).write_text(json.dumps(meta, indent=1))
     score(args.base, out, out, notes, seed=args.signal_seed, reps=args.bootstrap)
