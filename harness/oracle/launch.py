@@ -28,7 +28,8 @@ GROUP = "oracle"
 SHARED_DATA = "harness.oracle.data.shared_splits"  # the base run's data module, splits shared within a worker
 JOBS_DIR = "jobs"
 # Every job: no probes, no test split, no checkpoints; validate once, after exactly `steps` steps.
-JOB_OVERRIDES = ("probes=none", "test=false", "callbacks.model_checkpoint=null", "trainer.max_epochs=-1",
+JOB_OVERRIDES = ("probes=none", "test=false", "callbacks.model_checkpoint=null", "++trainer.enable_checkpointing=false",
+                 "trainer.max_epochs=-1",
                  "trainer.check_val_every_n_epoch=null", "trainer.num_sanity_val_steps=0",
                  "trainer.enable_progress_bar=false")  # fmt: skip
 
