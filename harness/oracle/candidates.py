@@ -26,8 +26,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.models.edits import MIXED_NAMES, add_widen, widen_targets
-from harness.models.pretrained import architecture
+from harness.models.edits import MIXED_NAMES, add_widen, is_inception, widen_targets
+from harness.models.build import architecture
 from harness.models.surgery import max_output_change
 from harness.suggest.overrides import Edit
 
@@ -97,7 +97,7 @@ def enumerate_candidates(
     a mixed layer joins when its cost is within ``INSERT_RANGE`` x the budget.
     """
     arch = architecture(model_cfg)
-    if not str(arch.get("_target_", "")).endswith("InceptionV1"):
+    if not is_inception(arch):
         got = arch.get("_target_")
         raise ConfigError(f"harness-oracle needs an InceptionV1 base run (widen/insert edits); got {got}")
     base = count_params(arch, num_classes)

@@ -36,7 +36,7 @@ from harness.oracle.signals import GROWTH_PROBES, all_signals
 from harness.records import RECORD_NAME, RunRecord
 from harness.suggest.cli import load_config
 from harness.suggest.load import load_run
-from harness.train import CONF_DIR
+from harness.builders import CONF_DIR
 
 log = logging.getLogger("harness.oracle")
 
@@ -131,9 +131,9 @@ def probe_run(ckpt: str, metrics: dict[str, float], oracle_dir: Path, out: Path)
     """Metrics of a harness-probe run of the base checkpoint with the growth probes the base record lacks.
 
     A probe without a config (``conf/probes/<name>.yaml``) is not available: its signal is absent.
-    An earlier probe run (``probe_run/`` in the oracle folder or in ``out``) is reused.
+    An earlier probe run is reused: ``out``'s own first (a re-scoring folder may bring its own), then the oracle's.
     """
-    for folder in (oracle_dir / PROBE_RUN, out / PROBE_RUN):
+    for folder in (out / PROBE_RUN, oracle_dir / PROBE_RUN):
         if (folder / RECORD_NAME).is_file() and RunRecord.load(folder).get("status") == "finished":
             return dict(RunRecord.load(folder).get("metrics") or {}), [f"growth probes read from {folder}"]
     folder = out / PROBE_RUN
