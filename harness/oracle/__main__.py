@@ -1,0 +1,3 @@
+from harness.oracle.cli import main
+
+main()

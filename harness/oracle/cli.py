@@ -1,0 +1,238 @@
+"""Entry points: `harness-oracle BASE_RUN_DIR [...]` and `harness-signals BASE_RUN_DIR ORACLE_DIR [--out DIR]`.
+
+harness-oracle: enumerate equal-cost candidates on the base run (``candidates``), check each is
+function-preserving at step 0, train every (candidate, seed) and the no-edit control for ``--steps`` more
+steps as one harness-train multirun (``launch``), turn the records into paired gains (``gains``), then score
+every signal (``signals``, ``scoring``) and write the outputs (``report``). harness-signals redoes only the
+scoring from an existing oracle folder (its ``oracle.json`` and ``jobs/``).
+
+Bad input -> one ``error:`` line, exit code 2; results already written are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import OmegaConf
+
+from harness.errors import ConfigError
+from harness.oracle import report
+from harness.oracle.candidates import Candidate, check_preserving, enumerate_candidates
+from harness.oracle.gains import gains as oracle_gains
+from harness.oracle.gains import paired_diffs
+from harness.oracle.launch import command, read_jobs, run_jobs, write_group
+from harness.oracle.scoring import BOOTSTRAP_REPS, SIGNALS_COLUMNS, score_signal
+from harness.oracle.signals import GROWTH_PROBES, all_signals
+from harness.records import RECORD_NAME, RunRecord
+from harness.suggest.cli import load_config
+from harness.suggest.load import load_run
+from harness.train import CONF_DIR
+
+log = logging.getLogger("harness.oracle")
+
+DEFAULT_SEEDS = 3
+DEFAULT_STEPS = 100
+ORACLE_JSON = "oracle.json"
+PROBE_RUN = "probe_run"
+CHECK_IMAGES = 64  # validation images the step-0 function check runs on
+
+
+def base_run(run_dir: str | Path) -> tuple[dict[str, Any], str]:
+    """(the base run's record, the checkpoint to grow from: best, else last)."""
+    path = Path(run_dir) / RECORD_NAME
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a harness-train run directory (no {RECORD_NAME})")
+    record = RunRecord.load(path)
+    if record.get("status") != "finished":
+        raise ConfigError(f"base run {run_dir} has status {record.get('status')!r}; it must be finished")
+    ckpts = record.get("checkpoints") or {}
+    found = [p for p in (ckpts.get("best"), ckpts.get("last"), str(Path(run_dir) / "checkpoints" / "last.ckpt")) if p]
+    ckpt = next((p for p in found if Path(p).is_file()), None)
+    if ckpt is None:
+        raise ConfigError(f"base run {run_dir} has no checkpoint file (looked for {', '.join(found)})")
+    return record, ckpt
+
+
+def check_images(data_cfg: dict[str, Any], n: int = CHECK_IMAGES) -> torch.Tensor:
+    """The first ``n`` validation images of the base run's data (the splits shrunk to ``n``)."""
+    cfg = {**data_cfg, **{k: n for k in ("train_size", "val_size", "test_size") if k in data_cfg}}
+    dm = hydra.utils.instantiate(OmegaConf.create(cfg))
+    dm.setup("validate")
+    return next(iter(dm.val_dataloader()))[0][:n].float()
+
+
+def _steps_of(record: dict[str, Any]) -> int:
+    epochs = record.get("epochs") or []
+    return int(max((row.get("step") or 0 for row in epochs), default=0))
+
+
+def run_oracle(args: argparse.Namespace) -> Path:
+    record, ckpt = base_run(args.base)
+    out = Path(args.out or Path(args.base) / "oracle")
+    only = [c for c in (args.candidates or "").split(",") if c] or None
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    steps = args.steps if args.steps is not None else (_steps_of(record) if args.from_scratch else DEFAULT_STEPS)
+    if steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    config, n_classes = record["config"], len(record.get("classes") or [])
+    started = time.perf_counter()
+    candidates, budget = enumerate_candidates(config["model"], n_classes, args.budget, args.from_scratch, only)
+    notes = [f"base {args.base} ({ckpt}), budget {budget} parameters, {steps} steps, {args.seeds} seeds, "
+             f"{'from scratch' if args.from_scratch else 'continued from the checkpoint'}"]  # fmt: skip
+    refused: list[Candidate] = []
+    if args.from_scratch:
+        notes.append("from scratch: every candidate retrained from initialisation (no step-0 check applies)")
+    else:
+        from harness.checkpoints import load_net
+
+        net, _ = load_net(ckpt)
+        candidates, refused = check_preserving(net, config["model"], ckpt, candidates, check_images(config["data"]))
+        worst = max((c.max_change for c in candidates), default=0.0)
+        notes.append(f"{len(candidates)} candidates function-preserving at step 0 (max |logit change| {worst:.2g}); "
+                     "inserts left out (a block cannot be inserted into a loaded network function-preservingly; "
+                     "--from-scratch trains them)")  # fmt: skip
+        notes += [f"left out, not function-preserving: {c.name} (max |logit change| {c.max_change:.2g})"
+                  for c in refused]  # fmt: skip
+    if not candidates:
+        raise ConfigError("no candidate left to train")
+    out.mkdir(parents=True, exist_ok=True)
+    write_group(out, config, None if args.from_scratch else ckpt, candidates)
+    cmd = command(out, [c.name for c in candidates], range(args.seeds), steps, args.overrides)
+    meta = {"base": str(Path(args.base).resolve()), "ckpt": ckpt, "from_scratch": args.from_scratch, "steps": steps,
+            "seeds": args.seeds, "budget": budget, "candidates": [c.as_dict() for c in candidates],
+            "refused": [c.as_dict() for c in refused], "command": cmd, "overrides": list(args.overrides)}  # fmt: skip
+    (out / ORACLE_JSON).write_text(json.dumps(meta, indent=1))
+    print(f"training {len(candidates) + 1} variants x {args.seeds} seeds ({steps} steps each); log: {out / 'jobs.log'}",
+          file=sys.stderr)  # fmt: skip
+    code = run_jobs(cmd, out / "jobs.log")
+    meta["train_wall_s"] = round(time.perf_counter() - started, 1)
+    meta["launcher_exit_code"] = code
+    (out / ORACLE_JSON).write_text(json.dumps(meta, indent=1))
+    score(args.base, out, out, notes, seed=args.signal_seed, reps=args.bootstrap)
+    return out
+
+
+def probe_run(base: Path, ckpt: str, metrics: dict[str, float], out: Path) -> tuple[dict[str, float], list[str]]:
+    """Metrics of a harness-probe run of the base checkpoint with the growth probes the base record lacks.
+
+    A probe without a config (``conf/probes/<name>.yaml``) is not available: its signal is absent.
+    An earlier probe run in ``out/probe_run`` is reused.
+    """
+    folder = out / PROBE_RUN
+    if (folder / RECORD_NAME).is_file():
+        return dict(RunRecord.load(folder).get("metrics") or {}), [f"growth probes read from {folder}"]
+    have = {k.split("/", 1)[0] for k in metrics}
+    missing = [p for p in GROWTH_PROBES if p not in have]
+    available = [p for p in missing if (Path(CONF_DIR) / "probes" / f"{p}.yaml").is_file()]
+    notes = [f"probes not available in this harness version: {', '.join(p for p in missing if p not in available)}"]
+    notes = notes if len(available) < len(missing) else []
+    if not available:
+        return {}, notes
+    cmd = [sys.executable, "-m", "harness.probe", f"ckpt={ckpt}", f"probes=[{','.join(available)}]",
+           f"hydra.run.dir={folder.resolve()}"]  # fmt: skip
+    with open(out / "probe_run.log", "w") as fh:
+        code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+    if code != 0 or not (folder / RECORD_NAME).is_file():
+        return {}, [*notes, f"harness-probe of the base failed (exit {code}; see {out / 'probe_run.log'})"]
+    return dict(RunRecord.load(folder).get("metrics") or {}), [*notes, f"growth probes {available} run on the base"]
+
+
+def score(base: str | Path, oracle_dir: Path, out: Path, notes: list[str] | None = None, seed: int = 0,
+          reps: int = BOOTSTRAP_REPS) -> None:  # fmt: skip
+    """Gains from the oracle's jobs, every signal from the base, scored; write every output into ``out``."""
+    meta_path = oracle_dir / ORACLE_JSON
+    if not meta_path.is_file():
+        raise ConfigError(f"{oracle_dir} is not a harness-oracle folder (no {ORACLE_JSON})")
+    meta = json.loads(meta_path.read_text())
+    notes = list(notes or [])
+    candidates = [Candidate(**{k: v for k, v in c.items() if k != "override"}) for c in meta["candidates"]]
+    jobs, job_notes = read_jobs(oracle_dir)
+    notes += job_notes
+    diffs = paired_diffs(jobs)
+    gains = oracle_gains(diffs)
+    record, _ = base_run(base)
+    run = load_run(Path(base) / RECORD_NAME)
+    out.mkdir(parents=True, exist_ok=True)
+    extra, probe_notes = probe_run(Path(base), meta["ckpt"], run.metrics, out)
+    run.metrics.update({k: float(v) for k, v in extra.items() if isinstance(v, int | float) and v is not None})
+    notes += probe_notes
+    signals, signal_notes = all_signals(run, load_config(), candidates, seed)
+    notes += signal_notes
+    loss_diffs = {name: d["val_loss"] for name, d in diffs.items()}
+    scores = [score_signal(name, s, loss_diffs, reps, seed) for name, s in signals.items()]
+    rows = report.candidate_rows(candidates, gains, signals)
+    report.write_csv(out / "candidates.csv", rows, report.candidate_columns(list(signals)))
+    report.write_csv(out / "signals.csv", [s.as_dict() for s in scores], SIGNALS_COLUMNS)
+    report.write_html(out / "report.html", f"Where to grow: {meta['base']}", notes, rows, scores)
+    report.print_tables(rows, scores)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if _wandb_mode(meta.get("overrides") or []):
+        report.log_wandb(out, rows, scores, _wandb_mode(meta["overrides"]))
+
+
+def _wandb_mode(overrides: list[str]) -> str | None:
+    """'offline' (or $WANDB_MODE) when the oracle's overrides configure the wandb logger, else None."""
+    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("logger=")]
+    return os.environ.get("WANDB_MODE", "offline") if chosen and "wandb" in chosen[-1] else None
+
+
+def _fail(err: BaseException) -> None:
+    print(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness-oracle", description="Which candidate edits help, and which signals "
+                                "predict it: an oracle of equal-cost edits, trained and scored.")  # fmt: skip
+    p.add_argument("base", help="a finished harness-train run directory (record.json + checkpoints/)")
+    p.add_argument("overrides", nargs="*", help="extra hydra overrides for every job (hydra/launcher=slurm, ...)")
+    p.add_argument("--out", help="output folder (default: BASE/oracle)")
+    p.add_argument("--candidates", help="comma-separated candidate names (widen targets, insert_<mixed>)")
+    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help=f"seeds per candidate (default {DEFAULT_SEEDS})")
+    p.add_argument("--steps", type=int, help=f"training steps per job (default {DEFAULT_STEPS}; from scratch: "
+                   "the base run's)")  # fmt: skip
+    p.add_argument("--budget", type=int, help="parameters per candidate (default: 10%% of the base model)")
+    p.add_argument("--from-scratch", action="store_true", help="retrain every candidate from initialisation")
+    p.add_argument("--signal-seed", type=int, default=0, help="seed of the random signal and the bootstrap")
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_REPS, help="bootstrap replicates for rho's CI")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    args = parser().parse_intermixed_args(argv)
+    try:
+        run_oracle(args)
+    except ConfigError as err:
+        _fail(err)
+
+
+def signals_main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    p = argparse.ArgumentParser(prog="harness-signals", description="Re-score every signal on an oracle run.")
+    p.add_argument("base", help="the base run directory the oracle grew")
+    p.add_argument("oracle", help="the harness-oracle output folder")
+    p.add_argument("--out", help="output folder (default: ORACLE)")
+    p.add_argument("--signal-seed", type=int, default=0)
+    p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_REPS)
+    args = p.parse_args(argv)
+    try:
+        score(args.base, Path(args.oracle), Path(args.out or args.oracle), seed=args.signal_seed, reps=args.bootstrap)
+    except ConfigError as err:
+        _fail(err)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Oracle outputs: candidates.csv, signals.csv, a self-contained report.html, a rich table, a wandb table.
+
+Why self-contained HTML (inline CSS, base64 PNGs, no JavaScript): the page is attached to notes and
+mails and must open anywhere, like harness-compare's report.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from harness.oracle.candidates import Candidate
+from harness.oracle.gains import Gain
+from harness.oracle.scoring import SIGNALS_COLUMNS, SignalScore
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_COLUMNS = ("candidate", "override", "params_added", "gain_val_loss", "gain_val_loss_low",
+                     "gain_val_loss_high", "gain_val_acc", "gain_val_acc_low", "gain_val_acc_high")  # fmt: skip
+EXTRA_COLUMNS = ("n_seeds", "max_logit_change")
+SCORE_PREFIX = "score_"
+
+
+def candidate_rows(
+    candidates: Sequence[Candidate], gains: Mapping[str, Mapping[str, Gain]], signals: Mapping[str, Mapping[str, float]]
+) -> list[dict[str, Any]]:
+    """One row per candidate with a gain, best oracle gain (val loss) first."""
+    rows = []
+    for cand in candidates:
+        if cand.name not in gains:
+            continue
+        g = gains[cand.name]
+        row: dict[str, Any] = {"candidate": cand.name, "override": cand.override, "params_added": cand.params_added}
+        for metric in ("val_loss", "val_acc"):
+            row.update({f"gain_{metric}": g[metric].mean, f"gain_{metric}_low": g[metric].low,
+                        f"gain_{metric}_high": g[metric].high})  # fmt: skip
+        row.update({f"{SCORE_PREFIX}{s}": scores.get(cand.name, math.nan) for s, scores in signals.items()})
+        row.update({"n_seeds": g["val_loss"].n, "max_logit_change": cand.max_change})
+        rows.append(row)
+    return sorted(rows, key=lambda r: -r["gain_val_loss"] if math.isfinite(r["gain_val_loss"]) else math.inf)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    return "" if value is None else value
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return path
+
+
+def candidate_columns(signals: Sequence[str]) -> list[str]:
+    return [*CANDIDATE_COLUMNS, *(f"{SCORE_PREFIX}{s}" for s in signals), *EXTRA_COLUMNS]
+
+
+def _png(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def gains_figure(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Horizontal bars of gain_val_loss with their 95% CIs, best on top."""
+    fig = Figure(figsize=(7, 0.28 * len(rows) + 1.2))
+    ax = fig.add_subplot()
+    names = [r["candidate"] for r in rows][::-1]
+    mean = [r["gain_val_loss"] for r in rows][::-1]
+    err = [[m - r["gain_val_loss_low"] if math.isfinite(r["gain_val_loss_low"]) else 0 for m, r in
+            zip(mean, rows[::-1])], [r["gain_val_loss_high"] - m if math.isfinite(r["gain_val_loss_high"]) else 0
+                                     for m, r in zip(mean, rows[::-1])]]  # fmt: skip
+    ax.barh(names, mean, xerr=err, color="#4c72b0", ecolor="#333", capsize=2)
+    ax.axvline(0, color="#999", lw=0.8)
+    ax.set_xlabel("oracle gain: control val loss - candidate val loss (95% CI)")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def scatter_figure(rows: Sequence[Mapping[str, Any]], signal: str, score: SignalScore) -> str:
+    fig = Figure(figsize=(3.6, 3.0))
+    ax = fig.add_subplot()
+    pts = [(r[f"{SCORE_PREFIX}{signal}"], r["gain_val_loss"]) for r in rows]
+    pts = [(x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y)]
+    ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=14, color="#dd8452")
+    ax.set_title(f"{signal}: rho {_cell(score.spearman)}", fontsize=9)
+    ax.set_xlabel("score", fontsize=8)
+    ax.set_ylabel("gain (val loss)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(_cell(r.get(c))))}</td>" for c in columns) + "</tr>"
+                   for r in rows)  # fmt: skip
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_html(path: Path, title: str, notes: Sequence[str], rows: Sequence[Mapping[str, Any]],
+               scores: Sequence[SignalScore]) -> Path:  # fmt: skip
+    """report.html: the signals table, the gains with CI bars, one scatter per signal, the candidates table."""
+    img = '<img alt="{}" src="data:image/png;base64,{}">'
+    figs = "".join(img.format(html.escape(s.signal), scatter_figure(rows, s.signal, s)) for s in scores if rows)
+    gains_img = img.format("oracle gains", gains_figure(rows)) if rows else ""
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:75em}}table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{margin:4px}}</style></head><body>
+<h1>{html.escape(title)}</h1><ul>{"".join(f"<li>{html.escape(n)}</li>" for n in notes)}</ul>
+<h2>Signals against the oracle</h2>{_table([s.as_dict() for s in scores], SIGNALS_COLUMNS)}
+<h2>Oracle gains</h2>{gains_img}<h2>Score vs gain, per signal</h2>{figs}
+<h2>Candidates</h2>{_table(rows, list(rows[0]) if rows else CANDIDATE_COLUMNS)}</body></html>"""
+    path.write_text(page)
+    return path
+
+
+def print_tables(rows: Sequence[Mapping[str, Any]], scores: Sequence[SignalScore]) -> None:
+    """The oracle gains and the signals as rich tables on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    gains = Table(title="oracle gains (95% CI over paired seeds)")
+    for col in ("candidate", "params", "gain loss", "95% CI", "gain acc"):
+        gains.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=True)
+    for r in rows:
+        ci = f"[{r['gain_val_loss_low']:.3g}, {r['gain_val_loss_high']:.3g}]"
+        gains.add_row(r["candidate"], str(r["params_added"]), f"{r['gain_val_loss']:.3g}", ci,
+                      f"{r['gain_val_acc']:.3g}")  # fmt: skip
+    table = Table(title="signals: Spearman rho with the oracle gain (val loss), bootstrap 95% CI")
+    for col in ("signal", "rho", "low", "high", "top1", "top3", "regret", "n"):
+        table.add_column(col, justify="left" if col == "signal" else "right", no_wrap=col == "signal")
+    for s in scores:
+        table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in s.as_dict().values()))
+    console = Console()
+    console.print(gains)
+    console.print(table)
+
+
+def log_wandb(out: Path, rows: Sequence[Mapping[str, Any]], scores: Sequence[SignalScore], mode: str) -> None:
+    """Both tables to a wandb run (job_type oracle) in ``out``; a wandb failure only logs a warning."""
+    try:
+        import wandb
+
+        run = wandb.init(project="harness", job_type="oracle", dir=str(out), mode=mode)
+        cols = list(rows[0]) if rows else list(CANDIDATE_COLUMNS)
+        candidates = wandb.Table(columns=cols, data=[[_cell(r.get(c)) for c in cols] for r in rows])
+        values = [list(map(_cell, s.as_dict().values())) for s in scores]
+        signals = wandb.Table(columns=list(SIGNALS_COLUMNS), data=values)
+        run.log({"oracle/candidates": candidates, "oracle/signals": signals})
+        run.finish()
+    except Exception as err:  # wandb must never cost the results already written
+        log.warning("wandb table not logged: %s", err)
