@@ -125,7 +125,7 @@ def write_report(inputs: Sequence[str | Path], out: Path, baseline: str = "rando
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>grow loop</title><style>
 body{{font-family:sans-serif;margin:2em}} td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}
 table{{border-collapse:collapse}}</style></head><body><h1>Grow loop: {len(chains)} chains</h1>
-<p>settings: {html.escape(json.dumps({k: v for k, v in settings.items() if k != "probes"}))}; wall time per chain
+<p>settings: {html.escape(json.dumps({k: v for k, v in settings.items() if k not in ("probes", "policy")}))}; wall time per chain
 {statistics.fmean(wall):.0f} s (CPU {statistics.fmean(cpu):.0f} s) on average.</p>
 <h2>Verdict, paired by seed</h2>{verdict}<h2>Curves and classes</h2>{img}
 <h2>Edits and the evidence each policy cited</h2>{
