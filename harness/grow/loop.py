@@ -28,8 +28,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import ConfigError
 from harness.grow import policies, rounds
+from harness.models.edits import add_widen
 from harness.oracle.candidates import DEFAULT_BUDGET_FRACTION, TOLERANCE, count_params
 from harness.records import RECORD_NAME, RunRecord
+from harness.suggest.overrides import as_overrides
 
 log = logging.getLogger("harness.grow")
 
@@ -71,8 +73,6 @@ def _arch(model: dict[str, Any]) -> dict[str, Any]:
 def next_model(mode: str, base_model: dict, prev_model: dict, prev_ckpt: str, pick: policies.Pick,
                total: dict) -> dict[str, Any]:  # fmt: skip
     """The model config of the next round: grown from the checkpoint (continue) or the base plus all edits."""
-    from harness.models.edits import add_widen
-
     if mode == "continue":
         if pick.insert:
             raise ConfigError("grow.mode=continue cannot insert blocks function-preservingly; use grow.mode=scratch")
@@ -148,13 +148,9 @@ def run_chain(cfg: DictConfig) -> dict[str, float]:
             ckpt = (data.get("checkpoints") or {}).get("last") or (data.get("checkpoints") or {}).get("best")
             if mode == "continue" and not ckpt:
                 raise ConfigError(f"round {k} left no checkpoint to grow from (callbacks.model_checkpoint is needed)")
-            from harness.models.edits import add_widen
-
             total = {"widen": add_widen(total["widen"], pick.widen), "insert": [*total["insert"], *pick.insert]}
             model = next_model(mode, base_model, model, ckpt, pick, total)
             added = count_params(_arch(model), n_classes) - count_params(arch, n_classes)
-            from harness.suggest.overrides import as_overrides
-
             edit = {"round": k + 1, "policy": policy, "overrides": as_overrides(pick.widen, pick.insert),
                     "widen": pick.widen, "insert": pick.insert, "budget": budget, "evidence": pick.evidence,
                     **pick.detail, "params_added": added}  # fmt: skip

@@ -121,11 +121,11 @@ def write_report(inputs: Sequence[str | Path], out: Path, baseline: str = "rando
     cpu = [c.get("cpu_seconds") or 0 for c in chains]
     figs = figures(chains, curve)
     img = "".join(f'<h3>{html.escape(k)}</h3><img src="data:image/png;base64,{v}">' for k, v in figs.items())
-    settings = chains[0]["config"]["grow"]
+    settings = {k: v for k, v in chains[0]["config"]["grow"].items() if k not in ("probes", "policy")}
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>grow loop</title><style>
 body{{font-family:sans-serif;margin:2em}} td,th{{border:1px solid #ccc;padding:2px 6px;font-size:13px}}
 table{{border-collapse:collapse}}</style></head><body><h1>Grow loop: {len(chains)} chains</h1>
-<p>settings: {html.escape(json.dumps({k: v for k, v in settings.items() if k not in ("probes", "policy")}))}; wall time per chain
+<p>settings: {html.escape(json.dumps(settings))}; wall time per chain
 {statistics.fmean(wall):.0f} s (CPU {statistics.fmean(cpu):.0f} s) on average.</p>
 <h2>Verdict, paired by seed</h2>{verdict}<h2>Curves and classes</h2>{img}
 <h2>Edits and the evidence each policy cited</h2>{
