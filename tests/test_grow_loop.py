@@ -156,10 +156,10 @@ def test_probe_policies_pick_the_top_score_and_need_their_probe(arch) -> None:
 
 
 def test_random_is_seeded_and_uniform_spreads_in_proportion_to_width(arch) -> None:
-    run = _summary(arch, {})
-    draws = [list(policies.choose("random", arch, 8, 4000, run, random.Random(s)).widen) for s in range(6)]
-    again = [list(policies.choose("random", arch, 8, 4000, run, random.Random(s)).widen) for s in range(6)]
-    assert draws == again and len({d[0] for d in draws}) > 1
+    candidates = policies.candidates_for(arch, 8, 4000, inserts=False)
+    draws = [policies.pick_random(candidates, random.Random(s)).widen for s in range(6)]
+    again = [policies.pick_random(candidates, random.Random(s)).widen for s in range(6)]
+    assert draws == again and len({next(iter(d)) for d in draws}) > 1
     widen, added, f = policies.uniform_widen(arch, 8, 12000)
     assert abs(added - 12000) <= 0.1 * 12000 and len(widen) > 10 and all(t.startswith("mixed") for t in widen)
     from harness.suggest.overrides import channels

@@ -30,7 +30,7 @@ from harness.suggest.load import RunSummary
 
 POLICIES: tuple[str, ...] = ("suggest", "gradmax", "effective_rank", "random", "uniform", "none")
 PROBE_POLICIES: tuple[str, ...] = ("gradmax", "effective_rank")  # policies that read their own probe's score
-UNIFORM_STEPS = 40  # bisection steps for the uniform policy's width fraction
+UNIFORM_STEPS = 16  # bisection steps for the uniform policy's width fraction (f to 1/65536 of its bracket)
 
 
 @dataclass
