@@ -28,6 +28,16 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
+def _nested(hit: Path, root: Path) -> bool:
+    """A record inside another run's folder below ``root`` is part of that run (a grow loop's rounds), not a run."""
+    folder = hit.parent.parent
+    while folder != root and root in folder.parents:
+        if (folder / RECORD_NAME).is_file():
+            return True
+        folder = folder.parent
+    return False
+
+
 def find_records(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Every record.json at or below each input path, in natural order; a path with none is a user error.
 
@@ -44,6 +54,7 @@ def find_records(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             hits = [path / RECORD_NAME]
         else:
             hits = sorted(path.rglob(RECORD_NAME), key=_natural_key)
+        hits = [h for h in hits if not _nested(h, path)]
         if not hits:
             raise ConfigError(f"no {RECORD_NAME} found at or below {path} (searched recursively)")
         found.extend(h for h in hits if h not in found)

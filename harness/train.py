@@ -217,7 +217,12 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         if cfg.get("resume"):
             cfg = resume_config(cfg, list(HydraConfig.get().overrides.task))
-        metrics, _ = train(cfg)
+        if cfg.get("grow") is not None:  # experiment=grow_loop: this job is a chain of rounds (harness.grow.loop)
+            from harness.grow.loop import run_chain
+
+            metrics = run_chain(cfg)
+        else:
+            metrics, _ = train(cfg)
     except Exception as err:
         if multirun:
             raise  # Hydra records the failed job and runs the others (see README, "Sweeps")

@@ -7,11 +7,13 @@ and the terminal table.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.compare.headline import Headline, make_headline
 from harness.compare.load import Run, load_runs, ordered_variants
+from harness.compare.paired import PairedEffect, paired_effects, write_paired
+from harness.compare.paired import lines as paired_lines
 from harness.compare.plots import Plot, make_plots
 from harness.compare.report import write_report
 from harness.compare.stats import ALPHA, Effect, variant_effects
@@ -35,6 +37,7 @@ class Comparison:
     headline: Headline
     plots: list[Plot]
     out_dir: Path
+    paired: list[PairedEffect] = field(default_factory=list)  # variant - baseline per shared seed (paired designs)
 
 
 def default_out(inputs: Sequence[str | Path]) -> Path:
@@ -68,14 +71,18 @@ def compare(
         if v != base
     }
     headline = make_headline(runs, labels, base, effects, alpha)
+    paired = paired_effects(finished, base)
+    headline.lines += paired_lines(paired, labels)
+    headline.data["paired"] = [{**vars(e), "variant": labels.get(e.variant, e.variant)} for e in paired]
 
     out_dir = Path(out) if out is not None else default_out(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_summary(runs, labels, out_dir / "summary.csv")
     write_effects(effects, labels, base, out_dir / "effects.csv")
+    write_paired(paired, labels, out_dir / "paired.csv")
     (out_dir / "headline.txt").write_text(headline.text)
     (out_dir / "headline.json").write_text(headline.json())
     variants = [base, *effects]
     plots = make_plots(runs, labels, variants, out_dir / "plots")
     write_report(out_dir / "report.html", runs, labels, base, effects, headline, plots)
-    return Comparison(runs, labels, base, effects, headline, plots, out_dir)
+    return Comparison(runs, labels, base, effects, headline, plots, out_dir, paired)

@@ -20,6 +20,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from harness.errors import ConfigError
+from harness.suggest.calibrate import load_with_weights, weights_from_signals
 from harness.suggest.load import NoRecords, RunSummary, summarise
 from harness.suggest.overrides import as_overrides
 from harness.suggest.rules import Suggestion, suggest
@@ -98,12 +100,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="threshold overrides key=value (see conf/suggest.yaml)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument("--top", type=int, default=None, help="print only the first N suggestions")
+    parser.add_argument("--weights", help="rule weights calibrated from an oracle's signals.csv (max(rho, 0) per rule)"
+                        " or a YAML/JSON rule -> weight map")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.overrides)
+        cfg = load_with_weights(args.weights, args.overrides)
+        notes_w = weights_from_signals(args.weights)[1] if args.weights else []
         run, notes = summarise(args.path, pick=cfg.pick, pick_metric=cfg.pick_metric, variant=cfg.variant)
         ranked, skipped = suggest(run, cfg)
-    except (NoRecords, ValueError, OmegaConfBaseException) as err:
+        notes += notes_w + ([f"rule weights from {args.weights}: {dict(cfg.weights)}"] if args.weights else [])
+    except (NoRecords, ValueError, OmegaConfBaseException, ConfigError) as err:
         print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None
     ranked = ranked[: args.top] if args.top is not None else ranked

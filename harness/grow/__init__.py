@@ -1,0 +1,1 @@
+"""The grow loop (``experiment=grow_loop``): train, probe, let a policy grow the model, continue; one chain per job."""

@@ -1,0 +1,178 @@
+"""The grow loop: one (policy, seed) chain per harness-train job (``experiment=grow_loop``).
+
+Round 0 trains the base model (``grow.base_steps``); each of the ``grow.rounds`` rounds then lets the policy
+(:mod:`harness.grow.policies`) pick an edit of ``grow.budget`` parameters from the last round's record (its
+probes), applies it and trains ``grow.steps`` more steps:
+
+* ``grow.mode=continue`` (default): grow the trained network function-preservingly (``model.init_from`` the
+  last checkpoint + the round's ``model.widen``; step-0 max |logit change| measured and refused above
+  :data:`harness.oracle.candidates.TOLERANCE`) and keep training.
+* ``grow.mode=scratch``: retrain from initialisation with the accumulated edits (``grow.base_steps`` each).
+
+The job's own ``record.json`` (variant = the policy, so ``harness-compare <multirun> --baseline random`` is the
+verdict) holds ``grow.edits`` (per round: overrides, parameters added, the evidence the policy cited), the
+rounds (``grow.rounds``: steps, parameters, val/test metrics, the first batches seen), per-round metrics as
+``round<k>/<metric>`` and the final round's ``val/*`` and ``test/*``. Round runs live in ``rounds/round<k>``
+below the job; harness-compare skips records nested in another run's folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import ConfigError
+from harness.grow import policies, rounds
+from harness.models.edits import add_widen
+from harness.oracle.candidates import DEFAULT_BUDGET_FRACTION, TOLERANCE, count_params
+from harness.records import RECORD_NAME, RunRecord
+from harness.suggest.overrides import as_overrides
+
+log = logging.getLogger("harness.grow")
+
+MODES = ("continue", "scratch")
+ROUND_METRICS = ("val/loss", "val/acc", "train/loss", "test/loss", "test/acc")
+CHECK_IMAGES = 32
+
+
+def _int(grow: Any, key: str, low: int) -> int:
+    value = grow.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"grow.{key} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def check(grow: Any) -> None:
+    """One line per bad grow.* value, before anything trains."""
+    policies.check_policy(str(grow.get("policy")))
+    if grow.get("mode") not in MODES:
+        raise ConfigError(f"unknown grow.mode {grow.get('mode')!r}; valid: {', '.join(MODES)}")
+    _int(grow, "rounds", 0), _int(grow, "steps", 1), _int(grow, "base_steps", 1)
+    budget = grow.get("budget")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        raise ConfigError(f"grow.budget must be a number of parameters >= 1 or null (10% of the base), got {budget!r}")
+
+
+def _suggest_cfg(grow: Any) -> Any:
+    from harness.suggest.calibrate import load_with_weights
+
+    return load_with_weights(grow.get("suggest_weights"))
+
+
+def _arch(model: dict[str, Any]) -> dict[str, Any]:
+    from harness.models.pretrained import architecture
+
+    return architecture(model)
+
+
+def next_model(mode: str, base_model: dict, prev_model: dict, prev_ckpt: str, pick: policies.Pick,
+               total: dict) -> dict[str, Any]:  # fmt: skip
+    """The model config of the next round: grown from the checkpoint (continue) or the base plus all edits."""
+    if mode == "continue":
+        if pick.insert:
+            raise ConfigError("grow.mode=continue cannot insert blocks function-preservingly; use grow.mode=scratch")
+        keep = {k: base_model[k] for k in ("widen_init", "widen_noise") if k in base_model}
+        return {**_arch(prev_model), **keep, "widen": dict(pick.widen), "init_from": str(prev_ckpt)}
+    arch = _arch(base_model)
+    return {**arch, "widen": add_widen(arch.get("widen"), total["widen"]),
+            "insert": [*(arch.get("insert") or []), *total["insert"]]}  # fmt: skip
+
+
+def run_chain(cfg: DictConfig) -> dict[str, float]:
+    """Train one (policy, seed) chain; returns the final metrics. The chain's record is always written."""
+    from harness.suggest.load import load_run
+    from harness.train import train
+
+    grow = cfg.grow
+    check(grow)
+    if grow.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(grow.threads))
+    job = OmegaConf.to_container(cfg, resolve=True)
+    job.pop("hydra", None)
+    policy, mode, n_rounds = str(grow.policy), str(grow.mode), int(grow.rounds)
+    job_dir = Path(cfg.paths.output_dir)
+    job["variant"] = str(cfg.get("variant") or policy)
+    record = RunRecord(job_dir, variant=job["variant"], seed=cfg.seed, tags=list(cfg.tags), config=job)
+    state: dict[str, Any] = {"policy": policy, "mode": mode, "rounds": [], "edits": []}
+    record.update(grow=state)
+    record.save()
+    probes_of = dict(grow.get("probes") or {})
+    need = list(probes_of.get(policy) or [])
+    suggest_cfg = _suggest_cfg(grow) if policy == "suggest" else None
+    base_model = dict(job["model"])
+    model, total = base_model, {"widen": {}, "insert": []}
+    metrics: dict[str, float] = {}
+    images, cpu_start = None, time.process_time()
+    with record.track():
+        for k in range(n_rounds + 1):
+            last = k == n_rounds
+            steps = int(grow.base_steps) if (k == 0 or mode == "scratch") else int(grow.steps)
+            run_cfg = rounds.round_config(job, job_dir, k, model, steps, [] if last else need, test=last)
+            started, cpu = time.perf_counter(), time.process_time()
+            metrics, objects = train(run_cfg)
+            data = objects["record"].data
+            row = {"round": k, "seed": int(run_cfg.seed), "steps": int(objects["trainer"].global_step),
+                   "params": data["model"]["params/total"], "wall_s": round(time.perf_counter() - started, 1),
+                   "cpu_s": round(time.process_time() - cpu, 1),
+                   "run_dir": str(rounds.round_dir(job_dir, k)),
+                   "first_batches": rounds.first_batches(objects["trainer"]),
+                   **{m: metrics[m] for m in ROUND_METRICS if m in metrics}}  # fmt: skip
+            state["rounds"].append(row)
+            record.data["metrics"].update({f"round{k}/{m}": metrics[m] for m in ROUND_METRICS if m in metrics})
+            record.data["epochs"].append({"epoch": k, "step": sum(r["steps"] for r in state["rounds"]),
+                                          **{m: metrics[m] for m in ROUND_METRICS if m in metrics}})  # fmt: skip
+            record.update(
+                model=data["model"], classes=data.get("classes"), checkpoints=data.get("checkpoints"), grow=state
+            )
+            record.save()
+            if last:
+                break
+            n_classes = len(data.get("classes") or [])
+            budget = state.get("budget")
+            if budget is None:
+                base_params = count_params(_arch(base_model), n_classes)
+                budget = int(grow.budget) if grow.get("budget") is not None else round(DEFAULT_BUDGET_FRACTION *
+                                                                                        base_params)  # fmt: skip
+                state["budget"] = budget
+            arch = _arch(model)
+            rng = random.Random(f"grow/{cfg.seed}/{k}")
+            summary = load_run(rounds.round_dir(job_dir, k) / RECORD_NAME)
+            pick = policies.choose(policy, arch, n_classes, budget, summary, rng, suggest_cfg, mode == "scratch")
+            ckpt = (data.get("checkpoints") or {}).get("last") or (data.get("checkpoints") or {}).get("best")
+            if mode == "continue" and not ckpt:
+                raise ConfigError(f"round {k} left no checkpoint to grow from (callbacks.model_checkpoint is needed)")
+            total = {"widen": add_widen(total["widen"], pick.widen), "insert": [*total["insert"], *pick.insert]}
+            model = next_model(mode, base_model, model, ckpt, pick, total)
+            added = count_params(_arch(model), n_classes) - count_params(arch, n_classes)
+            edit = {"round": k + 1, "policy": policy, "overrides": as_overrides(pick.widen, pick.insert),
+                    "widen": pick.widen, "insert": pick.insert, "budget": budget, "evidence": pick.evidence,
+                    **pick.detail, "params_added": added}  # fmt: skip
+            if mode == "continue":
+                if images is None:
+                    images = rounds.check_images(job["data"], CHECK_IMAGES)
+                change = rounds.logit_change(ckpt, model, images)
+                edit["max_logit_change"] = change
+                if change > TOLERANCE:
+                    state["edits"].append(edit)
+                    record.update(grow=state)
+                    raise ConfigError(f"round {k + 1}: the {policy} edit {edit['overrides']} is not function-"
+                                      f"preserving (max |logit change| {change:.2g} > {TOLERANCE:g})")  # fmt: skip
+            state["edits"].append(edit)
+            record.update(grow=state)
+            record.save()
+            log.info("round %d: %s %s (+%d params)", k + 1, policy, " ".join(edit["overrides"]) or "no edit", added)
+        record.update(
+            test={m: v for m, v in metrics.items() if m.startswith("test/")},
+            status="finished",
+            grow=state,
+            cpu_seconds=round(time.process_time() - cpu_start, 1),
+        )
+        record.data["metrics"].update(metrics)
+    return metrics
