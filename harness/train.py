@@ -220,7 +220,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if cfg.get("grow") is not None:  # experiment=grow_loop: this job is a chain of rounds (harness.grow.loop)
             from harness.grow.loop import run_chain
 
-            metrics = run_chain(cfg)
+            metrics = run_chain(cfg, train)
         else:
             metrics, _ = train(cfg)
     except Exception as err:

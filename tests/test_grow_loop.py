@@ -23,6 +23,7 @@ from harness.oracle.candidates import TOLERANCE, count_params
 from harness.records import RunRecord
 from harness.suggest.cli import load_config
 from harness.suggest.load import RunSummary
+from harness.train import train
 from tests.conftest import CONF_DIR
 
 TINY = ["data.train_size=256", "data.val_size=64", "data.test_size=64", "data.batch_size=32",
@@ -42,7 +43,7 @@ def _chain(out: Path, policy: str, seed: int, *extra: str) -> dict:
         cfg.hydra.job.num = 0
     HydraConfig.instance().set_config(cfg)
     try:
-        run_chain(cfg)
+        run_chain(cfg, train)
     finally:
         GlobalHydra.instance().clear()
     return RunRecord.load(run)

@@ -14,7 +14,8 @@ from harness.compare.load import Run, find_records
 from harness.compare.paired import paired_effects
 from harness.compare.stats import welch_p
 from harness.errors import ConfigError
-from harness.suggest.calibrate import load_with_weights, weights_from_signals
+from harness.suggest.calibrate import weights_from_signals
+from harness.suggest.cli import load_with_weights
 
 
 def _runs(values: dict[str, list[float]], seeds: list[int] | None = None) -> list[Run]:

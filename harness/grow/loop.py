@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,13 @@ def check(grow: Any) -> None:
 
 
 def _suggest_cfg(grow: Any) -> Any:
-    from harness.suggest.calibrate import load_with_weights
+    from harness.suggest.cli import load_with_weights
 
     return load_with_weights(grow.get("suggest_weights"))
 
 
 def _arch(model: dict[str, Any]) -> dict[str, Any]:
-    from harness.models.pretrained import architecture
+    from harness.models.build import architecture
 
     return architecture(model)
 
@@ -83,10 +84,10 @@ def next_model(mode: str, base_model: dict, prev_model: dict, prev_ckpt: str, pi
             "insert": [*(arch.get("insert") or []), *total["insert"]]}  # fmt: skip
 
 
-def run_chain(cfg: DictConfig) -> dict[str, float]:
-    """Train one (policy, seed) chain; returns the final metrics. The chain's record is always written."""
+def run_chain(cfg: DictConfig, train: Callable[[DictConfig], tuple[dict[str, float], dict[str, Any]]]) -> dict[str, float]:
+    """Train one (policy, seed) chain with ``train`` (harness.train.train, passed in: the entry point imports this
+    module, not the other way round); returns the final metrics. The chain's record is always written."""
     from harness.suggest.load import load_run
-    from harness.train import train
 
     grow = cfg.grow
     check(grow)

@@ -26,8 +26,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.models.edits import MIXED_NAMES, add_widen, is_inception, widen_targets
 from harness.models.build import architecture
+from harness.models.edits import MIXED_NAMES, add_widen, is_inception, widen_targets
 from harness.models.surgery import max_output_change
 from harness.suggest.overrides import Edit
 

@@ -25,6 +25,7 @@ import hydra
 import torch
 from omegaconf import OmegaConf
 
+from harness.builders import CONF_DIR
 from harness.errors import ConfigError
 from harness.oracle import report
 from harness.oracle.candidates import Candidate, check_preserving, enumerate_candidates
@@ -36,7 +37,6 @@ from harness.oracle.signals import GROWTH_PROBES, all_signals
 from harness.records import RECORD_NAME, RunRecord
 from harness.suggest.cli import load_config
 from harness.suggest.load import load_run
-from harness.builders import CONF_DIR
 
 log = logging.getLogger("harness.oracle")
 

@@ -14,7 +14,6 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 from harness.errors import ConfigError
 
@@ -58,18 +57,3 @@ def weights_from_signals(path: str | Path) -> tuple[dict[str, float], list[str]]
     notes += [f"{r}: not scored in {file}: weight unchanged" for r in RULES if r not in weights and
               not any(n.startswith(f"{r}:") for n in notes)]  # fmt: skip
     return weights, notes
-
-
-def load_with_weights(path: str | Path | None, overrides: list[str] | None = None) -> Any:
-    """conf/suggest.yaml (+ ``key=value`` overrides) with the rule weights calibrated from ``path`` on top."""
-    from omegaconf import OmegaConf
-
-    from harness.suggest.cli import load_config
-
-    cfg = load_config(overrides)
-    if path:
-        weights, _ = weights_from_signals(path)
-        OmegaConf.set_struct(cfg, False)
-        cfg.weights = OmegaConf.merge(cfg.weights, weights)
-        OmegaConf.set_struct(cfg, True)
-    return cfg

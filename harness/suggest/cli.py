@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harness.errors import ConfigError
-from harness.suggest.calibrate import load_with_weights, weights_from_signals
+from harness.suggest.calibrate import weights_from_signals
 from harness.suggest.load import NoRecords, RunSummary, summarise
 from harness.suggest.overrides import as_overrides
 from harness.suggest.rules import Suggestion, suggest
@@ -40,6 +40,17 @@ def load_config(overrides: list[str] | None = None) -> DictConfig:
             )
     OmegaConf.set_struct(cfg, True)
     return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides or [])))
+
+
+def load_with_weights(path: str | Path | None, overrides: list[str] | None = None) -> Any:
+    """conf/suggest.yaml (+ ``key=value`` overrides) with the rule weights calibrated from ``path`` on top."""
+    cfg = load_config(overrides)
+    if path:
+        weights, _ = weights_from_signals(path)
+        OmegaConf.set_struct(cfg, False)
+        cfg.weights = OmegaConf.merge(cfg.weights, weights)
+        OmegaConf.set_struct(cfg, True)
+    return cfg
 
 
 def as_dict(run: RunSummary, notes: list[str], ranked: list[Suggestion], skipped: list) -> dict[str, Any]:
