@@ -84,7 +84,10 @@ def next_model(mode: str, base_model: dict, prev_model: dict, prev_ckpt: str, pi
             "insert": [*(arch.get("insert") or []), *total["insert"]]}  # fmt: skip
 
 
-def run_chain(cfg: DictConfig, train: Callable[[DictConfig], tuple[dict[str, float], dict[str, Any]]]) -> dict[str, float]:
+TrainFn = Callable[[DictConfig], tuple[dict[str, float], dict[str, Any]]]
+
+
+def run_chain(cfg: DictConfig, train: TrainFn) -> dict[str, float]:
     """Train one (policy, seed) chain with ``train`` (harness.train.train, passed in: the entry point imports this
     module, not the other way round); returns the final metrics. The chain's record is always written."""
     from harness.suggest.load import load_run
