@@ -85,6 +85,13 @@ def split_overrides(arguments: Sequence[str], params: Mapping[str, Any]) -> tupl
     return space, fixed
 
 
+def _run_dir(ret: Any) -> str:
+    """The job's output dir (`hydra.runtime.output_dir`: where harness-train writes record.json)."""
+    hydra_cfg = getattr(ret, "hydra_cfg", None)
+    out = OmegaConf.select(hydra_cfg, "hydra.runtime.output_dir") if hydra_cfg is not None else None
+    return str(out or getattr(ret, "working_dir", "") or "")
+
+
 def _format(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
@@ -179,7 +186,7 @@ class HarnessOptunaSweeper(Sweeper):
             self.job_idx += len(returns)
             failures = []
             for trial, ret in zip(trials, returns, strict=True):
-                trial.set_user_attr("run_dir", str(getattr(ret, "working_dir", "") or ""))
+                trial.set_user_attr("run_dir", _run_dir(ret))
                 try:
                     value = ret.return_value  # re-raises the job's exception
                     if value is None or not math.isfinite(float(value)):
