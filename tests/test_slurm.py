@@ -45,7 +45,7 @@ def _sweep(cluster: SlurmCluster, sweep_dir: Path, *args: str) -> subprocess.Pop
 
 def _slurm_jobs(sweep_dir: Path) -> list[str]:
     """The SLURM job ids submitit used (array tasks `<id>_<index>`), from its bookkeeping folders."""
-    return sorted(p.name for p in (sweep_dir / ".submitit").glob("*_*") if p.is_dir())
+    return sorted(p.parent.name for p in (sweep_dir / ".submitit").glob("*/*_submitted.pkl"))
 
 
 def test_two_job_sweep_runs_on_slurm_and_a_failing_job_is_failed(slurm: SlurmCluster, tmp_path: Path) -> None:
