@@ -82,8 +82,9 @@ class ClassifierModule(pl.LightningModule):
         preds = logits.argmax(dim=1)
         on_step = stage == "train"
         # sync_dist: the epoch mean over all DDP ranks (torchmetrics objects below sync themselves).
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y),
-                 sync_dist=True)
+        self.log(
+            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True
+        )
         self.acc[f"{stage}_acc"].update(preds, y)
         self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=False, on_epoch=True, prog_bar=True)
         if f"{stage}_acc" in self.class_acc:

@@ -101,8 +101,9 @@ class SlurmCluster:
 
     def job_state(self, job_id: str) -> str:
         """`JobState` from `scontrol show job` (COMPLETED, FAILED, RUNNING, ...)."""
-        out = subprocess.run([_which("scontrol"), "show", "job", job_id], capture_output=True, text=True,
-                             env=self.env).stdout
+        out = subprocess.run(
+            [_which("scontrol"), "show", "job", job_id], capture_output=True, text=True, env=self.env
+        ).stdout
         for field in out.split():
             if field.startswith("JobState="):
                 return field.split("=", 1)[1]
@@ -134,19 +135,40 @@ def slurm_cluster(root: Path, cpus: int | None = None, timeout: float = 60.0) ->
     procs: list[subprocess.Popen] = []
     log = open(root / "log" / "daemons.out", "w")  # noqa: SIM115 - closed below
     try:
-        procs.append(subprocess.Popen(
-            [_which("munged"), "--foreground", "--force", f"--socket={root / 'munge.sock'}", f"--key-file={key}",
-             f"--pid-file={root / 'munged.pid'}", f"--log-file={root / 'log' / 'munged.log'}",
-             f"--seed-file={root / 'munge.seed'}"], stdout=log, stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [
+                    _which("munged"),
+                    "--foreground",
+                    "--force",
+                    f"--socket={root / 'munge.sock'}",
+                    f"--key-file={key}",
+                    f"--pid-file={root / 'munged.pid'}",
+                    f"--log-file={root / 'log' / 'munged.log'}",
+                    f"--seed-file={root / 'munge.seed'}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         deadline = time.monotonic() + timeout
         while not (root / "munge.sock").exists():
             if procs[0].poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"munged did not start\n{cluster.logs()}")
             time.sleep(0.1)
-        procs.append(subprocess.Popen([_which("slurmctld"), "-D", "-i", "-f", str(conf)], stdout=log,
-                                      stderr=subprocess.STDOUT, env=cluster.env))
-        procs.append(subprocess.Popen([_which("slurmd"), "-D", "-f", str(conf)], stdout=log,
-                                      stderr=subprocess.STDOUT, env=cluster.env))
+        procs.append(
+            subprocess.Popen(
+                [_which("slurmctld"), "-D", "-i", "-f", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=cluster.env,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [_which("slurmd"), "-D", "-f", str(conf)], stdout=log, stderr=subprocess.STDOUT, env=cluster.env
+            )
+        )
         _wait_node_idle(cluster, timeout)
         yield cluster
     finally:

@@ -22,9 +22,18 @@ from harness.wandb_offline import read_offline_run
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 
-DDP = ["trainer.accelerator=cpu", "trainer.strategy=ddp", "trainer.devices=2", "data.train_size=256",
-       "data.val_size=64", "data.test_size=64", "data.batch_size=32", "trainer.enable_progress_bar=false",
-       "probes=[activations]", "logger=wandb"]
+DDP = [
+    "trainer.accelerator=cpu",
+    "trainer.strategy=ddp",
+    "trainer.devices=2",
+    "data.train_size=256",
+    "data.val_size=64",
+    "data.test_size=64",
+    "data.batch_size=32",
+    "trainer.enable_progress_bar=false",
+    "probes=[activations]",
+    "logger=wandb",
+]
 
 
 class KillAtEpochStart(pl.Callback):

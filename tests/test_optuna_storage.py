@@ -17,8 +17,17 @@ from harness.sweepers.optuna import split_overrides
 
 optuna = pytest.importorskip("optuna", minversion="4.0", reason="the sweeper needs optuna >= 4 (pyproject pins it)")
 
-SMALL = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16", "logger=none",
-         "probes=none", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "test=false"]
+SMALL = [
+    "data.train_size=64",
+    "data.val_size=32",
+    "data.test_size=32",
+    "data.batch_size=16",
+    "logger=none",
+    "probes=none",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "test=false",
+]
 
 
 def test_sweep_grammar_becomes_optuna_distributions() -> None:
@@ -39,12 +48,25 @@ def test_sweep_grammar_becomes_optuna_distributions() -> None:
 
 
 def _launch(tmp_path: Path, name: str, storage: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "harness.train", "-m", "hparams_search=optuna", "hydra/launcher=joblib",
-           "hydra.launcher.n_jobs=2", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
-           f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=shared", *SMALL,
-           f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/{name}"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=Path(__file__).parents[1])
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.train",
+        "-m",
+        "hparams_search=optuna",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=shared",
+        *SMALL,
+        f"paths.log_dir={tmp_path}",
+        f"hydra.sweep.dir={tmp_path}/{name}",
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).parents[1]
+    )
 
 
 def test_two_launches_share_one_sqlite_study(tmp_path: Path) -> None:
@@ -76,9 +98,21 @@ def test_two_launches_share_one_sqlite_study(tmp_path: Path) -> None:
 
 def test_a_failing_trial_is_failed_in_the_study(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    cmd = [sys.executable, "-m", "harness.train", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=1",
-           "hydra.sweeper.n_jobs=1", "hydra.sweeper.max_failure_rate=1.0", f"hydra.sweeper.storage={storage}",
-           "model.width=-1", *SMALL, f"paths.log_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/s"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.train",
+        "-m",
+        "hparams_search=optuna",
+        "hydra.sweeper.n_trials=1",
+        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.max_failure_rate=1.0",
+        f"hydra.sweeper.storage={storage}",
+        "model.width=-1",
+        *SMALL,
+        f"paths.log_dir={tmp_path}",
+        f"hydra.sweep.dir={tmp_path}/s",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]  # within max_failure_rate: the search goes on
     (trial,) = optuna.load_study(study_name="harness_lr_wd", storage=storage).trials

@@ -24,11 +24,14 @@ def cpu(monkeypatch: pytest.MonkeyPatch):
     precision.cpu_has_native_bf16.cache_clear()
 
 
-@pytest.mark.parametrize(("avx512_bf16", "amx", "expected"), [
-    (True, False, "bf16-mixed"),   # AMD Zen 4 / Intel Cooper Lake
-    (False, True, "bf16-mixed"),   # Intel Sapphire Rapids (AMX)
-    (False, False, "32-true"),     # AVX2-only or AVX-512 without BF16: bf16 would be emulated (0.15x measured)
-])
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"),
+    [
+        (True, False, "bf16-mixed"),  # AMD Zen 4 / Intel Cooper Lake
+        (False, True, "bf16-mixed"),  # Intel Sapphire Rapids (AMX)
+        (False, False, "32-true"),  # AVX2-only or AVX-512 without BF16: bf16 would be emulated (0.15x measured)
+    ],
+)
 def test_cpu_default_follows_native_bf16(cpu, avx512_bf16: bool, amx: bool, expected: str) -> None:
     cpu(avx512_bf16=avx512_bf16, amx=amx)
     assert precision.auto_precision("cpu") == expected

@@ -17,17 +17,37 @@ from tests.slurm_cluster import SlurmCluster, missing_binaries, slurm_cluster
 
 _missing = missing_binaries()
 pytestmark = [
-    pytest.mark.skipif(bool(_missing), reason=f"SLURM test cluster needs Debian's slurm-wlm and munge (missing: "
-                       f"{', '.join(_missing)}); install with `apt-get install -y slurm-wlm munge` (.ci/run does)"),
-    pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() != 0,
-                       reason="slurmd must run as root to start jobs; run the SLURM tests as root (as CI does)"),
+    pytest.mark.skipif(
+        bool(_missing),
+        reason=f"SLURM test cluster needs Debian's slurm-wlm and munge (missing: "
+        f"{', '.join(_missing)}); install with `apt-get install -y slurm-wlm munge` (.ci/run does)",
+    ),
+    pytest.mark.skipif(
+        hasattr(os, "geteuid") and os.geteuid() != 0,
+        reason="slurmd must run as root to start jobs; run the SLURM tests as root (as CI does)",
+    ),
 ]
 
-SMALL = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16", "logger=none",
-         "probes=none", "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "trainer.accelerator=cpu"]
+SMALL = [
+    "data.train_size=64",
+    "data.val_size=32",
+    "data.test_size=32",
+    "data.batch_size=16",
+    "logger=none",
+    "probes=none",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.accelerator=cpu",
+]
 # What the CPU partition of this one-node cluster can give each job.
-CPU_JOB = ["hydra/launcher=slurm", "hydra.launcher.partition=cpu", "hydra.launcher.gpus_per_node=0",
-           "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20"]
+CPU_JOB = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=cpu",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=20",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +57,20 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
 
 
 def _sweep(cluster: SlurmCluster, sweep_dir: Path, *args: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "harness.train", "-m", *CPU_JOB, *args, *SMALL, f"paths.log_dir={sweep_dir.parent}",
-           f"hydra.sweep.dir={sweep_dir}"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cluster.env,
-                            cwd=Path(__file__).parents[1])
+    cmd = [
+        sys.executable,
+        "-m",
+        "harness.train",
+        "-m",
+        *CPU_JOB,
+        *args,
+        *SMALL,
+        f"paths.log_dir={sweep_dir.parent}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cluster.env, cwd=Path(__file__).parents[1]
+    )
 
 
 def _slurm_jobs(sweep_dir: Path) -> list[str]:
@@ -63,8 +93,13 @@ def test_two_job_sweep_runs_on_slurm_and_a_failing_job_is_failed(slurm: SlurmClu
     assert len(jobs) == 2 and [slurm.job_state(j) for j in jobs] == ["COMPLETED", "COMPLETED"]
     assert "--partition=cpu" in next((good / ".submitit").glob("*/*_submission.sh")).read_text()
 
-    cmp = subprocess.run([sys.executable, "-m", "harness.compare", str(good), "--out", str(tmp_path / "cmp")],
-                         capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    cmp = subprocess.run(
+        [sys.executable, "-m", "harness.compare", str(good), "--out", str(tmp_path / "cmp")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parents[1],
+    )
     assert cmp.returncode == 0, cmp.stderr[-3000:]
     rows = (tmp_path / "cmp" / "summary.csv").read_text().splitlines()
     assert len(rows) == 3 and all(",finished," in row for row in rows[1:])
