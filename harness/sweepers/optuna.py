@@ -10,7 +10,9 @@ launcher results into `study.tell`. Sampling, storage, pruning state and concurr
 Semantics (config: `conf/hydra/sweeper/harness_optuna.yaml`, used by `hparams_search=optuna`):
 - `storage`: any SQLAlchemy URL (`sqlite:///path/optuna.db`, `postgresql://user@host/db`); null = the SQLite
   file `<sweep dir>/optuna.db`. Launches with the same `storage` and `study_name` share one study: each asks
-  the study for its next trials, so the sampler sees every finished trial of every launch.
+  the study for its next trials, so the sampler sees every finished trial of every launch. With an explicit
+  `storage` the sampler's seed is not used as is (each launch reseeds it, else concurrent launches propose the
+  same points); the default per-sweep study stays reproducible from `sampler.seed`.
 - `n_trials` trials per launch, asked `n_jobs` at a time and run through the configured Hydra launcher
   (`hydra/launcher=joblib` runs a batch in parallel, `slurm` submits it).
 - A trial whose job raises or returns None/NaN is told FAIL with the error as a user attribute; the search
@@ -156,6 +158,10 @@ class HarnessOptunaSweeper(Sweeper):
         sampler = self.sampler_cfg  # Hydra instantiates the sweeper recursively: usually a sampler already
         if isinstance(sampler, Mapping | DictConfig):
             sampler = instantiate(sampler)
+        if self.storage and sampler is not None:
+            # A shared study: launches with the same seeded sampler would propose the same parameters (measured:
+            # 2 launches x 2 trials gave 2 distinct learning rates, not 4). Each launch draws its own stream.
+            sampler.reseed_rng()
         return optuna.create_study(
             study_name=self.study_name,
             storage=_storage(url),
@@ -193,7 +199,7 @@ class HarnessOptunaSweeper(Sweeper):
                         raise ValueError(f"the job returned {value} (is optimized_metric logged?)")
                     study.tell(trial, float(value))
                 except Exception as err:
-                    error = f"{type(err).__name__}: {err}".splitlines()[0]
+                    error = " ".join(f"{type(err).__name__}: {err}".split())[:500]  # Hydra puts the cause on line 2
                     trial.set_user_attr("error", error)
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     failures.append(f"trial {trial.number}: {error}")
