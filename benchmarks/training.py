@@ -94,6 +94,8 @@ def run_harness(overrides: list[str], out_dir: Path) -> tuple[dict[str, float], 
 def harness_images_per_s(steps: int, tmp: Path, tag: str) -> float:
     """One harness run of exactly `steps` batches (train_size = steps x 128: one epoch, no ragged batch)."""
     overrides = [
+        # fp32 like the plain loop it is compared with (the default precision follows the CPU: harness/precision.py)
+        "trainer.precision=32-true",
         "probes=none", f"trainer.max_steps={steps}", "trainer.max_epochs=1", "trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false", "test=false",
         f"data.train_size={steps * BATCH}", f"data.val_size={BATCH}", f"data.test_size={BATCH}",

@@ -34,7 +34,8 @@ class ThroughputLogger(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         elapsed = self._last - self._start
         if self._images and elapsed > 0:
-            pl_module.log("perf/train_images_per_s", self._images / elapsed)
+            # Under DDP each rank trains on its share: the run's throughput is the sum over ranks.
+            pl_module.log("perf/train_images_per_s", self._images / elapsed, sync_dist=True, reduce_fx="sum")
 
 
 class NonFiniteLossGuard(pl.Callback):

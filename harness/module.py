@@ -92,7 +92,10 @@ class ClassifierModule(pl.LightningModule):
         loss = self.criterion(logits, y)
         preds = logits.argmax(dim=1)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
+        # sync_dist: the epoch mean over all DDP ranks (torchmetrics objects below sync themselves).
+        self.log(
+            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True
+        )
         self.acc[f"{stage}_acc"].update(preds, y)
         self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=False, on_epoch=True, prog_bar=True)
         if f"{stage}_acc" in self.class_acc:
@@ -112,7 +115,7 @@ class ClassifierModule(pl.LightningModule):
         metric = self.class_acc[f"{stage}_acc"]
         per_class = metric.compute()
         for name, value in zip(self.class_names, per_class):
-            self.log(f"{stage}/acc/{name}", value)
+            self.log(f"{stage}/acc/{name}", value, sync_dist=True)  # equal on all ranks (compute() synced)
         metric.reset()
 
     def on_validation_epoch_end(self) -> None:

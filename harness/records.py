@@ -69,7 +69,14 @@ class RunRecord:
         self.data.update(_plain(fields))
 
     def save(self) -> Path:
-        """Write atomically: a full disk or a crash mid-write leaves the previous record intact."""
+        """Write atomically: a full disk or a crash mid-write leaves the previous record intact.
+
+        Only global rank 0 writes (`harness.distributed`): under DDP every rank holds a record, one file is the run's.
+        """
+        from harness.distributed import is_rank_zero
+
+        if not is_rank_zero():
+            return self.path
         tmp = self.path.with_suffix(".json.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from harness import distributed
 from harness.builders import (
     CONF_DIR,
     build_model,
@@ -122,6 +123,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)  # present only when composed with return_hydra_config (tests)
     ckpt = load_checkpoint(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    if distributed.is_rank_zero():
+        distributed.clear_failure(run_dir)  # an earlier attempt's DDP failure (other ranks start inside trainer.fit)
     record = _open_record(cfg, run_dir, variant, config)
     if tweak is not None:
         record.update(random_tweak=tweak)
@@ -143,7 +146,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             record.update(model=summary, classes=list(datamodule.classes))
             resume_id = _wandb_id(record) if cfg.get("resume") else None
             loggers = _loggers(cfg, variant, config, run_dir, resume_id=resume_id)
-            callbacks = [*_callbacks(cfg, bool(loggers)), RecordCallback(record)]
+            callbacks = [*_callbacks(cfg, bool(loggers)), RecordCallback(record), distributed.FirstFailure(run_dir)]
             make_model = fresh_model_factory(cfg, datamodule.num_classes, datamodule.image_size, control_seed(cfg.seed))
             probe_cb = _probe_callback(cfg, record, run_dir, make_model)
             if probe_cb is not None:
@@ -168,7 +171,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 metrics.update(_scalars(trainer))
             record.update(status="finished")
             return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "record": record}
-    except BaseException:
+    except BaseException as err:
+        distributed.note_failure(run_dir, err, record, trainer)  # DDP: the first failing rank's cause
         if trainer is not None:  # a failed run still says where its last good weights are
             record.update(checkpoints=_checkpoint_paths(trainer))
             with contextlib.suppress(OSError):
@@ -185,6 +189,8 @@ def _scalars(trainer: pl.Trainer) -> dict[str, float]:
 
 
 def _wandb_info(loggers: list[Any]) -> dict[str, Any] | None:
+    if not distributed.is_rank_zero():  # other DDP ranks hold a dummy wandb run
+        return None
     for lg in loggers:
         mode = getattr(lg, "wandb_mode", None)
         if mode is not None:
@@ -199,7 +205,12 @@ def _report(err: BaseException, cfg: DictConfig) -> int:
     if bad is not None:
         print(f"error: {bad}", file=sys.stderr)
         return 2
-    where = output_dir(cfg) / "traceback.txt"
+    earlier = distributed.other_rank_error(output_dir(cfg))  # DDP: our error is a consequence of that one
+    if earlier is not None:
+        if earlier:
+            print(f"error: {earlier}", file=sys.stderr)
+        return 1
+    where = output_dir(cfg) / distributed.traceback_name()
     try:
         where.parent.mkdir(parents=True, exist_ok=True)
         where.write_text("".join(traceback.format_exception(err)))
@@ -207,7 +218,7 @@ def _report(err: BaseException, cfg: DictConfig) -> int:
     except OSError:
         saved = ""
     first = (str(err).strip().splitlines() or [""])[0][:300]
-    print(f"error: {type(err).__name__}: {first}{saved}", file=sys.stderr)
+    print(f"error: {distributed.rank_prefix()}{type(err).__name__}: {first}{saved}", file=sys.stderr)
     return 1
 
 

@@ -241,6 +241,10 @@ def make_wandb_logger(
     import wandb
 
     resolved = resolve_mode(mode)
+    from harness.distributed import is_rank_zero
+
+    if not is_rank_zero():  # DDP: one wandb run, rank 0's; here Lightning hands out a dummy experiment
+        return SafeWandbLogger(save_dir=str(save_dir), project=project, wandb_mode=resolved)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     init = dict(
         dir=str(save_dir),

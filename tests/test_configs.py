@@ -22,7 +22,7 @@ def test_train_yaml_defaults(make_cfg) -> None:
     cfg = make_cfg(tiny=False)
     assert cfg.seed == 0 and cfg.model.width == 0.25 and cfg.model.widen == {} and cfg.model.insert == []
     assert cfg.data.classes[0] == "arc_high" and cfg.data.image_size == 64
-    assert cfg.trainer._target_ == "pytorch_lightning.Trainer" and cfg.trainer.precision == "32-true"
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer" and cfg.trainer.precision in ("32-true", "bf16-mixed")
     assert cfg.optimized_metric == "val/acc"
     for group in ("experiment", "hparams_search", "debug"):
         assert cfg.hydra.runtime.choices[group] is None or cfg.hydra.runtime.choices[group] == "null"

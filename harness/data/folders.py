@@ -117,6 +117,12 @@ class Cifar10DataModule(_FolderDataModule):
             )
         self.classes = CIFAR10_CLASSES
 
+    def prepare_data(self) -> None:
+        """Download once, in one process: Lightning calls this on (local) rank 0 only, before `setup` on all ranks."""
+        if self.download:
+            for train in (True, False):
+                _LocalCIFAR10(self.root, train=train, download=True)
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
@@ -125,7 +131,7 @@ class Cifar10DataModule(_FolderDataModule):
             tf.insert(0, transforms.Resize(self.image_size, antialias=True))
         aug = transforms.Compose([transforms.RandomHorizontalFlip(), *tf])
         plain = transforms.Compose(tf)
-        train_full = _LocalCIFAR10(self.root, train=True, download=self.download, transform=aug)
+        train_full = _LocalCIFAR10(self.root, train=True, download=False, transform=aug)
         val_full = _LocalCIFAR10(self.root, train=True, download=False, transform=plain)
         n_val = min(self.val_size, len(train_full) // 2)
         val_idx, train_idx = _stratified_split(train_full.targets, (n_val / len(train_full),), self.seed)

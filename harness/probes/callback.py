@@ -87,6 +87,8 @@ class ProbeCallback(pl.Callback):
     def _run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, cheap_only: bool) -> None:
         if not self.probes or trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
             return
+        if not trainer.is_global_zero:  # DDP: one probe round per run, on rank 0's (unwrapped) pl_module.net
+            return
         started = time.perf_counter()
         ctx = self._context(trainer, pl_module)
         epoch = trainer.current_epoch
