@@ -66,8 +66,12 @@ def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
-def find_records(inputs: Sequence[str | Path]) -> list[Path]:
-    """Every record.json at or below each input path, in natural order; a path with none is a user error."""
+def find_records(inputs: Sequence[str | Path], skipped: list[Path] | None = None) -> list[Path]:
+    """Every record.json at or below each input path, in natural order.
+
+    A folder with none is a user error, unless `skipped` is given: then it is appended there and passed over
+    (`harness-compare outputs/*/*` globs in folders that never wrote a record); no record at all stays an error.
+    """
     found: list[Path] = []
     for raw in inputs:
         path = Path(raw)
@@ -79,9 +83,13 @@ def find_records(inputs: Sequence[str | Path]) -> list[Path]:
             hits = [path / RECORD_NAME]
         else:
             hits = sorted(path.rglob(RECORD_NAME), key=_natural_key)
-        if not hits:
+        if not hits and skipped is None:
             raise ConfigError(f"no {RECORD_NAME} found at or below {path} (searched recursively)")
+        if not hits:
+            skipped.append(path)
         found.extend(h for h in hits if h not in found)
+    if not found:
+        raise ConfigError(f"no {RECORD_NAME} found at or below {', '.join(map(str, inputs))} (searched recursively)")
     return found
 
 
@@ -137,9 +145,9 @@ def load_run(record_path: Path) -> Run:
     )
 
 
-def load_runs(inputs: Sequence[str | Path]) -> list[Run]:
+def load_runs(inputs: Sequence[str | Path], skipped: list[Path] | None = None) -> list[Run]:
     """All runs at or below the inputs (see `find_records`)."""
-    return [load_run(path) for path in find_records(inputs)]
+    return [load_run(path) for path in find_records(inputs, skipped)]
 
 
 def short_dirs(runs: Sequence[Run]) -> tuple[Path | None, dict[Path, str]]:

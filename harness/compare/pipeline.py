@@ -7,7 +7,7 @@ and the terminal table.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.compare.headline import Headline, make_headline
@@ -34,6 +34,7 @@ class Comparison:
     headline: Headline
     plots: list[Plot]
     out_dir: Path
+    skipped_inputs: list[Path] = field(default_factory=list)  # input folders without any record.json
 
 
 def default_out(inputs: Sequence[str | Path]) -> Path:
@@ -52,7 +53,8 @@ def compare(
     alpha: float = ALPHA,
 ) -> Comparison:
     """Read every record below `inputs`, compare each variant with the baseline, write all outputs to `out`."""
-    runs = load_runs(inputs)
+    skipped: list[Path] = []
+    runs = load_runs(inputs, skipped)
     readable = [r for r in runs if r.status != "unreadable"]
     if not readable:
         raise ConfigError(f"no readable {RECORD_NAME} below {', '.join(map(str, inputs))}: {runs[0].error}")
@@ -77,4 +79,4 @@ def compare(
     variants = [base, *effects]
     plots = make_plots(runs, labels, variants, out_dir / "plots")
     write_report(out_dir / "report.html", runs, labels, base, effects, headline, plots)
-    return Comparison(runs, labels, base, effects, headline, plots, out_dir)
+    return Comparison(runs, labels, base, effects, headline, plots, out_dir, skipped)
