@@ -281,11 +281,14 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         if cfg.get("resume"):
             cfg = resume_config(cfg, list(HydraConfig.get().overrides.task))
-        metrics, _ = train(cfg)
+        metrics, objects = train(cfg)
     except Exception as err:
         if multirun:
             raise  # Hydra records the failed job and runs the others (see README, "Sweeps")
         raise SystemExit(_report(err, cfg)) from None
+    from harness.summary import print_summary
+
+    print_summary(objects["record"].data, output_dir(cfg))
     value = metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None or math.isnan(value) else value
 
