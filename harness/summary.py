@@ -36,7 +36,8 @@ def _curves(m: Mapping[str, Any]) -> str | None:
     if not found:
         return None
     control = _per_layer(m, "curves", "detectors_random_init")
-    parts = [f"{layer} {n:.0f}" + (f" ({control[layer]:.0f})" if layer in control else "") for layer, n in found.items()]
+    parts = [f"{layer} {n:.0f}" + (f" ({control[layer]:.0f})" if layer in control else "")
+             for layer, n in found.items()]  # fmt: skip
     best = max(found, key=lambda layer: found[layer] - control.get(layer, 0.0))
     ctl = " (random-init control)" if control else ""
     return f"curve detectors per layer{ctl}: {', '.join(parts[:6])}; most above control: {best}"
