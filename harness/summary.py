@@ -171,5 +171,5 @@ def print_summary(record: Mapping[str, Any], run_dir: str | Path, title: str = "
 
     console = console or Console()
     if not console.is_terminal:
-        console.width = max(min(console.width, 100), 80)  # logs: not folded at an odd width
+        console.width = 200  # logs and files: paths and variant names unfolded (the panel is as wide as its text)
     console.print(render(record, run_dir, title))

@@ -62,8 +62,15 @@ def test_no_probes_no_findings() -> None:
 
 def test_printed_panel_fits_80_columns_and_escapes_markup() -> None:
     out = io.StringIO()
-    print_summary(RECORD, "/runs/x", console=Console(file=out, width=80, force_terminal=False))
+    print_summary(RECORD, "/runs/x", console=Console(file=out, width=80, force_terminal=True, color_system=None))
     text = out.getvalue()
     assert all(len(line) <= 80 for line in text.splitlines())
     assert "harness-train: finished" in text and "RuntimeError" not in text and "test/acc" in text
     assert "wandb sync" in text and "0.987" in text
+
+
+def test_log_files_get_unfolded_paths() -> None:
+    out = io.StringIO()
+    long_dir = "/scratch/user/harness/multirun/2026-12-01/11-28-30/17/a/much/longer/path/than/eighty/columns"
+    print_summary(RECORD, long_dir, console=Console(file=out, width=80, force_terminal=False))
+    assert long_dir in out.getvalue()

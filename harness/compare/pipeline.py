@@ -13,6 +13,7 @@ from pathlib import Path
 from harness.compare.headline import Headline, make_headline
 from harness.compare.load import RECORD_NAME, Run, load_runs, ordered_variants
 from harness.compare.plots import Plot, make_plots
+from harness.compare.replication import Replication, add_replication
 from harness.compare.report import write_report
 from harness.compare.stats import ALPHA, Effect, variant_effects
 from harness.compare.tables import write_effects, write_summary
@@ -35,6 +36,7 @@ class Comparison:
     plots: list[Plot]
     out_dir: Path
     skipped_inputs: list[Path] = field(default_factory=list)  # input folders without any record.json
+    replication: dict[str, Replication | None] = field(default_factory=dict)  # split-half check per variant
 
 
 def default_out(inputs: Sequence[str | Path]) -> Path:
@@ -69,6 +71,7 @@ def compare(
         if v != base
     }
     headline = make_headline(runs, labels, base, effects, alpha)
+    replication = add_replication(headline, finished, base, list(effects), labels, alpha)
 
     out_dir = Path(out) if out is not None else default_out(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,4 +82,4 @@ def compare(
     variants = [base, *effects]
     plots = make_plots(runs, labels, variants, out_dir / "plots")
     write_report(out_dir / "report.html", runs, labels, base, effects, headline, plots)
-    return Comparison(runs, labels, base, effects, headline, plots, out_dir, skipped)
+    return Comparison(runs, labels, base, effects, headline, plots, out_dir, skipped, replication)
