@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.compare.curves import learning_curves_plot
 from harness.compare.headline import Headline, make_headline
 from harness.compare.load import RECORD_NAME, Run, load_runs, ordered_variants
 from harness.compare.plots import Plot, make_plots
@@ -81,5 +82,6 @@ def compare(
     (out_dir / "headline.json").write_text(headline.json())
     variants = [base, *effects]
     plots = make_plots(runs, labels, variants, out_dir / "plots")
+    plots.append(learning_curves_plot(runs, labels, variants, out_dir / "plots"))
     write_report(out_dir / "report.html", runs, labels, base, effects, headline, plots)
     return Comparison(runs, labels, base, effects, headline, plots, out_dir, skipped, replication)
