@@ -32,8 +32,10 @@ log = logging.getLogger("harness.probe")
 def probe(cfg: DictConfig) -> dict[str, Any]:
     """Build (or load) the model and probe set, run the selected probes, write the run record."""
     from harness.quiet import silence
+    from harness.validate import check_missing
 
     silence(bool(cfg.get("verbose")))
+    check_missing(cfg)
     run_dir = Path(cfg.paths.output_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)

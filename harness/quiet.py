@@ -12,6 +12,8 @@ only these known, harmless messages are dropped, by their text:
 - `The number of training batches (N) is smaller than the logging interval` on small runs (epoch metrics are
   logged anyway);
 - `Checkpoint directory ... exists and is not empty` (a resumed run writes into its own checkpoint folder);
+- `The srun command is available on your system but is not used` (printed on any machine with SLURM tools;
+  `hydra/launcher=slurm` submits jobs itself);
 - `Restoring states from the checkpoint path at ...`: `harness-train` says which checkpoint it tests instead;
 - ``Trainer.fit` stopped: `max_epochs=N` reached.``: the epoch lines and the summary say so.
 """
@@ -39,6 +41,7 @@ NOISE_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)",
     r"The number of training batches \(\d+\) is smaller than the logging interval",
     r"Checkpoint directory .* exists and is not empty",
+    r"The `srun` command is available on your system but is not used",
 )
 # Where Lightning logs its rank-zero messages (both package layouts; records are filtered where they are created).
 _LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero",

@@ -29,7 +29,7 @@ from harness.quiet import silence
 from harness.recipes import expand_recipes
 from harness.records import RecordCallback, RunRecord
 from harness.resume import check_matches, load_checkpoint, resume_config
-from harness.validate import check_config
+from harness.validate import check_config, check_missing
 from harness.variant import shared_sweep_keys, variant_name
 
 log = logging.getLogger("harness.train")
@@ -173,6 +173,7 @@ def _checkpoint_paths(trainer: pl.Trainer | None) -> dict[str, str | None]:
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train one variant and test it; returns (metrics, objects). The run record is always written."""
     check_config(cfg)  # before anything is written: a typo must not clobber an earlier record
+    check_missing(cfg)
     silence(bool(cfg.get("verbose")))
     run_dir = output_dir(cfg)
     variant = _variant(cfg)
@@ -309,6 +310,9 @@ def main() -> float | None:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    from harness.resume import resume_argv
+
+    sys.argv = [sys.argv[0], *resume_argv(sys.argv[1:])]  # a resume writes into its own run folder only
     return _hydra_main()
 
 
