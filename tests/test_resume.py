@@ -73,8 +73,10 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     a, b = RunRecord.load(whole), RunRecord.load(broken)
     # no stray folder: the resume wrote into the run it continued, its log appended to the run's train.log
     assert not (tmp_path / "resumer").exists() and not list(tmp_path.glob("outputs"))
+    assert "exists and is not empty" not in proc.stdout + proc.stderr  # silenced (harness.quiet)
     log = (broken / "train.log").read_text()
-    assert log.count("epoch 1/3") == 1 and "epoch 3/3" in log and log.index("epoch 1/3") < log.index("epoch 3/3")
+    first, last = "probes (cheap) after epoch 1/3", "probes (all) after epoch 3/3"  # killed part, resumed part
+    assert log.count(first) == 1 and last in log and log.index(first) < log.index(last)
     # wall time is cumulative: the killed part (saved at its last epoch end) plus the resumed part
     assert 0 < crashed["wall_seconds"] < b["wall_seconds"] < crashed["wall_seconds"] + resume_s
     assert b["status"] == "finished" and b["resumed"][0]["epochs_done"] == 1
