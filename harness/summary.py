@@ -6,7 +6,7 @@ the run is, how well it did and what the probes found, read from the run record 
 the same text can be rebuilt later from `record.json` alone: ``print_summary(RunRecord.load(run_dir), run_dir)``.
 
 Findings are chosen by fixed rules (not by magnitude across unrelated metrics), at most five, most useful first:
-failed probes, curve detectors per layer against the random-init control, dead units, the class read-out,
+failed and skipped probes, curve detectors per layer against the random-init control, dead units, the class read-out,
 representation change (CKA to the reference), concept detectors, and what added units became.
 """
 
@@ -93,9 +93,14 @@ def _lineage(m: Mapping[str, Any]) -> str | None:
 FINDINGS = (_curves, _dead, _linear, _cka, _dissect, _lineage)
 
 
-def findings(metrics: Mapping[str, Any], failed: Sequence[str] = ()) -> list[str]:
-    """Up to five one-line probe findings from flat `<probe>/<layer>/<metric>` scalars; failed probes first."""
+def findings(metrics: Mapping[str, Any], failed: Sequence[str] = (), skipped: Mapping[str, str] | None = None,
+             ) -> list[str]:  # fmt: skip
+    """Up to five one-line probe findings from flat `<probe>/<layer>/<metric>` scalars; failed and skipped
+    probes first (a finding that is absent because its probe never ran must say so)."""
     lines = [f"probe failed: {', '.join(failed)} (see record.json)"] if failed else []
+    if skipped:
+        reason = next(iter(skipped.values()))
+        lines.append(f"probes skipped: {', '.join(skipped)} ({reason})")
     lines += [line for rule in FINDINGS if (line := rule(metrics)) is not None]
     return lines[:MAX_FINDINGS]
 
@@ -142,9 +147,11 @@ def summary_findings(record: Mapping[str, Any]) -> list[str]:
     """The record's probe findings (see `findings`)."""
     probes = record.get("probes") or {}
     failed = sorted(name for name, entry in probes.items() if isinstance(entry, dict) and entry.get("error"))
+    skipped = {name: str(entry["skipped"]) for name, entry in probes.items()
+               if isinstance(entry, dict) and entry.get("skipped")}  # fmt: skip
     flat = {f"{name}/{k}": v for name, entry in probes.items() if isinstance(entry, dict)
             for k, v in (entry.get("scalars") or {}).items()}  # fmt: skip
-    return findings(flat or record.get("metrics") or {}, failed)
+    return findings(flat or record.get("metrics") or {}, failed, skipped)
 
 
 def render(record: Mapping[str, Any], run_dir: str | Path, title: str = "harness-train"):
@@ -171,5 +178,5 @@ def print_summary(record: Mapping[str, Any], run_dir: str | Path, title: str = "
 
     console = console or Console()
     if not console.is_terminal:
-        console.width = 200  # logs and files: paths and variant names unfolded (the panel is as wide as its text)
+        console.width = max(console.width, 120)  # logs and files: run paths unfolded, long findings folded
     console.print(render(record, run_dir, title))

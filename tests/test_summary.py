@@ -26,6 +26,7 @@ RECORD = {
         "activations": {"scalars": {"conv2d0/dead_fraction": 0.0, "mixed4a/dead_fraction": 0.25}, "error": None},
         "linear": {"scalars": {"conv2d0/class_acc": 0.4, "mixed4a/class_acc": 0.97}, "error": None},
         "featvis": {"scalars": {}, "error": "RuntimeError: boom [x]"},
+        "dissect": {"scalars": {}, "error": None, "skipped": "time budget of 60 s spent (86 s)"},
     },
 }  # fmt: skip
 
@@ -48,6 +49,7 @@ def test_findings_report_planted_values_and_failures_first() -> None:
     lines = summary_findings(RECORD)
     assert 3 <= len(lines) <= 5
     assert lines[0].startswith("probe failed: featvis")
+    assert lines[1] == "probes skipped: dissect (time budget of 60 s spent (86 s))"
     curves = next(line for line in lines if line.startswith("curve detectors"))
     assert "mixed3a 2 (1)" in curves and "mixed3b 9 (0)" in curves and "most above control: mixed3b" in curves
     assert "mixed3b_5x5" not in curves  # branches are not layers
