@@ -68,7 +68,8 @@ def draw_curves(curves: Curves, labels: Mapping[str, str], colors: Mapping[str, 
             label = labels.get(variant, variant)
             label = label if len(label) <= 40 else label[:37] + "..."
             seeds = max(len(per_epoch[x]) for x in xs)
-            ax.plot(xs, mean, marker="o", ms=3, color=colors.get(variant), label=f"{label} ({seeds} seeds)")
+            label = f"{label} ({seeds} seed{'s' * (seeds != 1)})"
+            ax.plot(xs, mean, marker="o", ms=3, color=colors.get(variant), label=label)
             ax.fill_between(xs, [min(per_epoch[x]) for x in xs], [max(per_epoch[x]) for x in xs],
                             color=colors.get(variant), alpha=0.2, linewidth=0)  # fmt: skip
         ax.set_xlabel("epoch")
