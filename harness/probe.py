@@ -32,6 +32,11 @@ log = logging.getLogger("harness.probe")
 
 def probe(cfg: DictConfig) -> dict[str, Any]:
     """Build (or load) the model and probe set, run the selected probes, write the run record."""
+    from harness.quiet import silence
+    from harness.validate import check_missing
+
+    silence(bool(cfg.get("verbose")))
+    check_missing(cfg)
     run_dir = Path(cfg.paths.output_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)
@@ -92,8 +97,13 @@ def main(cfg: DictConfig) -> None:
             raise
         print(f"error: {bad}", file=sys.stderr)
         raise SystemExit(2) from None
+    from harness.summary import print_summary
+
+    run_dir = Path(cfg.paths.output_dir)
     failed = sorted(k for k, v in metrics.items() if k.endswith("/failed") and v)
-    log.info("%d probe metrics written; failed probes: %s", len(metrics), ", ".join(failed) or "none")
+    log.info("%d probe metrics written to %s; failed probes: %s", len(metrics), run_dir / "record.json",
+             ", ".join(failed) or "none")  # fmt: skip
+    print_summary(RunRecord.load(run_dir), run_dir, title="harness-probe")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ class RunRecord:
 
     def __init__(self, run_dir: str | os.PathLike, **fields: Any) -> None:
         self.path = Path(run_dir) / RECORD_NAME
+        self._clock: tuple[float, float] | None = None  # (wall seconds before, perf_counter at start) in track()
         self.data: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "status": "running",
@@ -72,11 +73,16 @@ class RunRecord:
         """Write atomically: a full disk or a crash mid-write leaves the previous record intact.
 
         Only global rank 0 writes (`harness.distributed`): under DDP every rank holds a record, one file is the run's.
+        Inside `track()` every save also writes the wall time so far, so a killed run keeps what it used and
+        a resumed run adds to it (cumulative `wall_seconds`).
         """
         from harness.distributed import is_rank_zero
 
         if not is_rank_zero():
             return self.path
+        if self._clock is not None:
+            before, started = self._clock
+            self.data["wall_seconds"] = round(before + time.perf_counter() - started, 2)
         tmp = self.path.with_suffix(".json.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +116,7 @@ class RunRecord:
         A record that cannot be written fails a successful run; after a failure the run's own error
         is the one raised (the write error is logged).
         """
-        started = time.perf_counter()
+        self._clock = (float(self.data.get("wall_seconds") or 0.0), time.perf_counter())
         failed = False
         try:
             yield self
@@ -119,13 +125,14 @@ class RunRecord:
             self.update(status="failed", error=f"{type(err).__name__}: {err}")
             raise
         finally:
-            self.update(wall_seconds=round((self.data.get("wall_seconds") or 0) + time.perf_counter() - started, 2))
             try:
-                self.save()
+                self.save()  # writes the wall time (see save)
             except RecordWriteError as err:
                 if not failed:
                     raise
                 log.error("%s", err)
+            finally:
+                self._clock = None  # wall_seconds as saved last
 
     @staticmethod
     def load(path: str | os.PathLike) -> dict[str, Any]:

@@ -64,6 +64,26 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     return saved
 
 
+def resume_argv(argv: list[str]) -> list[str]:
+    """`argv` with the resumed run's folder as Hydra's run folder, so a resume writes nowhere else.
+
+    Without it Hydra opens a fresh `outputs/<date>/<time>/` (`.hydra/` plus a `train.log` holding the resumed
+    half of the log). With it the log appends to the run's own `train.log` (Hydra's file handler appends), and
+    `hydra.output_subdir=null` keeps the run's original `.hydra/` (its launch command) untouched. A path that
+    is not a run folder is left alone: `resume_config` reports it.
+    """
+    if any(arg in ("-m", "--multirun") for arg in argv):
+        return argv
+    value = next((arg.split("=", 1)[1] for arg in argv if arg.startswith("resume=")), None)
+    if not value:
+        return argv
+    run_dir = Path(value.strip("'\"")).expanduser().resolve()
+    if not (run_dir / "record.json").is_file() or "'" in str(run_dir):
+        return argv
+    kept = [arg for arg in argv if not arg.startswith(("hydra.run.dir=", "hydra.output_subdir="))]
+    return [*kept, f"hydra.run.dir='{run_dir}'", "hydra.output_subdir=null"]
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A Lightning checkpoint as a dict, read safely, or a one-line ConfigError saying what is wrong."""
     from harness.models.pretrained import load_torch_file

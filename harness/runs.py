@@ -38,8 +38,11 @@ def _nested(hit: Path, root: Path) -> bool:
     return False
 
 
-def find_records(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+def find_records(inputs: Sequence[str | os.PathLike], skipped: list[Path] | None = None) -> list[Path]:
     """Every record.json at or below each input path, in natural order; a path with none is a user error.
+
+    Unless `skipped` is given: then such a path is appended there and passed over (`harness-compare outputs/*/*`
+    globs in folders that never wrote a record); no record at all stays an error.
 
     Usage: ``find_records(["multirun/2026-11-22/22-40-44"])``
     """
@@ -55,9 +58,13 @@ def find_records(inputs: Sequence[str | os.PathLike]) -> list[Path]:
         else:
             hits = sorted(path.rglob(RECORD_NAME), key=_natural_key)
         hits = [h for h in hits if not _nested(h, path)]
-        if not hits:
+        if not hits and skipped is None:
             raise ConfigError(f"no {RECORD_NAME} found at or below {path} (searched recursively)")
+        if not hits:
+            skipped.append(path)
         found.extend(h for h in hits if h not in found)
+    if not found:
+        raise ConfigError(f"no {RECORD_NAME} found at or below {', '.join(map(str, inputs))} (searched recursively)")
     return found
 
 

@@ -35,24 +35,28 @@ from harness.builders import (
     summary_metrics,
 )
 from harness.errors import config_error
+from harness.progress import progress_callbacks, testing_line
+from harness.quiet import silence
 from harness.recipes import expand_recipes
 from harness.records import RecordCallback, RunRecord
 from harness.resume import check_matches, load_checkpoint, resume_config
-from harness.validate import check_config
+from harness.validate import check_config, check_missing
 from harness.variant import shared_sweep_keys, variant_name
 
 log = logging.getLogger("harness.train")
 
 
 def _variant(cfg: DictConfig) -> str:
-    """`cfg.variant`, else derived from the overrides (in a sweep, minus the settings all its jobs share)."""
+    """`cfg.variant`, else derived from the overrides (in a sweep minus the settings all its jobs share, in a single
+    run minus its budget: see harness.variant)."""
     if cfg.get("variant"):
         return str(cfg.variant)
     if not HydraConfig.initialized():
         return "base"
     hc = HydraConfig.get()
-    shared = shared_sweep_keys(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else []
-    return variant_name(hc.overrides.task, shared)
+    multirun = hc.mode == RunMode.MULTIRUN
+    shared = shared_sweep_keys(hc.sweep.dir) if multirun else []
+    return variant_name(hc.overrides.task, shared, single=not multirun)
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -117,6 +121,8 @@ def _checkpoint_paths(trainer: pl.Trainer | None) -> dict[str, str | None]:
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Train one variant and test it; returns (metrics, objects). The run record is always written."""
     check_config(cfg)  # before anything is written: a typo must not clobber an earlier record
+    check_missing(cfg)
+    silence(bool(cfg.get("verbose")))
     run_dir = output_dir(cfg)
     variant = _variant(cfg)
     tweak = expand_recipes(cfg)  # curve_widen / random_tweak -> model.widen / model.insert, before recording
@@ -153,7 +159,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 if cfg.get("ckpt_path"):  # the seeded initial weights, before the checkpoint replaces them
                     probe_cb.reference = copy.deepcopy(net).eval()
                 callbacks.append(probe_cb)
-            trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+            bars, bar_on = progress_callbacks(bool(cfg.trainer.get("enable_progress_bar", True)))
+            trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[*callbacks, *bars],
+                                              enable_progress_bar=bar_on)  # fmt: skip
             for lg in loggers:
                 lg.log_metrics(summary_metrics(summary), step=0)
             wandb_info = _wandb_info(loggers)
@@ -167,6 +175,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             paths = _checkpoint_paths(trainer)
             record.update(checkpoints=paths)
             if cfg.get("test"):
+                log.info("%s", testing_line(trainer))
                 trainer.test(module, datamodule=datamodule, ckpt_path=paths["best"], verbose=False, weights_only=True)
                 metrics.update(_scalars(trainer))
             record.update(status="finished")
@@ -232,12 +241,18 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             from harness.grow.loop import run_chain
 
             metrics = run_chain(cfg, train)
+            data = RunRecord.load(output_dir(cfg))
         else:
-            metrics, _ = train(cfg)
+            metrics, objects = train(cfg)
+            data = objects["record"].data
     except Exception as err:
         if multirun:
             raise  # Hydra records the failed job and runs the others (see README, "Sweeps")
         raise SystemExit(_report(err, cfg)) from None
+    from harness.summary import print_summary
+
+    if distributed.is_rank_zero():
+        print_summary(data, output_dir(cfg))
     value = metrics.get(cfg.get("optimized_metric") or "")
     return None if value is None or math.isnan(value) else value
 
@@ -250,6 +265,9 @@ def main() -> float | None:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
+    from harness.resume import resume_argv
+
+    sys.argv = [sys.argv[0], *resume_argv(sys.argv[1:])]  # a resume writes into its own run folder only
     return _hydra_main()
 
 

@@ -68,3 +68,14 @@ def check_config(cfg: DictConfig) -> None:
             continue
         if not ok(value):
             raise ConfigError(f"{key} must be {wanted}, got {value!r}")
+
+
+def check_missing(cfg: DictConfig) -> None:
+    """ConfigError naming each mandatory key (`???` in its config file) that is still unset, e.g. `data.root`
+    of `data=imagefolder`, before anything is built or written (OmegaConf would raise MissingMandatoryValue
+    from deep inside instantiation)."""
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not str(k).startswith("hydra."))
+    if missing:
+        keys = ", ".join(missing)
+        example = " ".join(f"{k}=..." for k in missing)
+        raise ConfigError(f"missing value for {keys} (mandatory in the chosen config); set it, e.g. {example}")

@@ -8,6 +8,13 @@ In a sweep, settings shared by every job (`data.train_size=256 trainer.max_epoch
 budget, not a variant: they are left out of the name unless they edit the model, so
 `harness-train -m +model.widen.mixed3b_5x5=0,8 seed=0,1 trainer.max_epochs=2` yields the variants
 `base` and `model.widen.mixed3b_5x5=8`. The full config is always in the run record.
+
+A single run (no sweep to tell budget from variable) is named by what changes the model or the task only:
+model edits and model/data choices, data content (`data.classes`), recipe keys (`curve_widen`,
+`random_tweak`, `experiment`), and the training recipe (`module.*`, `trainer.precision`, ...). Its budget
+(`BUDGET`: data sizes, batch size, epochs and step limits) and its logging and probe settings name nothing, so
+`harness-train data.train_size=1024 trainer.max_epochs=1 +model.widen.mixed3b_5x5=16` is the variant
+`model.widen.mixed3b_5x5=16`, and single runs of one edit at different budgets compare as seeds of one variant.
 """
 
 from __future__ import annotations
@@ -17,21 +24,30 @@ from collections.abc import Iterable
 from pathlib import Path
 
 # Overrides that change where, how or what is logged or measured, not what is trained.
-_IGNORED = re.compile(r"^(seed|variant|tags|logger|paths|hydra|callbacks|probes|probing|test|optimized_metric|"
-                      r"trainer\.(accelerator|devices|strategy|enable_progress_bar|num_nodes))(\.|=|$)")
+_IGNORED = re.compile(r"^(seed|variant|tags|logger|paths|hydra|callbacks|probes|probing|test|optimized_metric|verbose|"
+                      r"trainer\.(accelerator|devices|strategy|enable_progress_bar|num_nodes))(\.|=|$)")  # fmt: skip
+# A single run's budget: how long and on how much data it trains, not what it trains (see the module docstring).
+BUDGET = re.compile(r"^(debug|resume|data\.(train_size|val_size|test_size|batch_size|num_workers|pin_memory|"
+                    r"persistent_workers|prefetch_factor|cache\w*)|trainer\.(max_epochs|min_epochs|max_steps|"
+                    r"min_steps|max_time|limit_\w+|log_every_n_steps|check_val_every_n_epoch|val_check_interval|"
+                    r"num_sanity_val_steps|enable_\w+|fast_dev_run|profiler|default_root_dir|deterministic|"
+                    r"benchmark))(\.|=|$)")  # fmt: skip
 _ZERO_WIDEN = re.compile(r"^model\.widen\.[A-Za-z0-9_]+=0$")
 
 
-def variant_name(overrides: Iterable[str], shared: Iterable[str] = ()) -> str:
+def variant_name(overrides: Iterable[str], shared: Iterable[str] = (), single: bool = False) -> str:
     """`["+model.widen.mixed3b_5x5=32", "seed=1"]` -> `"model.widen.mixed3b_5x5=32"`; nothing -> `"base"`.
 
     `shared`: keys every job of the sweep sets alike (see `shared_sweep_keys`), left out.
+    `single`: a single run, whose budget keys (`BUDGET`) are left out too.
     """
     drop = {key.lstrip("+~") for key in shared}
     kept = []
     for override in overrides:
         item = override.lstrip("+~")
         if _IGNORED.match(item) or _ZERO_WIDEN.match(item) or item.split("=", 1)[0] in drop:
+            continue
+        if single and BUDGET.match(item):
             continue
         kept.append(item)
     return ",".join(sorted(kept)) or "base"

@@ -53,7 +53,7 @@ def _key(item: Any) -> str:
 
 @dataclass
 class OfflineRun:
-    """What one offline run logged. Usage: ``run = read_offline_run(run_dir); run.summary["val/acc"]``"""
+    """What one offline run logged (all segments of a resumed run). Usage: ``read_offline_run(run_dir).summary``"""
 
     path: Path
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -64,29 +64,62 @@ class OfflineRun:
     tags: list[str] = field(default_factory=list)
     run_id: str = ""
     exit_code: int | None = None
+    paths: list[Path] = field(default_factory=list)  # every file read, oldest first (a resumed run has several)
+    run_ids: list[str] = field(default_factory=list)
 
     def keys(self) -> set[str]:
         """Every key that appears in any history row or the summary."""
         return set(self.summary).union(*(row.keys() for row in self.history))
 
 
-def find_wandb_file(run_dir: str | Path) -> Path:
-    """The single .wandb file under a run directory (or the path itself if it is one)."""
+def find_wandb_files(run_dir: str | Path) -> list[Path]:
+    """Every .wandb file under a run directory, oldest first (or the path itself if it is one).
+
+    A resumed run (`harness-train resume=<run dir>`) continues the same wandb run id in a second
+    `offline-run-<YYYYmmdd_HHMMSS>-<id>` folder; those folder names sort in time order.
+    """
     run_dir = Path(run_dir)
     if run_dir.suffix == ".wandb":
-        return run_dir
-    files = sorted(run_dir.rglob("*.wandb"))
+        return [run_dir]
+    files = sorted(run_dir.rglob("*.wandb"), key=lambda p: (p.parent.name, p.name))
+    if not files:
+        raise FileNotFoundError(f"no .wandb file under {run_dir}")
+    return files
+
+
+def find_wandb_file(run_dir: str | Path) -> Path:
+    """The single .wandb file under a run directory (or the path itself if it is one)."""
+    files = find_wandb_files(run_dir)
     if len(files) != 1:
         raise FileNotFoundError(f"expected one .wandb file under {run_dir}, found {len(files)}: {files}")
     return files[0]
 
 
 def read_offline_run(run_dir: str | Path) -> OfflineRun:
-    """Parse the offline wandb file of a run directory into history, summary and config."""
+    """Parse the offline wandb file(s) of a run directory into history, summary and config.
+
+    A resumed run has one file per segment, all of the same run id: they are read in time order as one run
+    (history concatenated, later summary/config values win). Files of different run ids are refused.
+    """
+    paths = find_wandb_files(run_dir)
+    out = OfflineRun(path=paths[0], paths=paths)
+    for path in paths:
+        _read_file(path, out)
+    ids = {run_id for run_id in out.run_ids if run_id}
+    if len(ids) > 1:
+        raise FileNotFoundError(f"the .wandb files under {run_dir} belong to {len(ids)} runs ({', '.join(sorted(ids))})"
+                                f"; pass one file")  # fmt: skip
+    # Offline runs write no summary file: the last value of each history key is what wandb shows.
+    last: dict[str, Any] = {}
+    for row in out.history:
+        last.update(row)
+    out.summary = {**last, **out.summary}
+    return out
+
+
+def _read_file(path: Path, out: OfflineRun) -> None:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    path = find_wandb_file(run_dir)
-    out = OfflineRun(path=path)
     for raw in iter_record_bytes(path):
         rec = pb.Record()
         rec.ParseFromString(raw)
@@ -101,14 +134,9 @@ def read_offline_run(run_dir: str | Path) -> OfflineRun:
                 out.config[_key(i)] = json.loads(i.value_json)
         elif kind == "run":
             out.group, out.job_type, out.run_id = rec.run.run_group, rec.run.job_type, rec.run.run_id
+            out.run_ids.append(rec.run.run_id)
             out.tags = list(rec.run.tags)
             for i in rec.run.config.update:
                 out.config[_key(i)] = json.loads(i.value_json)
         elif kind == "exit":
             out.exit_code = rec.exit.exit_code
-    # Offline runs write no summary file: the last value of each history key is what wandb shows.
-    last: dict[str, Any] = {}
-    for row in out.history:
-        last.update(row)
-    out.summary = {**last, **out.summary}
-    return out

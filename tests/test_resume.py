@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,9 +66,19 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     crashed = RunRecord.load(broken)
     assert crashed["status"] == "running" and len(crashed["epochs"]) == 1  # what a hard kill leaves behind
 
+    started = time.perf_counter()
     proc = _train(tmp_path / "resumer", f"resume={broken}", f"paths.log_dir={tmp_path}")
+    resume_s = time.perf_counter() - started
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = RunRecord.load(whole), RunRecord.load(broken)
+    # no stray folder: the resume wrote into the run it continued, its log appended to the run's train.log
+    assert not (tmp_path / "resumer").exists() and not list(tmp_path.glob("outputs"))
+    assert "exists and is not empty" not in proc.stdout + proc.stderr  # silenced (harness.quiet)
+    log = (broken / "train.log").read_text()
+    first, last = "probes (cheap) after epoch 1/3", "probes (all) after epoch 3/3"  # killed part, resumed part
+    assert log.count(first) == 1 and last in log and log.index(first) < log.index(last)
+    # wall time is cumulative: the killed part (saved at its last epoch end) plus the resumed part
+    assert 0 < crashed["wall_seconds"] < b["wall_seconds"] < crashed["wall_seconds"] + resume_s
     assert b["status"] == "finished" and b["resumed"][0]["epochs_done"] == 1
     assert [row["epoch"] for row in b["epochs"]] == [0, 1, 2] and b["epochs"][-1]["step"] == a["epochs"][-1]["step"]
     ma, mb = _comparable(a["metrics"]), _comparable(b["metrics"])
@@ -82,6 +93,10 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     parent.finish()
     resumed = read_offline_run(files[-1])
     assert resumed.run_id == b["wandb"]["id"] and any(row.get("epoch") == 2 for row in resumed.history)
+    both = read_offline_run(broken)  # the run dir: both segments, in order
+    assert both.paths == files and both.run_id == b["wandb"]["id"]
+    epochs = [row["epoch"] for row in both.history if "epoch" in row and "val/acc" in row]
+    assert epochs == sorted(epochs) and {0, 2} <= set(epochs) and both.summary["val/acc"] == resumed.summary["val/acc"]
 
 
 def test_resume_errors_are_one_line(tmp_path: Path) -> None:

@@ -33,3 +33,26 @@ def test_settings_shared_by_a_sweep_name_no_variant_but_a_shared_model_edit_does
     job = ["seed=1", "+model.widen.mixed3b_5x5=32", "model.width=0.5", "trainer.max_epochs=2", "data.train_size=256"]
     assert variant_name(job, shared) == "model.widen.mixed3b_5x5=32,model.width=0.5"
     assert shared_sweep_keys(tmp_path / "missing") == []
+
+
+def test_single_run_is_named_by_its_edit_not_its_budget() -> None:
+    typed = ["data.test_size=256", "data.train_size=1024", "data.val_size=256", "+model.widen.mixed3b_5x5=16",
+             "trainer.max_epochs=1", "data.batch_size=64", "trainer.limit_train_batches=3", "verbose=true"]  # fmt: skip
+    assert variant_name(typed, single=True) == "model.widen.mixed3b_5x5=16"
+    assert variant_name(["trainer.max_epochs=1", "data.train_size=64"], single=True) == "base"
+
+
+def test_single_run_keeps_what_changes_the_model_or_the_task() -> None:
+    kept = ["model=torchvision", "data=cifar10", "data.classes=[line,corner,texture]", "model.width=0.5",
+            "module.optimizer.lr=0.01", "curve_widen.channels=8", "model.insert=[mixed3b]",
+            "data.image_size=32"]  # fmt: skip
+    for override in kept:
+        assert variant_name([override, "trainer.max_epochs=1"], single=True) == override, override
+    a = variant_name(["+model.widen.mixed3b_5x5=16", "trainer.max_epochs=1"], single=True)
+    b = variant_name(["+model.widen.mixed3b_5x5=32", "trainer.max_epochs=1"], single=True)
+    assert a != b  # edits name a variant; a negative control for the budget rule
+
+
+def test_sweeps_keep_budget_keys_that_vary() -> None:
+    # In a sweep an epoch scan is the experiment: only shared keys are dropped (see shared_sweep_keys).
+    assert variant_name(["trainer.max_epochs=2", "seed=0"], shared=["data.train_size"]) == "trainer.max_epochs=2"

@@ -2,7 +2,9 @@
 
 Why rich for the terminal: the headline and the largest effects should be readable right where the sweep
 finished, without opening the HTML report; rich tables wrap long variant names instead of breaking columns.
-User errors (bad path, unknown baseline) print one `error: ...` line and exit 2, never a traceback.
+User errors (bad path, unknown baseline) print one `error: ...` line and exit 2, never a traceback. Every text
+from a record (errors, variant names, paths, metric names) is escaped: rich reads `[...]` as markup, and an
+error such as `[/__w/pytorch/...]` would otherwise crash the table.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -41,32 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _runs_table(result: Comparison) -> Table:
     common, short = short_dirs(result.runs)
-    table = Table(title=f"runs in {common}" if common else "runs", show_lines=False)
+    table = Table(title=escape(f"runs in {common}") if common else "runs", show_lines=False)
     for name in ("run dir", "status", "variant", "seed", "val/acc", "test/acc", "error"):
         table.add_column(name, overflow="fold")
     for run in result.runs:
         style = STATUS_STYLE.get(run.status, "magenta")
         table.add_row(
-            short[run.run_dir],
-            f"[{style}]{run.status}[/]",
-            result.labels.get(run.variant, run.variant),
+            escape(short[run.run_dir]),
+            f"[{style}]{escape(run.status)}[/]",
+            escape(result.labels.get(run.variant, run.variant)),
             "" if run.seed is None else str(run.seed),
             fmt(run.metrics.get("val/acc")) or "missing",
             fmt(run.metrics.get("test/acc")) or "missing",
-            (run.error or "")[:120],
+            escape((run.error or "")[:120]),
         )
     return table
 
 
 def _effects_table(result: Comparison, variant: str, top: int) -> Table:
-    table = Table(title=f"top effects: {result.labels[variant]} vs {result.labels[result.baseline]}")
+    table = Table(title=escape(f"top effects: {result.labels[variant]} vs {result.labels[result.baseline]}"))
     for name in ("metric", "baseline", "variant", "diff", "effect", "p", "q", "beyond noise"):
         table.add_column(name, overflow="fold", justify="left" if name == "metric" else "right")
     compared = [e for e in by_effect_size(result.effects[variant]) if e.diff is not None]
     for e in compared[:top]:
         flag = {True: "[bold green]yes[/]", False: "no", None: ""}[e.beyond_noise]
         table.add_row(
-            e.metric,
+            escape(e.metric),
             f"{fmt(e.base_mean)} ± {fmt(e.base_sd) or '-'}",
             f"{fmt(e.variant_mean)} ± {fmt(e.variant_sd) or '-'}",
             fmt(e.diff),
@@ -80,15 +83,16 @@ def _effects_table(result: Comparison, variant: str, top: int) -> Table:
 
 def print_summary(result: Comparison, console: Console, top: int = 10, seconds: float | None = None) -> None:
     """Headline panel, runs table (failed runs marked), and the top effects of each variant."""
-    console.print(Panel("\n".join(result.headline.lines), title="harness-compare headline", expand=False))
+    console.print(Panel(escape("\n".join(result.headline.lines)), title="harness-compare headline", expand=False))
     console.print(_runs_table(result))
     for variant in result.effects:
         console.print(_effects_table(result, variant, top))
     skipped = [p.spec.name for p in result.plots if p.skipped]
     took = f" in {seconds:.1f} s" if seconds is not None else ""
-    console.print(f"wrote {result.out_dir}/ (report.html, summary.csv, effects.csv, headline.txt/json, plots/){took}")
+    files = "report.html, summary.csv, effects.csv, headline.txt/json, plots/"
+    console.print(escape(f"wrote {result.out_dir}/ ({files}){took}"))
     if skipped:
-        console.print(f"plots skipped (metrics absent): {', '.join(skipped)}")
+        console.print(escape(f"plots skipped (metrics absent): {', '.join(skipped)}"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot write the outputs ({err.strerror}: {err.filename}); choose a folder with --out",
               file=sys.stderr)  # fmt: skip
         return 2
+    if result.skipped_inputs:  # one line, however many folders the glob caught
+        first, more = result.skipped_inputs[0], len(result.skipped_inputs) - 1
+        print(f"warning: skipped {first}{f' and {more} more folder(s)' if more else ''}: no record.json "
+              f"at or below (not a harness run)", file=sys.stderr)  # fmt: skip
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 140)  # pipes and logs: do not fold metric names at 80 columns

@@ -72,9 +72,9 @@ def load_run(record_path: Path) -> Run:
     )
 
 
-def load_runs(inputs: Sequence[str | Path]) -> list[Run]:
-    """All runs at or below the inputs (see `find_records`)."""
-    return [load_run(path) for path in find_records(inputs)]
+def load_runs(inputs: Sequence[str | Path], skipped: list[Path] | None = None) -> list[Run]:
+    """All runs at or below the inputs (see `find_records`; folders without a record go to `skipped` if given)."""
+    return [load_run(path) for path in find_records(inputs, skipped)]
 
 
 def short_dirs(runs: Sequence[Run]) -> tuple[Path | None, dict[Path, str]]:

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.compare.curves import learning_curves_plot
 from harness.compare.headline import Headline, make_headline
 from harness.compare.load import Run, load_runs, ordered_variants
 from harness.compare.paired import PairedEffect, paired_effects, write_paired
 from harness.compare.paired import lines as paired_lines
 from harness.compare.plots import Plot, make_plots
+from harness.compare.replication import Replication, add_replication
 from harness.compare.report import write_report
 from harness.compare.stats import ALPHA, Effect, variant_effects
 from harness.compare.tables import write_effects, write_summary
@@ -38,6 +40,8 @@ class Comparison:
     plots: list[Plot]
     out_dir: Path
     paired: list[PairedEffect] = field(default_factory=list)  # variant - baseline per shared seed (paired designs)
+    skipped_inputs: list[Path] = field(default_factory=list)  # input folders without any record.json
+    replication: dict[str, Replication | None] = field(default_factory=dict)  # split-half check per variant
 
 
 def default_out(inputs: Sequence[str | Path]) -> Path:
@@ -56,7 +60,8 @@ def compare(
     alpha: float = ALPHA,
 ) -> Comparison:
     """Read every record below `inputs`, compare each variant with the baseline, write all outputs to `out`."""
-    runs = load_runs(inputs)
+    skipped: list[Path] = []
+    runs = load_runs(inputs, skipped)
     readable = [r for r in runs if r.status != "unreadable"]
     if not readable:
         raise ConfigError(f"no readable {RECORD_NAME} below {', '.join(map(str, inputs))}: {runs[0].error}")
@@ -74,6 +79,7 @@ def compare(
     paired = paired_effects(finished, base)
     headline.lines += paired_lines(paired, labels)
     headline.data["paired"] = [{**vars(e), "variant": labels.get(e.variant, e.variant)} for e in paired]
+    replication = add_replication(headline, finished, base, list(effects), labels, alpha)
 
     out_dir = Path(out) if out is not None else default_out(inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,5 +90,6 @@ def compare(
     (out_dir / "headline.json").write_text(headline.json())
     variants = [base, *effects]
     plots = make_plots(runs, labels, variants, out_dir / "plots")
+    plots.append(learning_curves_plot(runs, labels, variants, out_dir / "plots"))
     write_report(out_dir / "report.html", runs, labels, base, effects, headline, plots)
-    return Comparison(runs, labels, base, effects, headline, plots, out_dir, paired)
+    return Comparison(runs, labels, base, effects, headline, plots, out_dir, paired, skipped, replication)

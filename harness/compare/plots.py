@@ -38,6 +38,7 @@ class PlotSpec:
     ylabel: str
     keys: str  # the metric family, for people: shown when the plot is skipped
     kind: str = "line"  # "line" for ordered layers, "bar" for categories
+    caption: str = ""  # what the reader needs to read the plot (shown under it in the report)
 
 
 @dataclass
@@ -51,6 +52,16 @@ class Plot:
     png: Path | None = None
     base64_png: str | None = None
     skipped: str | None = None
+    ymin: float | None = None  # lower end of the y axis as drawn (counts never go below 0)
+
+
+LINEAGE_CAPTION = (
+    "Each added unit gets the first category that applies: dead (never active on the probe set), duplicate "
+    "(activations correlate with an old unit above lineage.duplicate_corr), curve_detector (passes the curves "
+    "probe), other_detector (a dissect concept detector that is not a curve detector), and other: active and "
+    "not a copy, but detecting neither curves nor any dissect concept (also every such unit when the curves or "
+    "dissect probe did not run)."
+)
 
 
 def _class_spec(runs: Sequence[Run]) -> PlotSpec:
@@ -73,7 +84,7 @@ def plot_specs(runs: Sequence[Run]) -> list[PlotSpec]:
         _class_spec(runs),
         PlotSpec(pk.LINEAGE, "Lineage: what the added units became",
                  rf"^{pk.LINEAGE}/(?P<x>[^/]+/{pk.ADDED}/[^/]+(?<!_frac))$", "units",
-                 f"{pk.LINEAGE}/<branch>/{pk.ADDED}/<category>", kind="bar"),
+                 f"{pk.LINEAGE}/<branch>/{pk.ADDED}/<category>", kind="bar", caption=LINEAGE_CAPTION),
     ]  # fmt: skip
 
 
@@ -99,10 +110,14 @@ def draw(spec: PlotSpec, series: Series, labels: Mapping[str, str], colors: Mapp
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     width = 0.8 / max(len(series), 1)
+    # Counts, accuracies and CKA cannot be negative: clip the lower error bar at 0 instead of drawing mean - sd.
+    nonnegative = all(v >= 0 for per_x in series.values() for values in per_x.values() for v in values)
     for i, (variant, per_x) in enumerate(series.items()):
         offset = (i - (len(series) - 1) / 2) * (width if spec.kind == "bar" else 0.06)
         pos = [j + offset for j, x in enumerate(xs) if x in per_x]
         stats = [mean_sd(per_x[x]) for x in xs if x in per_x]
+        lower = [min(s, m) if nonnegative else s for m, s in stats]
+        yerr = [lower, [s for _, s in stats]]
         label = labels.get(variant, variant)
         label = label if len(label) <= 48 else label[:45] + "..."
         if spec.kind == "bar":
@@ -110,7 +125,7 @@ def draw(spec: PlotSpec, series: Series, labels: Mapping[str, str], colors: Mapp
                 pos,
                 [m for m, _ in stats],
                 width=width,
-                yerr=[s for _, s in stats],
+                yerr=yerr,
                 capsize=2,
                 label=label,
                 color=colors.get(variant),
@@ -119,7 +134,7 @@ def draw(spec: PlotSpec, series: Series, labels: Mapping[str, str], colors: Mapp
             ax.errorbar(
                 pos,
                 [m for m, _ in stats],
-                yerr=[s for _, s in stats],
+                yerr=yerr,
                 marker="o",
                 capsize=3,
                 label=label,
@@ -127,6 +142,8 @@ def draw(spec: PlotSpec, series: Series, labels: Mapping[str, str], colors: Mapp
             )
         dots = [(p, v) for p, x in zip(pos, [x for x in xs if x in per_x]) for v in per_x[x]]
         ax.scatter([p for p, _ in dots], [v for _, v in dots], s=10, color="black", alpha=0.5, zorder=3)
+    if nonnegative:
+        ax.set_ylim(bottom=0)
     ax.set_xticks(range(len(xs)), xs, rotation=30 if len(xs) > 4 else 0, ha="right" if len(xs) > 4 else "center")
     ax.set_ylabel(spec.ylabel)
     ax.set_title(spec.title)
@@ -147,8 +164,10 @@ def make_plots(runs: Sequence[Run], labels: Mapping[str, str], variants: Sequenc
             plots.append(Plot(spec, skipped=f"no {spec.keys} metrics in the finished runs"))
             continue
         buffer = io.BytesIO()
-        draw(spec, series, labels, colors).savefig(buffer, format="png")
+        fig = draw(spec, series, labels, colors)
+        fig.savefig(buffer, format="png")
         png = out_dir / f"{spec.name}.png"
         png.write_bytes(buffer.getvalue())
-        plots.append(Plot(spec, png=png, base64_png=base64.b64encode(buffer.getvalue()).decode("ascii")))
+        encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+        plots.append(Plot(spec, png=png, base64_png=encoded, ymin=float(fig.axes[0].get_ylim()[0])))
     return plots

@@ -7,6 +7,7 @@ issues and opened from cluster scratch space; it must look the same with no serv
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,9 +29,11 @@ tr.failed td { background: #fde8e8; } tr.running td { background: #fff6da; }
 tr.beyond td { background: #e6f4e6; font-weight: 600; }
 .status-failed { color: #b00; font-weight: 700; }
 .missing { color: #aaa; } .skipped { color: #888; font-style: italic; }
-figure { display: inline-block; margin: .5em; } img { max-width: 100%; border: 1px solid #eee; }
+figure { display: inline-block; margin: .5em; max-width: 1100px; } figcaption small { color: #555; }
+img { max-width: 100%; border: 1px solid #eee; }
 """
 MISSING = '<span class="missing">missing</span>'
+TOP_EFFECTS = 25  # rows of the main effects table per variant; effects.csv keeps every metric
 RUN_METRICS = ("val/acc", "test/acc", "train/loss")
 
 
@@ -73,6 +76,43 @@ def runs_table(runs: Sequence[Run], labels: Mapping[str, str]) -> str:
     )
 
 
+def _special(e: Effect) -> bool:
+    """Rows that would crowd the top of the table without saying much: constant per side (|effect| = inf,
+    e.g. model/params/total) or missing on one side."""
+    return e.diff is None or (e.effect is not None and math.isinf(e.effect))
+
+
+def special_table(effects: Sequence[Effect]) -> str:
+    """The short section: constant-per-side metrics and metrics missing on one side."""
+    rows = []
+    for e in by_effect_size([e for e in effects if _special(e)]):
+        base = MISSING if e.base_mean is None else _e(fmt(e.base_mean))
+        var = MISSING if e.variant_mean is None else _e(fmt(e.variant_mean))
+        note = e.note or ("constant within each side" if e.diff is not None else "")
+        rows.append(f'<tr class=""><td class="text">{_e(e.metric)}</td><td>{base}</td><td>{var}</td>'
+                    f"<td>{e.n_base}/{e.n_variant}</td><td>{_p(e.p)}</td>"
+                    f'<td class="text">{_e(note)}</td></tr>')  # fmt: skip
+    if not rows:
+        return ""
+    return (
+        '<table class="constant"><tr><th class="text">metric</th><th>baseline</th><th>variant</th><th>seeds</th>'
+        '<th>p</th><th class="text">note</th></tr>' + "".join(rows) + "</table>"
+    )
+
+
+def effects_section(effects: Sequence[Effect], top: int = TOP_EFFECTS) -> str:
+    """Constant/missing metrics in their own short table, then the top `top` effects by |effect size|."""
+    special = special_table(effects)
+    main = [e for e in effects if not _special(e)]
+    shown = by_effect_size(main)[:top]
+    parts = []
+    if special:
+        parts.append("<h4>Constant within each side, or missing on one side</h4>" + special)
+    parts.append(f"<h4>Top {len(shown)} of {len(main)} effects by |effect size| (every metric: effects.csv)</h4>")
+    parts.append(effects_table(shown))
+    return "\n".join(parts)
+
+
 def effects_table(effects: Sequence[Effect]) -> str:
     """One variant's metrics, largest |effect size| first; beyond-noise rows highlighted."""
     rows = []
@@ -100,9 +140,12 @@ def plots_section(plots: Sequence[Plot]) -> str:
         if plot.base64_png is None:
             parts.append(f'<p class="skipped">{_e(plot.spec.title)}: skipped ({_e(plot.skipped)})</p>')
         else:
+            ymin = "" if plot.ymin is None else f' data-ymin="{plot.ymin:g}"'
+            caption = f"<br><small>{_e(plot.spec.caption)}</small>" if plot.spec.caption else ""
             parts.append(
-                f'<figure><img alt="{_e(plot.spec.title)}" src="data:image/png;base64,{plot.base64_png}">'
-                f"<figcaption>{_e(plot.spec.title)} <code>{_e(plot.spec.keys)}</code></figcaption></figure>"
+                f'<figure data-plot="{_e(plot.spec.name)}"{ymin}><img alt="{_e(plot.spec.title)}" '
+                f'src="data:image/png;base64,{plot.base64_png}">'
+                f"<figcaption>{_e(plot.spec.title)} <code>{_e(plot.spec.keys)}</code>{caption}</figcaption></figure>"
             )
     return "\n".join(parts)
 
@@ -135,7 +178,7 @@ def render(
         sections.append(f"<h3>{_e(labels[variant])}</h3>")
         if variant != labels[variant]:
             sections.append(f'<p class="skipped">{_e(variant)}</p>')
-        sections.append(effects_table(rows))
+        sections.append(effects_section(rows))
     body = "\n".join(sections)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

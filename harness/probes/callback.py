@@ -98,7 +98,9 @@ class ProbeCallback(pl.Callback):
         publish(outcomes, trainer.loggers, step=trainer.global_step)
         seconds = time.perf_counter() - started
         self.seconds += seconds
-        log.info("probes (%s) after epoch %d: %.1f s", "cheap" if cheap_only else "all", epoch, seconds)
+        done = epoch + 1 if cheap_only else epoch  # one-based, like the bar; at fit end the loop has counted it
+        log.info("probes (%s) after epoch %d/%s: %.1f s", "cheap" if cheap_only else "all", done,
+                 trainer.max_epochs, seconds)  # fmt: skip
         if self.record is not None:
             self.record.data["probe_seconds"] = round(self.seconds, 2)  # all rounds, logging included
             record_outcomes(self.record, outcomes, epoch, final=not cheap_only)

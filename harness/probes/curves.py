@@ -135,8 +135,9 @@ def tuning_stats(resp: np.ndarray, stim: Stimuli) -> dict[str, np.ndarray]:
 
 def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 160) -> np.ndarray:
     """Polar plots (HxWx3 uint8) of the most selective detectors: arc tuning at the preferred radius (blue)
-    and line responses (orange, same scale), 0° = right, counter-clockwise. Falls back to the most selective
-    units when none pass. Drawn with PIL, as every probe image is (see heatmap.py for why not matplotlib)."""
+    and line responses (orange, same scale; a legend strip at the bottom says so), 0° = right,
+    counter-clockwise. Falls back to the most selective units when none pass. Drawn with PIL, as every probe image
+    is (see heatmap.py for why not matplotlib)."""
     from PIL import Image, ImageDraw
 
     units = [(s["selectivity"][u], name, u) for name, s in stats.items() for u in np.flatnonzero(s["detector"])]
@@ -146,7 +147,8 @@ def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 1
         title = "NO detectors; most selective"
     units = sorted(units, key=lambda t: (-t[0], t[1], t[2]))[: max(n, 1)]
     cols = min(len(units), 4)
-    img = Image.new("RGB", (cols * cell, ((len(units) + 3) // 4) * (cell + 12)), "white")
+    legend = 14  # a bottom strip: title and the key to the two lines
+    img = Image.new("RGB", (max(cols * cell, 320), ((len(units) + 3) // 4) * (cell + 12) + legend), "white")
     draw = ImageDraw.Draw(img)
     arc_t = np.deg2rad(stim.orientations.double().numpy())
     line_t = np.deg2rad(stim.line_orientations.double().numpy())
@@ -165,7 +167,13 @@ def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 1
             draw.line([*pts, pts[0]], fill=colour, width=2)
         label = f"{name}:{u} r={s['preferred_radius'][u]:.0f} sel={sel:.1f}"
         draw.text(((k % 4) * cell + 4, (k // 4) * (cell + 12) + 2), label, fill="black")
-    draw.text((4, img.height - 12), title, fill=(120, 120, 120))
+    base = img.height - 12
+    draw.text((4, base), title, fill=(120, 120, 120))
+    x = 4 + int(draw.textlength(title)) + 12
+    for text, colour in (("arc, preferred radius", (30, 80, 200)), ("straight line", (230, 130, 20))):
+        draw.line([x, base + 5, x + 16, base + 5], fill=colour, width=2)
+        draw.text((x + 20, base), text, fill="black")
+        x += 20 + int(draw.textlength(text)) + 12
     return np.asarray(img, dtype=np.uint8).copy()
 
 

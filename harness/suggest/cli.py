@@ -4,9 +4,11 @@ Why a thin CLI over `rules.suggest`: the guided-vs-random experiment and tests c
 this file only loads the thresholds (``conf/suggest.yaml`` + command-line ``key=value``), prints, and turns
 bad input into a one-line error with exit code 2.
 
-Text output, best first: the incremental override, its evidence (each naming the metric keys and values
-it read) and the score; when the run already has widen/insert edits, a second line gives the complete
-override set for the next run (the run's edits composed with this one). Then one line per skipped rule.
+Text output: the first line is the command to run next (`harness-train <overrides>` of the best accepted
+suggestion), the thing a user copies. Then, best first: the complete override set for the next run (the run's
+edits composed with this one), its evidence (each naming the metric keys and values it read) and the score;
+when the run already has widen/insert edits, a second line says what the suggestion adds to them
+(`adds +model.widen.mixed3b_5x5=20 to the current edits`). Then one line per skipped rule.
 """
 
 from __future__ import annotations
@@ -86,7 +88,11 @@ def _current(run: RunSummary) -> list[str]:
 def render(run: RunSummary, notes: list[str], ranked: list[Suggestion], skipped: list) -> str:
     """The text report."""
     seeds = f"{len(run.seeds)} seeds averaged" if len(run.seeds) > 1 else f"seed {run.seeds[0]}"
-    lines = [f"suggestions for variant {run.variant!r} ({seeds}) from {run.source}"]
+    lines = []
+    top = next((s for s in ranked if not s.problem), None)
+    if top is not None:
+        lines.append(f"harness-train {' '.join(top.next_run or [top.edit.incremental()])}")
+    lines.append(f"suggestions for variant {run.variant!r} ({seeds}) from {run.source}")
     lines += [f"note: {n}" for n in notes]
     current = _current(run)
     if current:
@@ -94,9 +100,10 @@ def render(run: RunSummary, notes: list[str], ranked: list[Suggestion], skipped:
     if not ranked:
         lines.append("no suggestions: every rule that could run was silent")
     for i, s in enumerate(ranked, 1):
-        lines.append(f"{i}. {s.edit.incremental()}   {'; '.join(s.evidence)}   (score {s.score:.2f})")
+        to_run = " ".join(s.next_run or [s.edit.incremental()])
+        lines.append(f"{i}. {to_run}   {'; '.join(s.evidence)}   (score {s.score:.2f})")
         if current:
-            lines.append(f"   next run: {' '.join(s.next_run)}")
+            lines.append(f"   adds {s.edit.incremental()} to the current edits")
         if s.problem:
             lines.append(f"   not accepted by this harness version: {s.problem}")
     lines += [f"skipped: {name}: needs {', '.join(needs)}" for name, needs in skipped]
