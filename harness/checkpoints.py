@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -41,11 +40,12 @@ def load_net(ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
     Usage: ``net, record = load_net("outputs/2026-11-22/20-48-54/checkpoints/last.ckpt")``
     """
+    from harness.models.custom import instantiate_model
     from harness.models.pretrained import architecture, read_state_dict
 
     record = run_of(ckpt_path)
     model_cfg = OmegaConf.create(architecture(record["config"]["model"]))
-    net = hydra.utils.instantiate(model_cfg, num_classes=len(record["classes"]))
+    net = instantiate_model(model_cfg, num_classes=len(record["classes"]))
     state = read_state_dict(ckpt_path, what="checkpoint")
     try:
         net.load_state_dict(state)

@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from harness.conf_dir import CONF_DIR
 from harness.errors import ConfigError
 from harness.recipes import expand_recipes
 from harness.records import RecordCallback, RunRecord
@@ -51,7 +52,9 @@ def output_dir(cfg: DictConfig) -> Path:
 def build_model(cfg: DictConfig, num_classes: int, image_size: int) -> torch.nn.Module:
     """Instantiate `cfg.model`, filling `num_classes` from the data when it is null."""
     kwargs = {"num_classes": num_classes} if cfg.model.get("num_classes") is None else {}
-    net = hydra.utils.instantiate(cfg.model, **kwargs)
+    from harness.models.custom import instantiate_model
+
+    net = instantiate_model(cfg.model, **kwargs)
     if hasattr(net, "check_input_size"):
         net.check_input_size(image_size)
     return net
@@ -250,11 +253,6 @@ def config_error(err: BaseException) -> ConfigError | None:
             return err
         err = err.__cause__ or err.__context__
     return None
-
-
-# An absolute path: console scripts and `python -m` both find the configs (Hydra resolves relative paths
-# against the calling module, which differs between the two).
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def _report(err: BaseException, cfg: DictConfig) -> int:
