@@ -150,7 +150,8 @@ def _check_probe_layers(cfg: DictConfig, net: torch.nn.Module) -> None:
     from harness.models import hook_points
 
     valid = list(hook_points(net))
-    unknown = [name for name in layers if str(name).split(":")[0] not in valid]
+    modules = {name for name, _ in net.named_modules() if name}  # any dotted module path is a layer too
+    unknown = [name for name in layers if str(name).split(":")[0] not in {*valid, *modules}]
     if unknown:
         names = ", ".join(map(str, unknown))
         raise ConfigError(f"unknown layer(s) {names} in probing.layers; valid: {', '.join(valid)}")

@@ -74,7 +74,9 @@ def layers(model: nn.Module) -> dict[str, int]:
     channels = getattr(model, "channels", None)
     if isinstance(channels, dict):
         return dict(channels)
+    from harness.models.probe_layers import LayerChannels
+
     out = {}
     for name, module in hook_points(model).items():
         out[name] = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
-    return out
+    return LayerChannels(model, out)  # also answers for block outputs (layer4.1, features.3) on lookup

@@ -27,13 +27,14 @@ log = logging.getLogger(__name__)
 
 
 def default_layers(net: nn.Module) -> list[str]:
-    """Main layers to probe: InceptionV1's stem and mixed outputs (branches on request); else every hook point."""
-    from harness.models import hook_points
+    """Main layers to probe: InceptionV1's stem and mixed outputs (branches on request); else the model's
+    stage/block outputs (``harness.models.probe_layers``)."""
+    from harness.models.probe_layers import default_probe_layers
 
     plan = getattr(net, "plan", None)
     if plan is not None:
         return [name for name, _, _ in plan.stem] + [block.name for block in plan.blocks]
-    return list(hook_points(net))
+    return default_probe_layers(net)
 
 
 class ProbeCallback(pl.Callback):

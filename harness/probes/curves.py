@@ -21,6 +21,7 @@ or largest: those are edge/blob or line-like responses).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,6 +33,8 @@ from harness.hooks import capture, eval_mode, forward_until
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.curve_stimuli import Stimuli, make_stimuli
 from harness.probes.probe_set import probe_layout
+
+log = logging.getLogger(__name__)
 
 
 def _rf_centre(profile: torch.Tensor) -> float:
@@ -45,7 +48,8 @@ def _rf_centre(profile: torch.Tensor) -> float:
 
 
 def centre_positions(
-    model: nn.Module, layers: Sequence[str], size: int, device: torch.device, seed: int = 0
+    model: nn.Module, layers: Sequence[str], size: int, device: torch.device, seed: int = 0,
+    rf_sizes: dict[str, int] | None = None,
 ) -> dict[str, tuple[int, int, float]]:
     """Layer -> (row, col, offset px): the output index whose receptive field is centred nearest the image centre.
 
@@ -72,6 +76,10 @@ def centre_positions(
                     continue
                 for axis, idx, prof in (("row", i, g.sum(1)), ("col", j, g.sum(0))):
                     best[axis] = min(best[axis], (abs(_rf_centre(prof) - centre), idx))
+                    if rf_sizes is not None:  # extent of the gradient's support, in px (the image clips it)
+                        support = torch.nonzero(prof > prof.max() * 1e-6)[:, 0]
+                        extent = int(support[-1] - support[0]) + 1
+                        rf_sizes[name] = max(rf_sizes.get(name, 0), extent)
             out[name] = (best["row"][1], best["col"][1], float(np.hypot(best["row"][0], best["col"][0])))
     return out
 
@@ -227,9 +235,29 @@ class CurveCensus(Probe):
             s["detector"] = self.is_detector(s)
         return out
 
+    def min_rf(self, size: int) -> float:
+        """Smallest receptive field (px) a default layer needs: the diameter of the third-smallest arc radius.
+
+        Why: a unit passes ``mid_radius`` only when it prefers a radius strictly inside the tested range, so its
+        receptive field must hold arcs larger than the second radius; smaller fields only see arc fragments.
+        """
+        radii = sorted(self.radii)
+        return 2 * radii[min(2, len(radii) - 1)] * size
+
     def run(self, ctx: ProbeContext) -> ProbeResult:
         size = ctx.probe_set.images.shape[-1]
-        positions = centre_positions(ctx.model, self.target_layers(ctx), size, ctx.device, ctx.seed)
+        rf_sizes: dict[str, int] = {}
+        positions = centre_positions(ctx.model, self.target_layers(ctx), size, ctx.device, ctx.seed, rf_sizes)
+        chosen_by_rf = ""
+        if self.layers is None:  # default: the run's layers whose receptive field fits the stimuli
+            fits = {n: p for n, p in positions.items() if rf_sizes.get(n, 0) >= self.min_rf(size)}
+            chosen_by_rf = (f"layers with a receptive field >= {self.min_rf(size):.0f} px (twice the third arc "
+                            f"radius): {', '.join(fits) or 'none'}; receptive fields (px): {rf_sizes}")  # fmt: skip
+            log.info("curves: %s", chosen_by_rf)
+            if not fits:
+                raise ConfigError(f"curves: no probe layer has a receptive field >= {self.min_rf(size):.0f} px "
+                                  f"(receptive fields: {rf_sizes}); set probes.curves.layers")  # fmt: skip
+            positions = fits
         layers = list(positions)
         if not layers:
             raise ConfigError(f"curves needs conv feature maps; none among {self.target_layers(ctx)}")
@@ -241,7 +269,9 @@ class CurveCensus(Probe):
                        f"{self.arc_span} deg arcs, {self.stroke} px stroke, both polarities, + chord lines",
         })  # fmt: skip
         if skipped := [n for n in self.target_layers(ctx) if n not in positions]:
-            result.info["skipped_layers"] = skipped  # no spatial map
+            result.info["skipped_layers"] = skipped  # no spatial map, or (default layers) too small a field
+        if chosen_by_rf:
+            result.info["layers"] = chosen_by_rf
         if self.random_init and ctx.make_model is not None:
             with torch.random.fork_rng(devices=[]):  # a seeded control that leaves the global RNG alone
                 torch.manual_seed(ctx.seed)
