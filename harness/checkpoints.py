@@ -45,7 +45,8 @@ def load_net(ckpt_path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
     record = run_of(ckpt_path)
     model_cfg = OmegaConf.create(architecture(record["config"]["model"]))
-    net = instantiate_model(model_cfg, num_classes=len(record["classes"]))
+    size = int((record["config"].get("data") or {}).get("image_size") or 64)
+    net = instantiate_model(model_cfg, image_size=size, num_classes=len(record["classes"]))
     state = read_state_dict(ckpt_path, what="checkpoint")
     try:
         net.load_state_dict(state)

@@ -100,9 +100,15 @@ def _probe_cfg(tmp_path: Path, *overrides: str):
 
 # Small probe settings: every default probe runs, each at a fraction of its default cost.
 SMALL = [
-    "image_size=32", "probing.probe_set_size=16", "probing.budget_s=null", "probes.curves.orientations=36",
-    "probes.curves.radii=[0.1,0.2,0.3,0.45]", "probes.featvis.steps=2", "probes.featvis.default_units=2",
-    "probes.examples.k=2", "probes.examples.default_units=2",
+    "image_size=32",
+    "probing.probe_set_size=16",
+    "probing.budget_s=null",
+    "probes.curves.orientations=36",
+    "probes.curves.radii=[0.1,0.2,0.3,0.45]",
+    "probes.featvis.steps=2",
+    "probes.featvis.default_units=2",
+    "probes.examples.k=2",
+    "probes.examples.default_units=2",
 ]
 FAMILIES = {
     "resnet18": ["model=torchvision", "model.name=resnet18"],
@@ -114,7 +120,12 @@ FAMILIES = {
 }
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
+# The big ones (a 120M-parameter VGG head, ConvNeXt, EfficientNet) take 1-3 min each on a busy 2-core machine;
+# their default layers and channels are covered by the fast tests above, so their end-to-end runs are slow tests.
+SLOW = ("vgg11_bn", "efficientnet_b0", "convnext_tiny")
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.slow) if f in SLOW else f for f in FAMILIES])
 def test_default_probes_run_on_every_family(family: str, tmp_path: Path, one_thread) -> None:
     if family.startswith("timm"):
         pytest.importorskip("timm")

@@ -87,8 +87,11 @@ def check_arguments(target: str, factory: Any, given: set[str]) -> None:
                       f"{', '.join(sorted(accepted)) or '(nothing)'}{needs}")  # fmt: skip
 
 
-def instantiate_model(model_cfg: Mapping[str, Any], **kwargs: Any) -> nn.Module:
-    """``hydra.utils.instantiate(model_cfg, **kwargs)``, arguments checked; ``weights``/``widen`` for any model."""
+def instantiate_model(model_cfg: Mapping[str, Any], image_size: int = 64, **kwargs: Any) -> nn.Module:
+    """``hydra.utils.instantiate(model_cfg, **kwargs)``, arguments checked; ``weights``/``widen`` for any model.
+
+    ``image_size`` is the input size the graph is traced at for ``widen`` (a flatten's width depends on it).
+    """
     import hydra
 
     cfg = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
@@ -116,5 +119,5 @@ def instantiate_model(model_cfg: Mapping[str, Any], **kwargs: Any) -> nn.Module:
     if any(widen.values()):
         from harness.models.graph_widen import widen_modules
 
-        net = widen_modules(net, widen)
+        net = widen_modules(net, widen, image_size)
     return net

@@ -84,6 +84,30 @@ def centre_positions(
     return out
 
 
+def geometric_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose gradients reach every input pixel its architecture connects: positive averaging
+    weights (1 / fan-in), zero biases, unit norm scales, fresh norm statistics.
+
+    Why: receptive fields measured on the real weights shrink where a residual branch starts at zero (timm's
+    ``zero_init_last``) or a unit is dead; choosing layers by receptive field must not depend on the init.
+    """
+    import copy
+
+    geo = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, param in geo.named_parameters():
+            if param.dim() > 1:
+                param.fill_(1.0 / max(1, param[0].numel()))
+            else:
+                param.fill_(1.0 if name.endswith("weight") or "scale" in name or "gamma" in name else 0.0)
+        for name, buf in geo.named_buffers():
+            if name.endswith("running_mean"):
+                buf.zero_()
+            elif name.endswith("running_var"):
+                buf.fill_(1.0)
+    return geo
+
+
 def stimulus_responses(
     model: nn.Module, layers: Sequence[str], images: torch.Tensor, positions: dict, device, batch_size: int = 256
 ) -> dict[str, np.ndarray]:
@@ -246,10 +270,11 @@ class CurveCensus(Probe):
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         size = ctx.probe_set.images.shape[-1]
-        rf_sizes: dict[str, int] = {}
-        positions = centre_positions(ctx.model, self.target_layers(ctx), size, ctx.device, ctx.seed, rf_sizes)
+        positions = centre_positions(ctx.model, self.target_layers(ctx), size, ctx.device, ctx.seed)
         chosen_by_rf = ""
         if self.layers is None:  # default: the run's layers whose receptive field fits the stimuli
+            rf_sizes: dict[str, int] = {}
+            centre_positions(geometric_copy(ctx.model), list(positions), size, ctx.device, ctx.seed, rf_sizes)
             fits = {n: p for n, p in positions.items() if rf_sizes.get(n, 0) >= self.min_rf(size)}
             chosen_by_rf = (f"layers with a receptive field >= {self.min_rf(size):.0f} px (twice the third arc "
                             f"radius): {', '.join(fits) or 'none'}; receptive fields (px): {rf_sizes}")  # fmt: skip
