@@ -35,6 +35,11 @@ CASES = {
         {"layer2.0.conv1": 8},
         "layer2.0.conv2",
     ),  # fmt: skip
+    "timm_efficientnet_b0": (
+        lambda: __import__("timm").create_model("efficientnet_b0", num_classes=5),
+        {"blocks.1.0.conv_pw": 16},
+        "blocks.1.0.conv_pwl",
+    ),  # fmt: skip
 }
 
 

@@ -96,9 +96,9 @@ def _shape(node: Any) -> tuple[int, ...] | None:
 class _Walker:
     """Follows new channels from one producer through the graph, filling a :class:`_Plan` or refusing."""
 
-    def __init__(self, graph: fx.GraphModule, target: str, n: int) -> None:
+    def __init__(self, graph: fx.GraphModule, target: str, n: int, modules: Mapping[str, nn.Module] | None = None):
         self.graph, self.target, self.plan = graph, target, _Plan(n)
-        self.modules = dict(graph.named_modules())
+        self.modules = {**dict(graph.named_modules()), **(modules or {})}
         self.seen: set[tuple[str, int]] = set()
 
     def refuse(self, node: fx.Node, why: str) -> None:
@@ -140,6 +140,13 @@ class _Walker:
                 self.refuse(user, "a reduction over the channel axis")
             keep = user.kwargs.get("keepdim", user.args[2] if len(user.args) > 2 else False)
             return self.walk(user, axis if keep else axis - sum(d < axis for d in dims), pos, k)
+        if fn is nn.functional.batch_norm:  # a batch norm module traced through (timm's BatchNormAct2d)
+            stats = user.args[1] if len(user.args) > 1 else user.kwargs.get("running_mean")
+            owner = str(getattr(stats, "target", "")).rpartition(".")[0]
+            if axis != 1 or k != 1 or not isinstance(self.modules.get(owner), nn.modules.batchnorm._BatchNorm):
+                self.refuse(user, "a batch norm whose module cannot be found")
+            self.plan.norms[owner] = pos
+            return self.walk(user, axis, pos, k)
         if fn is torch.cat:
             return self.cat(node, user, axis, pos, k)
         if fn in _BINARY or user.op == "call_method" and fn in _BINARY_METHODS:
@@ -278,7 +285,7 @@ def plan_widen(net: nn.Module, target: str, n: int, image_size: int = 64) -> _Pl
     if int(n) != n or n < 1:
         raise ConfigError(f"model.widen.{target}={n}: only adding units (an integer >= 1) works on this model")
     graph = _trace(net, image_size)
-    walker = _Walker(graph, target, int(n))
+    walker = _Walker(graph, target, int(n), modules)
     walker.plan.outputs[target] = int(n)
     nodes = [node for node in graph.graph.nodes if node.op == "call_module" and node.target == target]
     if not nodes:
