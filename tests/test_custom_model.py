@@ -115,3 +115,10 @@ def test_harness_train_runs_a_custom_model_from_a_file(mynet_dir: Path, tmp_path
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: model._target_=mynet.MyNet: unexpected argument")
+
+
+def test_widen_a_custom_model_from_the_command_line_spelling(make_cfg, mynet_dir: Path) -> None:
+    cfg = make_cfg("model=custom", "model._target_=mynet.MyNet", "+model.widen.features.0=3")
+    net = build_model(cfg, num_classes=4, image_size=32)
+    assert net.features[0].out_channels == 11 and net.features[3].in_channels == 11
+    assert torch.equal(net.features[3].weight[:, 8:], torch.zeros_like(net.features[3].weight[:, 8:]))
