@@ -140,6 +140,7 @@ def test_default_probes_run_on_every_family(family: str, tmp_path: Path, one_thr
     assert set(probes) >= {"activations", "curves", "dissect", "linear", "cka", "spectra", "examples", "featvis"}
     first = default_probe_layers(_build(cfg))[0]
     assert f"activations/{first}/dead_fraction" in record["metrics"]
+    assert f"cka/{first}/cka_to_reference" in record["metrics"]  # block names are layers of the reference too
     assert "layers" in probes["curves"]["info"]  # the curves probe says which layers it picked
     print(f"{family}: {time.perf_counter() - start:.1f} s")
 

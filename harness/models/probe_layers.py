@@ -179,3 +179,11 @@ class LayerChannels(dict):
         except KeyError:
             return False
         return True
+
+
+def layer_names(model: nn.Module) -> set[str]:
+    """Every name a probe may address on ``model``: its hook points (Lucid names for InceptionV1) and any
+    dotted module path (``layer4.1``, ``features.3``)."""
+    from harness.models.zoo import hook_points
+
+    return set(hook_points(model)) | {name for name, _ in model.named_modules() if name}

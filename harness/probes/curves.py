@@ -48,7 +48,11 @@ def _rf_centre(profile: torch.Tensor) -> float:
 
 
 def centre_positions(
-    model: nn.Module, layers: Sequence[str], size: int, device: torch.device, seed: int = 0,
+    model: nn.Module,
+    layers: Sequence[str],
+    size: int,
+    device: torch.device,
+    seed: int = 0,
     rf_sizes: dict[str, int] | None = None,
 ) -> dict[str, tuple[int, int, float]]:
     """Layer -> (row, col, offset px): the output index whose receptive field is centred nearest the image centre.
@@ -279,10 +283,13 @@ class CurveCensus(Probe):
             chosen_by_rf = (f"layers with a receptive field >= {self.min_rf(size):.0f} px (twice the third arc "
                             f"radius): {', '.join(fits) or 'none'}; receptive fields (px): {rf_sizes}")  # fmt: skip
             log.info("curves: %s", chosen_by_rf)
-            if not fits:
-                raise ConfigError(f"curves: no probe layer has a receptive field >= {self.min_rf(size):.0f} px "
-                                  f"(receptive fields: {rf_sizes}); set probes.curves.layers")  # fmt: skip
-            positions = fits
+            if not fits:  # a small model: census every layer rather than none, and say so
+                chosen_by_rf = (
+                    f"no layer has a receptive field >= {self.min_rf(size):.0f} px (twice the third arc "
+                    f"radius); using all: {', '.join(positions)}; receptive fields (px): {rf_sizes}"
+                )
+                log.info("curves: %s", chosen_by_rf)
+            positions = fits or positions
         layers = list(positions)
         if not layers:
             raise ConfigError(f"curves needs conv feature maps; none among {self.target_layers(ctx)}")
