@@ -9,21 +9,18 @@ model-building pipeline (:mod:`harness.models.build`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from harness.conf_dir import CONF_DIR
 from harness.errors import ConfigError
 from harness.models.build import CHECKPOINT_KEY, architecture, model_architecture
 from harness.models.build import build_model as build_from_model_config
-from harness.models.names import hook_points, layers
+from harness.models.names import hook_points, layer_names, layers
 
-# An absolute path: console scripts and `python -m` both find the configs (Hydra resolves relative paths
-# against the calling module, which differs between the two).
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 # Random-init controls (curve census, CKA reference of harness-probe) draw their weights from this seed
 # offset, so a control never shares its init with the run's own model (seed) yet is the same for every run
 # of one seed.
@@ -82,7 +79,8 @@ def check_probe_layers(cfg: DictConfig, net: torch.nn.Module) -> None:
     if not names:
         return
     valid = list(hook_points(net))
-    unknown = [name for name in names if str(name).split(":")[0] not in valid]
+    known = layer_names(net)  # hook points and any dotted module path
+    unknown = [name for name in names if str(name).split(":")[0] not in known]
     if unknown:
         shown = ", ".join(map(str, unknown))
         raise ConfigError(f"unknown layer(s) {shown} in probing.layers; valid: {', '.join(valid)}")

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.builders import CONF_DIR, build_model, build_probes, control_seed, fresh_model_factory, model_summary
 from harness.checkpoints import load_net
 from harness.errors import config_error
+from harness.models.custom import flatten_widen
 from harness.models.names import default_layers
 from harness.probes.base import ProbeContext
 from harness.probes.probe_set import ProbeSet
@@ -67,7 +68,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
         settings = cfg.probing
         probe_set = ProbeSet.from_datamodule(datamodule, n=settings.probe_set_size, seed=settings.probe_set_seed)
         widen_cfg = model_cfg.model.get("widen")
-        widen = OmegaConf.to_container(widen_cfg, resolve=True) if widen_cfg else {}
+        widen = flatten_widen(widen_cfg) if widen_cfg else {}  # `layer2.0.conv1`, not Hydra's nested keys
         widen = {k: v for k, v in widen.items() if v > 0}  # units these edits added (pruning adds none)
         ctx = ProbeContext(
             model=net,

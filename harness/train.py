@@ -100,7 +100,9 @@ def _probe_callback(cfg: DictConfig, record: RunRecord, run_dir: Path, make_mode
     if not probes:
         return None
     settings = OmegaConf.to_container(cfg.probing, resolve=True) if cfg.get("probing") else {}
-    widen = OmegaConf.to_container(cfg.model.widen, resolve=True) if cfg.model.get("widen") else {}
+    from harness.models.custom import flatten_widen
+
+    widen = flatten_widen(cfg.model.widen) if cfg.model.get("widen") else {}  # layer2.0.conv1, not nested keys
     return ProbeCallback(probes, record=record, run_dir=run_dir, seed=cfg.seed, widen=widen,
                          make_model=make_model, **settings)
 

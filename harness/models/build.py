@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from harness.errors import ConfigError
+from harness.models.custom import instantiate_model
 from harness.models.edits import INCEPTION_TARGET, INCEPTION_TARGETS, add_widen, check_widen, is_inception
 from harness.models.freeze import freeze_old as freeze_units
 from harness.models.inception_v1 import InceptionV1, _check_args
@@ -217,7 +217,7 @@ def build_model(
     if str(cfg.get("_target_", "")) in INCEPTION_TARGETS[1:]:
         cfg = OmegaConf.merge(cfg, {"_target_": INCEPTION_TARGET})
     kwargs = {"num_classes": num_classes} if cfg.get("num_classes") is None and num_classes is not None else {}
-    net = hydra.utils.instantiate(cfg, **kwargs)
+    net = instantiate_model(cfg, image_size=image_size or 64, **kwargs)  # arguments checked: one-line errors
     if image_size is not None and hasattr(net, "check_input_size"):
         net.check_input_size(image_size)
     return net

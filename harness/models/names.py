@@ -28,11 +28,20 @@ def hook_points(model: nn.Module) -> dict[str, nn.Module]:
 
 
 def default_layers(net: nn.Module) -> list[str]:
-    """Main layers to probe: InceptionV1's stem and mixed outputs (branches on request); else every hook point."""
+    """Main layers to probe: InceptionV1's stem and mixed outputs (branches on request); else the model's
+    stage/block outputs (``harness.models.probe_layers``)."""
+    from harness.models.probe_layers import default_probe_layers
+
     plan = getattr(net, "plan", None)
     if plan is not None:
         return [name for name, _, _ in plan.stem] + [block.name for block in plan.blocks]
-    return list(hook_points(net))
+    return default_probe_layers(net)
+
+
+def layer_names(model: nn.Module) -> set[str]:
+    """Every name a probe may address on ``model``: its hook points (Lucid names for InceptionV1) and any
+    dotted module path (``layer4.1``, ``features.3``)."""
+    return set(hook_points(model)) | {name for name, _ in model.named_modules() if name}
 
 
 def layers(model: nn.Module) -> dict[str, int]:
@@ -40,10 +49,12 @@ def layers(model: nn.Module) -> dict[str, int]:
     channels = getattr(model, "channels", None)
     if isinstance(channels, dict):
         return dict(channels)
+    from harness.models.probe_layers import LayerChannels
+
     out = {}
     for name, module in hook_points(model).items():
         out[name] = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
-    return out
+    return LayerChannels(model, out)  # also answers for block outputs (layer4.1, features.3) on lookup
 
 
 def resolve(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 
 from harness.errors import ConfigError
-from harness.models import hook_points
+from harness.models.names import layer_names
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.heatmap import heatmap
 from harness.probes.keys import CKA_TO_REFERENCE
@@ -171,7 +171,7 @@ class CKA(Probe):
         if ctx.reference is None:
             result.info["reference"] = "none: cka_to_reference skipped"
         else:
-            known = hook_points(ctx.reference)
+            known = layer_names(ctx.reference)
             common = [name for name in layers if name in known]
             skipped = {name: "not a layer of the reference model" for name in layers if name not in known}
             if skipped:
@@ -198,7 +198,7 @@ class CKA(Probe):
         """The reference's activations, from the shared cache when it has all of the run's layers."""
         if not layers:
             return {}
-        known = hook_points(ctx.reference)
+        known = layer_names(ctx.reference)
         if all(name in known for name in ctx.layers):
             return ctx.activations(layers, model=ctx.reference)
         # ctx.activations would also capture the run's layers the reference lacks (e.g. an inserted block)

@@ -21,6 +21,7 @@ or largest: those are edge/blob or line-like responses).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,6 +44,8 @@ from harness.probes.keys import (
 )
 from harness.probes.probe_set import probe_layout
 
+log = logging.getLogger(__name__)
+
 
 def _rf_centre(profile: torch.Tensor) -> float:
     """Receptive-field centre along one axis from a |gradient| profile: the midpoint of its support when that
@@ -55,7 +58,12 @@ def _rf_centre(profile: torch.Tensor) -> float:
 
 
 def centre_positions(
-    model: nn.Module, layers: Sequence[str], size: int, device: torch.device, seed: int = 0
+    model: nn.Module,
+    layers: Sequence[str],
+    size: int,
+    device: torch.device,
+    seed: int = 0,
+    rf_sizes: dict[str, int] | None = None,
 ) -> dict[str, tuple[int, int, float]]:
     """Layer -> (row, col, offset px): the output index whose receptive field is centred nearest the image centre.
 
@@ -82,8 +90,36 @@ def centre_positions(
                     continue
                 for axis, idx, prof in (("row", i, g.sum(1)), ("col", j, g.sum(0))):
                     best[axis] = min(best[axis], (abs(_rf_centre(prof) - centre), idx))
+                    if rf_sizes is not None:  # extent of the gradient's support, in px (the image clips it)
+                        support = torch.nonzero(prof > prof.max() * 1e-6)[:, 0]
+                        extent = int(support[-1] - support[0]) + 1
+                        rf_sizes[name] = max(rf_sizes.get(name, 0), extent)
             out[name] = (best["row"][1], best["col"][1], float(np.hypot(best["row"][0], best["col"][0])))
     return out
+
+
+def geometric_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose gradients reach every input pixel its architecture connects: positive averaging
+    weights (1 / fan-in), zero biases, unit norm scales, fresh norm statistics.
+
+    Why: receptive fields measured on the real weights shrink where a residual branch starts at zero (timm's
+    ``zero_init_last``) or a unit is dead; choosing layers by receptive field must not depend on the init.
+    """
+    import copy
+
+    geo = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, param in geo.named_parameters():
+            if param.dim() > 1:
+                param.fill_(1.0 / max(1, param[0].numel()))
+            else:
+                param.fill_(1.0 if name.endswith("weight") or "scale" in name or "gamma" in name else 0.0)
+        for name, buf in geo.named_buffers():
+            if name.endswith("running_mean"):
+                buf.zero_()
+            elif name.endswith("running_var"):
+                buf.fill_(1.0)
+    return geo
 
 
 def stimulus_responses(
@@ -245,9 +281,33 @@ class CurveCensus(Probe):
             s["detector"] = self.is_detector(s)
         return out
 
+    def min_rf(self, size: int) -> float:
+        """Smallest receptive field (px) a default layer needs: the diameter of the third-smallest arc radius.
+
+        Why: a unit passes ``mid_radius`` only when it prefers a radius strictly inside the tested range, so its
+        receptive field must hold arcs larger than the second radius; smaller fields only see arc fragments.
+        """
+        radii = sorted(self.radii)
+        return 2 * radii[min(2, len(radii) - 1)] * size
+
     def run(self, ctx: ProbeContext) -> ProbeResult:
         size = ctx.probe_set.images.shape[-1]
         positions = centre_positions(ctx.model, self.target_layers(ctx), size, ctx.device, ctx.seed)
+        chosen_by_rf = ""
+        if self.layers is None:  # default: the run's layers whose receptive field fits the stimuli
+            rf_sizes: dict[str, int] = {}
+            centre_positions(geometric_copy(ctx.model), list(positions), size, ctx.device, ctx.seed, rf_sizes)
+            fits = {n: p for n, p in positions.items() if rf_sizes.get(n, 0) >= self.min_rf(size)}
+            chosen_by_rf = (f"layers with a receptive field >= {self.min_rf(size):.0f} px (twice the third arc "
+                            f"radius): {', '.join(fits) or 'none'}; receptive fields (px): {rf_sizes}")  # fmt: skip
+            log.info("curves: %s", chosen_by_rf)
+            if not fits:  # a small model: census every layer rather than none, and say so
+                chosen_by_rf = (
+                    f"no layer has a receptive field >= {self.min_rf(size):.0f} px (twice the third arc "
+                    f"radius); using all: {', '.join(positions)}; receptive fields (px): {rf_sizes}"
+                )
+                log.info("curves: %s", chosen_by_rf)
+            positions = fits or positions
         layers = list(positions)
         if not layers:
             raise ConfigError(f"curves needs conv feature maps; none among {self.target_layers(ctx)}")
@@ -259,7 +319,9 @@ class CurveCensus(Probe):
                        f"{self.arc_span} deg arcs, {self.stroke} px stroke, both polarities, + chord lines",
         })  # fmt: skip
         if skipped := [n for n in self.target_layers(ctx) if n not in positions]:
-            result.info["skipped_layers"] = skipped  # no spatial map
+            result.info["skipped_layers"] = skipped  # no spatial map, or (default layers) too small a field
+        if chosen_by_rf:
+            result.info["layers"] = chosen_by_rf
         if self.random_init and ctx.make_model is not None:
             with torch.random.fork_rng(devices=[]):  # a seeded control that leaves the global RNG alone
                 torch.manual_seed(ctx.seed)

@@ -22,6 +22,7 @@ training split (one SVD serves the whole grid). The split is seeded by `ctx.seed
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -30,6 +31,8 @@ import torch
 from harness.errors import ConfigError
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.keys import linear_acc
+
+log = logging.getLogger(__name__)
 
 
 def pooled(acts: torch.Tensor) -> torch.Tensor:
@@ -133,6 +136,8 @@ class Linear(Probe):
     def run(self, ctx: ProbeContext) -> ProbeResult:
         layers = self.target_layers(ctx)
         targets, skipped, bins = self.targets(ctx)
+        if skipped:  # data without the world's attributes (ImageFolder, CIFAR-10): class read-out only
+            log.warning("linear: %s skipped: %s", " and ".join(skipped), "; ".join(dict.fromkeys(skipped.values())))
         n = len(ctx.probe_set)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(ctx.seed))
         is_train = torch.zeros(n, dtype=torch.bool)

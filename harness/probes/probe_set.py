@@ -49,6 +49,8 @@ class ProbeSet:
         world = getattr(datamodule, "world", None)
         if world is not None:
             return cls.from_world(world, n=n, seed=seed)
+        if callable(getattr(datamodule, "setup", None)):
+            datamodule.setup("validate")  # harness-probe hands over a datamodule Lightning never set up
         xs, ys = [], []
         for x, y in datamodule.val_dataloader():
             xs.append(x if x.dtype != torch.uint8 else x.float() / 255.0)

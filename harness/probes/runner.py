@@ -89,6 +89,9 @@ def run_probes(
         outcome.seconds = time.perf_counter() - t0
         if outcome.error is None:
             outcome.result, outcome.error = _validate(outcome.result)
+        if outcome.error is None and (why := _nothing_to_measure(outcome.result)):
+            outcome.skipped = why  # e.g. dissect on data without concept masks: one line, not a failure
+            log.warning("probe %s skipped: %s", name, why)
         if outcome.error is None and timeout_s is not None and outcome.seconds > timeout_s:  # could not interrupt
             outcome.error = f"ran {outcome.seconds:.1f} s, past its time limit of {timeout_s:g} s"
             outcome.error += " (probing.probe_timeout_s)"
@@ -123,6 +126,12 @@ def _validate(result: Any) -> tuple[ProbeResult | None, str | None]:
         result.images = {k: v for k, v in result.images.items() if k not in images}
         problems.append(f"returned images that are not HxWx3 arrays: {', '.join(images)}")
     return result, "; ".join(problems) or None
+
+
+def _nothing_to_measure(result: ProbeResult | None) -> str | None:
+    """The probe's own reason when it measured nothing (no scalars, ``info["skipped"]`` a sentence)."""
+    why = result.info.get("skipped") if result is not None else None
+    return why if isinstance(why, str) and not result.scalars else None
 
 
 def _finite(value: Any) -> bool:

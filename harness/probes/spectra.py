@@ -98,6 +98,16 @@ def unit_weights(model: nn.Module, layers: Sequence[str]) -> tuple[dict[str, tor
     return weights, expanded
 
 
+def _singular_values(w: torch.Tensor) -> torch.Tensor:
+    """Singular values, descending, from the eigenvalues of the smaller Gram matrix (float64).
+
+    Why not ``svdvals``: for a ResNet's 512 x 4608 conv it took 20 s on a busy 2-core CPU against ~1 s for
+    the 512 x 512 Gram's ``eigvalsh``; in float64 the squared condition number costs nothing the ESD fit reads.
+    """
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    return torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(0)
+
+
 class Spectra(Probe):
     """Stable rank, spectral norm and ESD power-law alpha of every named conv unit; needs no data.
 
@@ -120,7 +130,7 @@ class Spectra(Probe):
         for name, weight in weights.items():
             with torch.no_grad():
                 w = weight.detach().to("cpu", torch.float64).reshape(len(weight), -1)  # [out, in*k*k]
-                sigma = torch.linalg.svdvals(w)
+                sigma = _singular_values(w)
             top = float(sigma[0]) if len(sigma) else 0.0
             stable_rank = float((sigma**2).sum()) / top**2 if top > 0 else 0.0
             tol = top * max(w.shape) * torch.finfo(weight.dtype).eps if weight.dtype.is_floating_point else 0.0

@@ -44,7 +44,7 @@ def parse_units(specs: Sequence[str] | None, channels: Mapping[str, int]) -> dic
     out: dict[str, list[int]] = {}
     for spec in specs or []:
         layer, _, index = str(spec).rpartition(":")
-        if layer not in channels:
+        if not (channels.knows(layer) if hasattr(channels, "knows") else layer in channels):
             valid = ", ".join(channels)
             raise ConfigError(f"unit {spec!r}: unknown layer {layer!r}; write 'layer:index' with a layer in: {valid}")
         if not index.isdigit() or int(index) >= channels[layer]:

@@ -22,13 +22,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from harness.conf_dir import CONF_DIR
 from harness.errors import ConfigError
 from harness.suggest.calibrate import weights_from_signals
 from harness.suggest.load import NoRecords, RunSummary, summarise
 from harness.suggest.overrides import as_overrides
 from harness.suggest.rules import Suggestion, suggest
 
-CONFIG = Path(__file__).resolve().parents[2] / "conf" / "suggest.yaml"
+CONFIG = Path(CONF_DIR) / "suggest.yaml"
 
 
 def load_config(overrides: list[str] | None = None) -> DictConfig:

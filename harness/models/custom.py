@@ -1,0 +1,123 @@
+"""Build any model config: ours, torchvision's, timm's or a user's own ``nn.Module`` class.
+
+Why a wrapper around ``hydra.utils.instantiate``: Hydra reports a bad constructor call as
+``InstantiationException: Error in call to target 'mynet.MyNet':`` with the cause on a later line, so a
+user's typo in ``+model.<arg>=...`` ended in a traceback file. Here the arguments are checked against the
+constructor's signature first, and the one-line :class:`ConfigError` names what is missing or unexpected
+and what the constructor accepts. The same wrapper gives every model the keys our InceptionV1 has itself:
+
+- ``weights``: a state-dict file loaded after building (a classifier of another size keeps its init);
+- ``widen``: ``{module path: extra units}``, applied by :mod:`harness.models.graph_widen` (function preserving),
+  with Hydra's nested spelling of dotted paths flattened back (``+model.widen.layer2.0.conv1=8``).
+
+A target whose constructor takes ``weights``/``widen`` itself (InceptionV1, ``torchvision_model``) gets them.
+
+Usage (Hydra): ``harness-train model=custom model._target_=mynet.MyNet +model.width=16``
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from harness.errors import ConfigError
+
+_HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
+# Keys this wrapper handles when the constructor does not take them.
+OWN_KEYS = ("weights", "widen")
+
+
+def flatten_widen(widen: Mapping[str, Any] | None, prefix: str = "") -> dict[str, int]:
+    """``{layer2: {'0': {conv1: 8}}}`` (how Hydra reads ``+model.widen.layer2.0.conv1=8``) -> ``{'layer2.0.conv1': 8}``.
+
+    Flat keys (``{'layer2.0.conv1': 8}``, from Python or a recipe) pass unchanged.
+    """
+    flat: dict[str, int] = {}
+    for key, value in (widen or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping | DictConfig):
+            flat.update(flatten_widen(value, f"{name}."))
+        else:
+            flat[name] = int(value)
+    return flat
+
+
+def _locate(target: str) -> Any:
+    from hydra.utils import get_object
+
+    try:
+        return get_object(target)
+    except Exception as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"cannot import model._target_={target!r}: {type(cause).__name__}: "
+                          f"{str(cause).splitlines()[0] if str(cause) else ''} (its package must be installed or "
+                          f"its folder on PYTHONPATH)") from None  # fmt: skip
+
+
+def _parameters(factory: Any) -> tuple[set[str], set[str], bool]:
+    """(accepted names, required names, takes **kwargs) of a class's constructor or a function."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return set(), set(), True  # a builtin we cannot inspect: let the call decide
+    params = [p for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    accepted = {p.name for p in params if p.kind != p.POSITIONAL_ONLY}
+    required = {p.name for p in params if p.default is p.empty}
+    return accepted, required, any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def check_arguments(target: str, factory: Any, given: set[str]) -> None:
+    """ConfigError naming missing/unexpected constructor arguments, and what the constructor accepts."""
+    accepted, required, open_ended = _parameters(factory)
+    unexpected = [] if open_ended else sorted(given - accepted)
+    missing = sorted(required - given)
+    if not (unexpected or missing):
+        return
+    problems = []
+    if missing:
+        problems.append(f"missing argument(s) {', '.join(missing)} (add +model.{missing[0]}=...)")
+    if unexpected:
+        problems.append(f"unexpected argument(s) {', '.join(unexpected)} (drop with ~model.{unexpected[0]})")
+    needs = "" if "num_classes" in accepted or open_ended else "; the constructor must take num_classes"
+    raise ConfigError(f"model._target_={target}: {'; '.join(problems)}; it accepts: "
+                      f"{', '.join(sorted(accepted)) or '(nothing)'}{needs}")  # fmt: skip
+
+
+def instantiate_model(model_cfg: Mapping[str, Any], image_size: int = 64, **kwargs: Any) -> nn.Module:
+    """``hydra.utils.instantiate(model_cfg, **kwargs)``, arguments checked; ``weights``/``widen`` for any model.
+
+    ``image_size`` is the input size the graph is traced at for ``widen`` (a flatten's width depends on it).
+    """
+    import hydra
+
+    cfg = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    target = cfg.get("_target_")
+    if not target or target == "???":
+        raise ConfigError("model._target_ is not set: write model._target_=pkg.module.Class (a class or function "
+                          "taking num_classes, importable from PYTHONPATH)")  # fmt: skip
+    factory = _locate(str(target))
+    accepted, _, open_ended = _parameters(factory)
+    own = {k: cfg.pop(k) for k in OWN_KEYS if k in cfg and k not in accepted}
+    arguments = {k: v for k, v in {**cfg, **kwargs}.items() if k not in _HYDRA_KEYS}
+    check_arguments(str(target), factory, set(arguments))
+    try:
+        net = hydra.utils.instantiate({**cfg, **kwargs})
+    except Exception as err:
+        cause = err.__cause__ if type(err).__name__ == "InstantiationException" and err.__cause__ else err
+        raise cause from None  # ConfigErrors stay one line; other causes keep their traceback, cause first
+    if not isinstance(net, nn.Module):
+        raise ConfigError(f"model._target_={target} returned a {type(net).__name__}, not a torch.nn.Module")
+    if own.get("weights"):
+        from harness.models.pretrained import load_torchvision_weights
+
+        load_torchvision_weights(net, own["weights"])
+    widen = flatten_widen(own.get("widen"))
+    if any(widen.values()):
+        from harness.models.graph_widen import widen_modules
+
+        net = widen_modules(net, widen, image_size)
+    return net
