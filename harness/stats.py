@@ -102,3 +102,17 @@ def bh_adjust(p_values: Sequence[float]) -> list[float]:
     if not p_values:
         return []
     return [float(q) for q in stats.false_discovery_control(np.asarray(p_values, dtype=float), method="bh")]
+
+
+def paired_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float, float, float]:
+    """(mean, low, high, sd) of paired differences with a two-sided t interval; low/high/sd are nan below two.
+
+    Why here: the oracle's gains (candidate - control per seed) and harness-compare's paired verdict
+    (policy - baseline per seed) are the same computation on the same kind of data.
+    """
+    x = np.asarray(diffs, dtype=float)
+    if len(x) < 2:
+        return (float(x.mean()) if len(x) else math.nan), math.nan, math.nan, math.nan
+    mean, sd = float(x.mean()), float(x.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * sd / math.sqrt(len(x))
+    return mean, mean - half, mean + half, sd

@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
 from harness.compare.load import Run, ordered_variants
+from harness.stats import paired_interval
 
 PAIRED_METRICS = ("test/acc", "test/loss", "val/acc", "val/loss")
 LEVEL = 0.95
@@ -41,16 +39,6 @@ class PairedEffect:
     @property
     def half_width(self) -> float:
         return (self.high - self.low) / 2
-
-
-def t_interval(diffs: Sequence[float], level: float = LEVEL) -> tuple[float, float, float, float]:
-    """(mean, low, high, sd) of the paired differences; low/high/sd are nan with fewer than two."""
-    x = np.asarray(diffs, dtype=float)
-    if len(x) < 2:
-        return (float(x.mean()) if len(x) else math.nan), math.nan, math.nan, math.nan
-    sd = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1)) * sd / math.sqrt(len(x))
-    return float(x.mean()), float(x.mean()) - half, float(x.mean()) + half, sd
 
 
 def _by_seed(runs: Sequence[Run], variant: str) -> dict[int, Run] | None:
@@ -81,7 +69,7 @@ def paired_effects(runs: Sequence[Run], baseline: str, metrics: Sequence[str] = 
                 if a is not None and b is not None and math.isfinite(a) and math.isfinite(b):
                     diffs.append(a - b)
             if len(diffs) >= 2:
-                out.append(PairedEffect(variant, baseline, metric, len(diffs), *t_interval(diffs)))
+                out.append(PairedEffect(variant, baseline, metric, len(diffs), *paired_interval(diffs)))
     return out
 
 

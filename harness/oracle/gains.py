@@ -8,15 +8,14 @@ val acc - control val acc; mean and 95% t interval of the paired differences (sc
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from harness.oracle.candidates import CONTROL
 from harness.oracle.launch import JobResult
+from harness.stats import paired_interval
 
 LEVEL = 0.95
 
@@ -36,15 +35,9 @@ class Gain:
 
 
 def t_interval(diffs: Sequence[float], level: float = LEVEL) -> Gain:
-    """Mean and two-sided t interval of ``diffs``."""
-    x = np.asarray(diffs, dtype=float)
-    if len(x) == 0:
-        return Gain(math.nan, math.nan, math.nan, 0)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return Gain(mean, math.nan, math.nan, 1)
-    half = float(stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return Gain(mean, mean - half, mean + half, len(x))
+    """Mean and two-sided t interval of ``diffs`` (:func:`harness.stats.paired_interval`)."""
+    mean, low, high, _ = paired_interval(diffs, level)
+    return Gain(mean, low, high, len(diffs))
 
 
 def paired_diffs(jobs: Sequence[JobResult]) -> dict[str, dict[str, np.ndarray]]:
