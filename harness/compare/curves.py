@@ -18,8 +18,9 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.compare.load import RECORD_NAME, Run
+from harness.compare.load import Run
 from harness.compare.plots import Plot, PlotSpec
+from harness.runs import RECORD_NAME
 
 # (title, keys tried in order in each epoch row)
 PANELS = (("val/acc", ("val/acc",)), ("train/loss", ("train/loss_epoch", "train/loss")))
