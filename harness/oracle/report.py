@@ -133,13 +133,14 @@ td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{margin:4px}}
 def print_tables(rows: Sequence[Mapping[str, Any]], scores: Sequence[SignalScore]) -> None:
     """The oracle gains and the signals as rich tables on the terminal."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     gains = Table(title="oracle gains (95% CI over paired seeds)")
     for col in ("candidate", "params", "gain loss", "95% CI", "gain acc"):
         gains.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=True)
     for r in rows:
-        ci = f"[{r['gain_val_loss_low']:.3g}, {r['gain_val_loss_high']:.3g}]"
+        ci = escape(f"[{r['gain_val_loss_low']:.3g}, {r['gain_val_loss_high']:.3g}]")  # not rich markup
         gains.add_row(r["candidate"], str(r["params_added"]), f"{r['gain_val_loss']:.3g}", ci,
                       f"{r['gain_val_acc']:.3g}")  # fmt: skip
     table = Table(title="signals: Spearman rho with the oracle gain (val loss), bootstrap 95% CI")
