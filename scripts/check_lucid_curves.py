@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from harness.errors import ConfigError
-    from harness.models import inception_v1
+    from harness.models.build import inception_v1
     from harness.models.pretrained import LUCID_BLOB_ID, git_blob_id
 
     try:

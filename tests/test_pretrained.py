@@ -18,7 +18,8 @@ from omegaconf import open_dict
 from harness.checkpoints import load_net
 from harness.errors import ConfigError
 from harness.hooks import run_with_cache
-from harness.models import InceptionV1, inception_v1, max_output_change, torchvision_model
+from harness.models import InceptionV1, max_output_change, torchvision_model
+from harness.models.build import inception_v1
 from harness.models.pretrained import lucid_keys, read_state_dict
 from harness.probe import probe
 from harness.records import RunRecord

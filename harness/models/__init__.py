@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from harness.lazy import lazy_exports
 
-# Public name -> the module that defines it.
+# Public name -> the module that defines it. Not `inception_v1` (the build function): the submodule of that name
+# becomes the package attribute as soon as anything imports it, so the export would sometimes be the module.
+# Import it as `from harness.models.build import inception_v1`.
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["architecture", "build_model", "inception_v1", "load_net", "model_architecture"], "build"),
+    **dict.fromkeys(["architecture", "build_model", "load_net", "model_architecture"], "build"),
     **dict.fromkeys(["BRANCHES", "CONCAT_BRANCHES", "MIXED_NAMES", "Plan", "plan_inception", "widen_targets"], "edits"),
     "freeze_old": "freeze",
     **dict.fromkeys(["ConvReLU", "InceptionBlock", "InceptionV1"], "inception_v1"),
