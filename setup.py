@@ -6,10 +6,15 @@ under the package's own folder. Everything else stays in pyproject.toml. A symli
 would do the same but breaks on Windows checkouts and in sdists; copying would give two sources of truth.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 setup(
-    # hydra_plugins: the entry point of harness's Optuna sweeper (Hydra discovers plugins in that namespace)
-    packages=[*find_packages(include=["harness*", "hydra_plugins*"]), "harness.conf"],
+    # hydra_plugins: a namespace package (no __init__.py) holding the entry point of harness's Optuna sweeper;
+    # Hydra discovers plugins there.
+    packages=[
+        *find_packages(include=["harness*"]),
+        *find_namespace_packages(include=["hydra_plugins", "hydra_plugins.*"], exclude=["*.__pycache__"]),
+        "harness.conf",
+    ],
     package_dir={"harness.conf": "conf"},
 )

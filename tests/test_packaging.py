@@ -54,6 +54,12 @@ def test_wheel_contains_every_config(wheel: Path) -> None:
     assert not any(n.startswith("conf/") for n in names)  # no top-level `conf` package in site-packages
 
 
+def test_wheel_contains_the_optuna_sweeper_plugin(wheel: Path) -> None:
+    """`hparams_search=optuna` needs Hydra to discover harness's sweeper in the `hydra_plugins` namespace."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "hydra_plugins/harness_optuna_sweeper/harness_optuna_sweeper.py" in names, sorted(names)[:20]
+
+
 def test_unpacked_wheel_finds_its_configs_from_another_folder(wheel: Path, tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
