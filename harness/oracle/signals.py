@@ -101,6 +101,8 @@ def all_signals(
         found = probe_signal(run.metrics, probe, candidates)
         if found:
             signals[probe] = found
+        elif probe in INSERT_PROBES and not any(c.kind == "insert" for c in candidates):
+            notes.append(f"{probe}: absent (it scores inserts, and there are no insert candidates)")
         else:
             notes.append(f"{probe}: absent (no {probe}/<target>/... keys: the probe did not run on the base)")
     for rule in RULES:
