@@ -55,3 +55,17 @@ class OneLayerNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.unit(x).mean(dim=(2, 3))
         return pooled if self.fc is None else self.fc(pooled)
+
+
+# A training job small enough for subprocess sweep tests (Optuna storage, SLURM): 64 images, one epoch,
+# no logger, probes or progress bar. Each test adds what its own setting needs.
+TINY_JOB = [
+    "data.train_size=64",
+    "data.val_size=32",
+    "data.test_size=32",
+    "data.batch_size=16",
+    "logger=none",
+    "probes=none",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+]

@@ -14,20 +14,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from harness.records import RunRecord
 from harness.sweepers.optuna import split_overrides
+from tests.helpers import TINY_JOB
 
 optuna = pytest.importorskip("optuna", minversion="4.0", reason="the sweeper needs optuna >= 4 (pyproject pins it)")
 
-SMALL = [
-    "data.train_size=64",
-    "data.val_size=32",
-    "data.test_size=32",
-    "data.batch_size=16",
-    "logger=none",
-    "probes=none",
-    "trainer.max_epochs=1",
-    "trainer.enable_progress_bar=false",
-    "test=false",
-]
+SMALL = [*TINY_JOB, "test=false"]
 
 
 def test_sweep_grammar_becomes_optuna_distributions() -> None:

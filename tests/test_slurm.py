@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.records import RunRecord
+from tests.helpers import TINY_JOB
 from tests.slurm_cluster import SlurmCluster, missing_binaries, slurm_cluster
 
 _missing = missing_binaries()
@@ -28,17 +29,7 @@ pytestmark = [
     ),
 ]
 
-SMALL = [
-    "data.train_size=64",
-    "data.val_size=32",
-    "data.test_size=32",
-    "data.batch_size=16",
-    "logger=none",
-    "probes=none",
-    "trainer.max_epochs=1",
-    "trainer.enable_progress_bar=false",
-    "trainer.accelerator=cpu",
-]
+SMALL = [*TINY_JOB, "trainer.accelerator=cpu"]
 # What the CPU partition of this one-node cluster can give each job.
 CPU_JOB = [
     "hydra/launcher=slurm",
