@@ -91,6 +91,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     files = sorted((broken / "wandb").glob(f"offline-run-*-{b['wandb']['id']}/run-*.wandb"))
     assert len(files) == 2, proc.stderr[-3000:]
     parent.finish()
+    # The killed run's stream stays open in the shared service, which writes its file through a buffer: end
+    # the service (as the parent script's exit would) before reading, or the killed segment's tail may be unread.
+    wandb.teardown()
     resumed = read_offline_run(files[-1])
     assert resumed.run_id == b["wandb"]["id"] and any(row.get("epoch") == 2 for row in resumed.history)
     both = read_offline_run(broken)  # the run dir: both segments, in order
