@@ -99,7 +99,11 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     both = read_offline_run(broken)  # the run dir: both segments, in order
     assert both.paths == files and both.run_id == b["wandb"]["id"]
     epochs = [row["epoch"] for row in both.history if "epoch" in row and "val/acc" in row]
-    assert epochs == sorted(epochs) and {0, 2} <= set(epochs) and both.summary["val/acc"] == resumed.summary["val/acc"]
+    # Segments read in order, the resumed one last. Whether the killed segment's rows reached its file before
+    # the SIGKILL is wandb's durability, not ours (CI once found epoch 0 missing): read, but not required.
+    killed = [row["epoch"] for row in read_offline_run(files[0]).history if "epoch" in row and "val/acc" in row]
+    assert epochs == sorted(epochs) and epochs[: len(killed)] == killed and 2 in epochs
+    assert both.summary["val/acc"] == resumed.summary["val/acc"]
 
 
 def test_resume_errors_are_one_line(tmp_path: Path) -> None:
