@@ -60,8 +60,10 @@ def _architecture(model_cfg: DictConfig) -> dict[str, Any]:
 
     target = str(model_cfg.get("_target_", ""))
     if not is_inception(model_cfg):
-        raise ConfigError(f"random_tweak and curve_widen need an InceptionV1 model (model=inception_v1_tiny or "
-                          f"model=inception_v1), got {target or 'no model'}")
+        raise ConfigError(
+            f"random_tweak and curve_widen need an InceptionV1 model (model=inception_v1_tiny or "
+            f"model=inception_v1), got {target or 'no model'}"
+        )
     keys = ("width", "batch_norm", "lrn", "last_layer", "widen", "insert")
     arch = {k: model_cfg.get(k) for k in keys if k in model_cfg}
     return OmegaConf.to_container(OmegaConf.create(arch), resolve=True)

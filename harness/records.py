@@ -104,8 +104,11 @@ class RunRecord:
         record.data.pop("error", None)
         done = [row["epoch"] for row in record.data.get("epochs", []) if "epoch" in row]
         record.data.setdefault("resumed", []).append(
-            {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), "status_before": previous,
-             "epochs_done": (max(done) + 1) if done else 0}
+            {
+                "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "status_before": previous,
+                "epochs_done": (max(done) + 1) if done else 0,
+            }
         )
         return record
 

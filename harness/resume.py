@@ -34,8 +34,10 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     run_dir = Path(str(cfg.resume)).expanduser().resolve()
     record_path = run_dir / RECORD_NAME
     if not record_path.is_file():
-        raise ConfigError(f"resume={run_dir}: no {RECORD_NAME} there; resume takes a run directory written by "
-                          f"harness-train (outputs/<date>/<time> or multirun/<date>/<time>/<job>)")
+        raise ConfigError(
+            f"resume={run_dir}: no {RECORD_NAME} there; resume takes a run directory written by "
+            f"harness-train (outputs/<date>/<time> or multirun/<date>/<time>/<job>)"
+        )
     try:
         record = load_record(record_path)
         saved = OmegaConf.create(record["config"])
@@ -43,8 +45,10 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         raise ConfigError(f"resume={run_dir}: {RECORD_NAME} is unreadable ({err}); cannot resume this run") from None
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
-        raise ConfigError(f"resume={run_dir}: no checkpoints/last.ckpt (the run stopped before its first epoch "
-                          f"ended); start it again without resume")
+        raise ConfigError(
+            f"resume={run_dir}: no checkpoints/last.ckpt (the run stopped before its first epoch "
+            f"ended); start it again without resume"
+        )
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     for override in OverridesParser.create().parse_overrides(overrides):

@@ -67,8 +67,9 @@ def _wandb_id(record: RunRecord) -> str | None:
     return (record.data.get("wandb") or {}).get("id")
 
 
-def _loggers(cfg: DictConfig, variant: str, config: dict[str, Any], run_dir: Path,
-             resume_id: str | None = None) -> list[Any]:
+def _loggers(
+    cfg: DictConfig, variant: str, config: dict[str, Any], run_dir: Path, resume_id: str | None = None
+) -> list[Any]:
     loggers = []
     for name, lg_cfg in (cfg.get("logger") or {}).items():
         if lg_cfg is None:
@@ -103,8 +104,9 @@ def _probe_callback(cfg: DictConfig, record: RunRecord, run_dir: Path, make_mode
     from harness.models.custom import flatten_widen
 
     widen = flatten_widen(cfg.model.widen) if cfg.model.get("widen") else {}  # layer2.0.conv1, not nested keys
-    return ProbeCallback(probes, record=record, run_dir=run_dir, seed=cfg.seed, widen=widen,
-                         make_model=make_model, **settings)
+    return ProbeCallback(
+        probes, record=record, run_dir=run_dir, seed=cfg.seed, widen=widen, make_model=make_model, **settings
+    )
 
 
 def _open_record(cfg: DictConfig, run_dir: Path, variant: str, config: dict[str, Any]) -> RunRecord:

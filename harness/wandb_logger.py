@@ -141,7 +141,11 @@ class SafeWandbLogger(WandbLogger):
         folder = self.files_dir()
         log.warning(
             "wandb logging failed at %s: %s; the run continues and its record is complete; offline files so far: "
-            "%s; sync with `wandb sync %s` or rerun logging from the record", at, self.failure, folder, folder,
+            "%s; sync with `wandb sync %s` or rerun logging from the record",
+            at,
+            self.failure,
+            folder,
+            folder,
         )
 
     def files_dir(self) -> str:
@@ -261,21 +265,32 @@ def make_wandb_logger(
         init.update(id=run_id, resume="allow")
         _leave_inherited_service()
     # finish_timeout: a dead network must not hold the end of the run; the local file keeps everything to sync.
-    settings = wandb.Settings(silent=True, console="off", init_timeout=init_timeout, x_disable_stats=True,
-                              finish_timeout=finish_timeout or 0.0)
+    settings = wandb.Settings(
+        silent=True,
+        console="off",
+        init_timeout=init_timeout,
+        x_disable_stats=True,
+        finish_timeout=finish_timeout or 0.0,
+    )
     wandb_dir = Path(save_dir) / "wandb"
     first = _attempt(init, resolved, settings, wandb_dir)
     if isinstance(first, Exception) and resolved == "online":  # network down, bad key or entity: go offline
         run = _attempt(init, "offline", settings, wandb_dir)
         if not isinstance(run, Exception):
             resolved = "offline"
-            log.warning("wandb online init failed (%s); logging offline instead; sync later with "
-                        "`wandb sync %s/offline-run-*`", _one_line(first), wandb_dir)
+            log.warning(
+                "wandb online init failed (%s); logging offline instead; sync later with `wandb sync %s/offline-run-*`",
+                _one_line(first),
+                wandb_dir,
+            )
     else:
         run = first
     if isinstance(run, Exception):  # a setting wandb rejects even offline (e.g. the project name): no wandb
-        log.warning("wandb could not start (%s); this run logs without wandb and its record is complete; fix "
-                    "logger.wandb.* and rerun logging from the record", _one_line(first))
+        log.warning(
+            "wandb could not start (%s); this run logs without wandb and its record is complete; fix "
+            "logger.wandb.* and rerun logging from the record",
+            _one_line(first),
+        )
         resolved = "disabled"
         run = wandb.init(mode="disabled", settings=settings, dir=str(save_dir), config=init["config"])
     return SafeWandbLogger(experiment=run, save_dir=str(save_dir), project=project, wandb_mode=resolved)

@@ -154,8 +154,10 @@ def _check_images(ds: datasets.ImageFolder) -> None:
             with Image.open(path) as im:
                 im.verify()
         except (UnidentifiedImageError, OSError, SyntaxError) as err:
-            raise ConfigError(f"data.root: {path} is not a readable image ({type(err).__name__}); remove or "
-                              f"replace it (images: {', '.join(IMAGE_EXTENSIONS)})") from None
+            raise ConfigError(
+                f"data.root: {path} is not a readable image ({type(err).__name__}); remove or "
+                f"replace it (images: {', '.join(IMAGE_EXTENSIONS)})"
+            ) from None
 
 
 class ImageFolderDataModule(_FolderDataModule):
@@ -204,8 +206,11 @@ class ImageFolderDataModule(_FolderDataModule):
             [transforms.Resize(size, antialias=True), transforms.CenterCrop(size), transforms.ToTensor()]
         )
         aug = transforms.Compose(
-            [transforms.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
-             transforms.RandomHorizontalFlip(), transforms.ToTensor()]
+            [
+                transforms.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+            ]
         )
         train_ds, eval_ds = self._dataset(aug), self._dataset(plain)
         val_idx, test_idx, train_idx = _stratified_split(train_ds.targets, self.fractions, self.seed)

@@ -26,10 +26,11 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.oracle.candidates import Candidate, count_params, enumerate_candidates
 from harness.oracle.signals import probe_signal
+from harness.probes.keys import EFFECTIVE_RANK, GRADMAX
 from harness.suggest.load import RunSummary
 
-POLICIES: tuple[str, ...] = ("suggest", "gradmax", "effective_rank", "random", "uniform", "none")
-PROBE_POLICIES: tuple[str, ...] = ("gradmax", "effective_rank")  # policies that read their own probe's score
+POLICIES: tuple[str, ...] = ("suggest", GRADMAX, EFFECTIVE_RANK, "random", "uniform", "none")
+PROBE_POLICIES: tuple[str, ...] = (GRADMAX, EFFECTIVE_RANK)  # policies that read their own probe's score
 UNIFORM_STEPS = 16  # bisection steps for the uniform policy's width fraction (f to 1/65536 of its bracket)
 
 

@@ -139,4 +139,3 @@ def freeze_old(
             module.register_state_dict_post_hook(_save_plain(name))
             module.register_load_state_dict_pre_hook(_load_plain(name))
     return counts
-

@@ -47,8 +47,10 @@ def load_torch_file(path: str | Path, what: str) -> Any:
     if not file.is_file():
         raise ConfigError(f"{what}={path} does not exist")
     if file.stat().st_size == 0:
-        raise ConfigError(f"{what}={path} is empty (0 bytes): its write was interrupted; use another file "
-                          f"(for a run: checkpoints/last.ckpt or the best epoch*.ckpt)")
+        raise ConfigError(
+            f"{what}={path} is empty (0 bytes): its write was interrupted; use another file "
+            f"(for a run: checkpoints/last.ckpt or the best epoch*.ckpt)"
+        )
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

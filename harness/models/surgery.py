@@ -210,9 +210,7 @@ def prune_units(net: InceptionV1, name: str, units: Sequence[int]) -> InceptionV
     return target
 
 
-def prune_least_active(
-    net: InceptionV1, name: str, n: int, images: torch.Tensor | None = None
-) -> InceptionV1:
+def prune_least_active(net: InceptionV1, name: str, n: int, images: torch.Tensor | None = None) -> InceptionV1:
     """:func:`prune_units` of the ``n`` units :func:`least_active_units` picks."""
     return prune_units(net, name, least_active_units(net, name, n, images))
 

@@ -23,16 +23,13 @@ from typing import Any
 import numpy as np
 
 from harness.oracle.candidates import Candidate, block_of
+from harness.probes.keys import GROWTH_SCORES, SENSLI
 from harness.suggest.load import RunSummary
 from harness.suggest.rules import RULES, MissingInputs
 
 # The growth-criteria probes (issue 14 part 1): probe name -> metric keys read, first found wins.
-GROWTH_PROBES: dict[str, tuple[str, ...]] = {
-    "gradmax": ("score",),
-    "effective_rank": ("ratio_to_init", "fraction"),
-    "sensli": ("score",),
-}
-INSERT_PROBES = ("sensli",)  # keyed by the mixed layer an insert follows
+GROWTH_PROBES = GROWTH_SCORES
+INSERT_PROBES = (SENSLI,)  # keyed by the mixed layer an insert follows
 RANDOM = "random"
 ABLATION = "ablation"
 

@@ -24,6 +24,7 @@ from harness.errors import ConfigError
 from harness.models import layers
 from harness.models.consumers import widen_candidates
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.keys import EFFECTIVE_RANK, RANK_FRACTION, RANK_FRACTION_INIT, RANK_RATIO_TO_INIT
 
 
 def centred_spectrum(acts: torch.Tensor, max_rows: int, seed: int = 0) -> torch.Tensor:
@@ -69,7 +70,7 @@ class EffectiveRank(Probe):
     Usage: ``EffectiveRank(eps=0.01).run(ctx).scalars["mixed3b_5x5/ratio_to_init"]``
     """
 
-    name = "effective_rank"
+    name = EFFECTIVE_RANK
 
     def __init__(
         self, layers: Sequence[str] | None = None, eps: float = 0.01, max_rows: int = 4096, random_init: bool = True
@@ -105,14 +106,14 @@ class EffectiveRank(Probe):
         rows = []
         for t in targets:
             fraction, entropy = fraction_above(trained[t], self.eps, units[t]), entropy_rank(trained[t], units[t])
-            result.scalars[f"{t}/fraction"] = fraction
+            result.scalars[f"{t}/{RANK_FRACTION}"] = fraction
             result.scalars[f"{t}/entropy_fraction"] = entropy
             row = {"target": t, "units": units[t], "fraction": fraction, "fraction_init": init.get(t),
                    "ratio_to_init": None, "entropy_fraction": entropy}  # fmt: skip
             if t in init:
-                result.scalars[f"{t}/fraction_init"] = init[t]
+                result.scalars[f"{t}/{RANK_FRACTION_INIT}"] = init[t]
                 if init[t] > 0:
-                    row["ratio_to_init"] = result.scalars[f"{t}/ratio_to_init"] = fraction / init[t]
+                    row["ratio_to_init"] = result.scalars[f"{t}/{RANK_RATIO_TO_INIT}"] = fraction / init[t]
             rows.append(row)
         result.tables["targets"] = rows
         return result

@@ -51,6 +51,7 @@ from harness.errors import ConfigError
 from harness.models.consumers import SamePad, Wiring, widen_candidates, wiring
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.gradients import loss_gradients
+from harness.probes.keys import GRADMAX, SCORE, SCORE_PER_PARAM
 
 
 def _same_mean_pool(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -128,7 +129,7 @@ class GradMax(Probe):
     Usage: ``GradMax(k=4).run(ctx).scalars["mixed3b_5x5/score"]``
     """
 
-    name = "gradmax"
+    name = GRADMAX
 
     def __init__(
         self, layers: Sequence[str] | None = None, k: int = 4, budget: int | None = None, max_images: int | None = 256
@@ -162,8 +163,8 @@ class GradMax(Probe):
             per_unit = b.shape[0] + b.shape[1] + (w.producer.bias is not None)
             k = self.k if self.budget is None else max(1, round(self.budget / per_unit))
             score = float(sigma[:k].sum())
-            result.scalars[f"{w.target}/score"] = score
-            result.scalars[f"{w.target}/score_per_param"] = score / (k * per_unit)
+            result.scalars[f"{w.target}/{SCORE}"] = score
+            result.scalars[f"{w.target}/{SCORE_PER_PARAM}"] = score / (k * per_unit)
             rows.append({"target": w.target, "k": k, "params_per_unit": per_unit, "score": score,
                          "score_per_param": score / (k * per_unit), "sigma_1": float(sigma[0]),
                          "fan_out": b.shape[0], "fan_in": b.shape[1]})  # fmt: skip

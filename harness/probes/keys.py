@@ -73,6 +73,18 @@ LINEAGE, ADDED = "lineage", "added"  # lineage/<layer>/added/<category> and .../
 LINEAGE_CATEGORIES: tuple[str, ...] = ("dead", "duplicate", "curve_detector", "other_detector", "other")
 
 
+# --- growth criteria (gradmax, effective_rank, sensli): read by harness-oracle and the grow loop ------------
+GRADMAX, EFFECTIVE_RANK, SENSLI = "gradmax", "effective_rank", "sensli"
+SCORE, SCORE_PER_PARAM = "score", "score_per_param"  # gradmax/<target>/..., sensli/<insert position>/score
+RANK_FRACTION, RANK_FRACTION_INIT, RANK_RATIO_TO_INIT = "fraction", "fraction_init", "ratio_to_init"
+# probe -> the metrics that rank candidates, first found wins (effective_rank has no ratio without init weights)
+GROWTH_SCORES: dict[str, tuple[str, ...]] = {
+    GRADMAX: (SCORE,),
+    EFFECTIVE_RANK: (RANK_RATIO_TO_INIT, RANK_FRACTION),
+    SENSLI: (SCORE,),
+}
+
+
 def linear_acc(target: str) -> str:
     """The linear probe's metric name for a read-out target (``class`` -> ``class_acc``)."""
     return f"{target}_acc"

@@ -168,8 +168,13 @@ class _ModelState:
         self.models = [m for m in models if m is not None]
         self.grad = torch.is_grad_enabled()
         self.modes = {m: m.training for model in self.models for m in model.modules()}
-        self.hooks = {(id(m), kind, key) for model in self.models for m in model.modules()
-                      for kind in _HOOKS for key in getattr(m, kind, {})}
+        self.hooks = {
+            (id(m), kind, key)
+            for model in self.models
+            for m in model.modules()
+            for kind in _HOOKS
+            for key in getattr(m, kind, {})
+        }
 
     def restore(self) -> int:
         """Put grad mode, module modes and hooks back; returns how many leftover hooks were removed."""
@@ -277,8 +282,13 @@ def publish(outcomes: Sequence[ProbeOutcome], loggers: Sequence[Any], step: int)
             try:
                 _publish_media(outcome, lg, step)
             except Exception as err:
-                log.warning("could not log the tables/images of probe %s to %s: %s: %s", outcome.name,
-                            type(lg).__name__, type(err).__name__, err)
+                log.warning(
+                    "could not log the tables/images of probe %s to %s: %s: %s",
+                    outcome.name,
+                    type(lg).__name__,
+                    type(err).__name__,
+                    err,
+                )
 
 
 def _publish_media(outcome: ProbeOutcome, lg: Any, step: int) -> None:

@@ -24,6 +24,7 @@ from harness.models import hook_points
 from harness.models.consumers import insert_positions
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.gradients import loss_gradients
+from harness.probes.keys import SCORE, SENSLI
 
 
 def residual_weight_grad(x: torch.Tensor, g: torch.Tensor, kernel: int) -> torch.Tensor:
@@ -40,7 +41,7 @@ class SensLI(Probe):
     Usage: ``SensLI(kernel=3).run(ctx).scalars["mixed3b/score"]``
     """
 
-    name = "sensli"
+    name = SENSLI
 
     def __init__(self, layers: Sequence[str] | None = None, kernel: int = 3, max_images: int | None = 256) -> None:
         super().__init__(layers)
@@ -66,7 +67,7 @@ class SensLI(Probe):
         rows = []
         for p in positions:
             score = float(torch.linalg.matrix_norm(sums[p]))
-            result.scalars[f"{p}/score"] = score
+            result.scalars[f"{p}/{SCORE}"] = score
             rows.append({"position": p, "score": score, "channels": sums[p].shape[0], "params": sums[p].numel()})
         result.tables["positions"] = rows
         return result
