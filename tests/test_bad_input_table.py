@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
+from PIL import Image
 
 import harness.train
 from harness.records import RunRecord
@@ -36,11 +37,14 @@ def _files(tmp: Path) -> dict[str, str]:
     for cls in ("a", "b"):
         (tmp / "images" / cls).mkdir(parents=True)
         (tmp / "images" / cls / "fake.png").write_text("this is not a png")
+    (tmp / "masked" / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp / "masked" / "a" / "0.png")
+    (tmp / "masked" / "masks").mkdir()  # concept masks announced, none given
     (tmp / "afile").write_text("a file, not a folder")
     return {k: str(tmp / v) for k, v in [("empty", "empty.ckpt"), ("corrupt", "corrupt.ckpt"),
                                           ("pickled", "pickled.ckpt"), ("other", "other_arch.ckpt"),
                                           ("notlight", "not_lightning.ckpt"), ("images", "images"),
-                                          ("afile", "afile"), ("tmp", "")]}
+                                          ("afile", "afile"), ("masked", "masked"), ("tmp", "")]}
 
 
 CASES = [
@@ -81,6 +85,7 @@ CASES = [
     (["resume={tmp}/no_such_run"], ["no_such_run", "no record.json"]),
     (["data=imagefolder", "data.root={images}"], ["fake.png", "not a readable image"]),
     (["data=imagefolder", "data.root={tmp}/nothing_here"], ["nothing_here", "not a folder"]),
+    (["data=imagefolder", "data.root={masked}"], ["masks/ has no concept folders", "masks/<concept>/<class>/"]),
     (["paths.output_dir={afile}/run"], ["cannot write the run record", "afile"]),
 ]
 

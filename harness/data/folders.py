@@ -8,6 +8,7 @@ seeded held-out splits, and the `classes` / `num_classes` / `image_size` the tra
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -15,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
+from harness.data.folder_masks import LAYOUT, MASKS_DIR, FolderMasks, eval_geometry
 from harness.errors import ConfigError
 
 
@@ -44,6 +46,7 @@ class _FolderDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.splits: dict[str, Dataset] = {}
         self.classes: tuple[str, ...] = ()
+        self.concepts: tuple[str, ...] = ()  # concept masks for dissect (ImageFolder's masks/), none by default
 
     @property
     def num_classes(self) -> int:
@@ -160,8 +163,27 @@ def _check_images(ds: datasets.ImageFolder) -> None:
             ) from None
 
 
+class _ImageFolder(datasets.ImageFolder):
+    """torchvision's ImageFolder without the reserved `masks/` folder: it holds concept masks, not a class."""
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        return _find_classes(directory)
+
+
+def _find_classes(root: str) -> tuple[list[str], dict[str, int]]:
+    """As torchvision's `find_classes` (sub-folders, sorted), minus `masks/`; FileNotFoundError when none."""
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and e.name != MASKS_DIR)
+    if not classes:
+        raise FileNotFoundError(f"no class folders in {root}")
+    return classes, {c: i for i, c in enumerate(classes)}
+
+
 class ImageFolderDataModule(_FolderDataModule):
     """Images in `root/<class>/*.png|jpg|...`; val/test held out per class with a seeded split.
+
+    Optional concept masks for dissect in `root/masks/<concept>/<class>/<image stem>.png`
+    (`harness/data/folder_masks.py`): `masks/` is then not a class; `concepts` names them (sorted folder names)
+    and `val_masks(positions)` loads the masks of those validation images only.
 
     Usage: ``ImageFolderDataModule(root="~/data/shapes", image_size=64)``
     """
@@ -183,16 +205,22 @@ class ImageFolderDataModule(_FolderDataModule):
         if not Path(self.root).is_dir():
             raise ConfigError(f"data.root={self.root} is not a folder: give a folder with one sub-folder per class")
         try:
-            self.classes = tuple(datasets.ImageFolder.find_classes(datasets.ImageFolder, self.root)[0])
+            self.classes = tuple(_find_classes(self.root)[0])
         except FileNotFoundError:
             self.classes = ()
         if not self.classes:
-            raise ConfigError(f"data.root={self.root} has no class sub-folders: expected <root>/<class>/<image>")
-        _check_images(self._dataset(None))  # fails now, not mid-run, on a missing or unreadable image
+            raise ConfigError(
+                f"data.root={self.root} has no class sub-folders: expected <root>/<class>/<image> "
+                f"(and optionally concept masks in <root>/{LAYOUT})"
+            )
+        dataset = self._dataset(None)
+        _check_images(dataset)  # fails now, not mid-run, on a missing or unreadable image
+        self.masks = FolderMasks.find(self.root, [path for path, _ in dataset.samples])  # checks every mask's header
+        self.concepts = self.masks.concepts if self.masks else ()
 
     def _dataset(self, transform) -> datasets.ImageFolder:
         try:
-            return datasets.ImageFolder(self.root, transform=transform)
+            return _ImageFolder(self.root, transform=transform)
         except FileNotFoundError as err:
             raise ConfigError(
                 f"data.root={self.root} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in its class folders"
@@ -202,9 +230,7 @@ class ImageFolderDataModule(_FolderDataModule):
         if self.splits:
             return
         size = self.image_size
-        plain = transforms.Compose(
-            [transforms.Resize(size, antialias=True), transforms.CenterCrop(size), transforms.ToTensor()]
-        )
+        plain = transforms.Compose([*eval_geometry(size), transforms.ToTensor()])  # masks: the same geometry
         aug = transforms.Compose(
             [
                 transforms.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
@@ -219,3 +245,12 @@ class ImageFolderDataModule(_FolderDataModule):
             "val": Subset(eval_ds, val_idx),
             "test": Subset(eval_ds, test_idx),
         }
+
+    def val_masks(self, positions: Sequence[int]) -> torch.Tensor:
+        """Concept masks [n, K, image_size, image_size] bool of these validation samples (positions in the split)."""
+        if self.masks is None:
+            raise ConfigError(f"data.root={self.root} has no concept masks: expected <root>/{LAYOUT}")
+        self.setup("validate")
+        val = self.splits["val"]
+        paths = [val.dataset.samples[val.indices[p]][0] for p in positions]
+        return self.masks.load(paths, self.image_size)

@@ -45,7 +45,9 @@ class ProbeSet:
 
     @classmethod
     def from_datamodule(cls, datamodule, n: int = 512, seed: int = 1234) -> ProbeSet:
-        """The world's probe set when the data is the world; otherwise the first n validation images."""
+        """The world's probe set when the data is the world; otherwise the first n validation images, with their
+        concept masks when the datamodule has some (non-empty `concepts` and `val_masks(positions)`, as
+        ImageFolder with a `masks/` folder)."""
         world = getattr(datamodule, "world", None)
         if world is not None:
             return cls.from_world(world, n=n, seed=seed)
@@ -57,7 +59,10 @@ class ProbeSet:
             ys.append(y)
             if sum(len(v) for v in ys) >= n:
                 break
-        return cls(images=torch.cat(xs)[:n].float(), labels=torch.cat(ys)[:n], classes=tuple(datamodule.classes))
+        images, labels = torch.cat(xs)[:n].float(), torch.cat(ys)[:n]
+        concepts = tuple(getattr(datamodule, "concepts", None) or ())
+        masks = datamodule.val_masks(range(len(labels))) if concepts else None
+        return cls(images=images, labels=labels, classes=tuple(datamodule.classes), masks=masks, concepts=concepts)
 
     def batches(
         self, batch_size: int, device: torch.device | str = "cpu"
