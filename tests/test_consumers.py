@@ -10,7 +10,7 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.models import InceptionV1, widen_targets
-from harness.models.consumers import insert_positions, widen_candidates, widenable, wiring, wirings
+from harness.models.consumers import growth_facts, insert_positions, widen_candidates, widenable, wiring, wirings
 from harness.models.graph_widen import widen_modules
 from tests.helpers import TinyResNet
 
@@ -82,3 +82,20 @@ def test_widenable_targets_and_where_to_grow_a_probe_layer() -> None:
         assert (wide(x) - resnet(x)).abs().max() <= 1e-5 and wide.layer4[1].conv1.out_channels == 514
     with pytest.raises(ConfigError, match="residual add"):
         widen_modules(resnet, {"layer2.0.conv2": 1})
+
+
+def test_growth_facts_for_a_run_record_and_an_untraceable_model() -> None:
+    facts = growth_facts(TinyResNet(), ["block", "pool", "conv3:2"], image_size=32)
+    assert facts == {"widen_targets": {"block.conv1": 6, "conv3": 5, "fc1": 7},
+                     "grow_at": {"block": "block.conv1", "pool": "conv3", "conv3": "conv3"}}  # fmt: skip
+
+    class Branchy(nn.Module):  # control flow on a tensor's value: torch.fx cannot trace it
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x) if x.sum() > 0 else x
+
+    untraced = growth_facts(Branchy(), ["conv"])
+    assert untraced["widen_targets"] == {} and "torch.fx can trace; Branchy is not" in untraced["widen_error"]

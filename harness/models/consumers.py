@@ -152,6 +152,19 @@ def widenable(net: nn.Module, image_size: int = 64) -> Widenable:
     return Widenable(plans, refused, graph)
 
 
+def growth_facts(net: nn.Module, layers: Sequence[str], image_size: int = 64) -> dict[str, Any]:
+    """What a run record keeps so that torch-free readers (harness-suggest) can grow a non-Inception model:
+    ``widen_targets`` (target -> width, forward order) and ``grow_at`` (probe layer -> the target growing it).
+    A model that cannot be traced gets ``widen_targets: {}`` and ``widen_error`` (never an exception)."""
+    try:
+        found = widenable(net, image_size)
+    except Exception as err:  # an untraceable user module: the run trains, suggestions say why they cannot widen
+        return {"widen_targets": {}, "widen_error": str(err).splitlines()[0] if str(err) else type(err).__name__}
+    grow_at = {layer: found.grow_at(layer) for layer in dict.fromkeys(str(x).split(":")[0] for x in layers)}
+    return {"widen_targets": {t: found.width(t) for t in found.plans},
+            "grow_at": {k: v for k, v in grow_at.items() if v is not None}}  # fmt: skip
+
+
 def widen_candidates(model: nn.Module, image_size: int = 64) -> list[str]:
     """Every layer a widen edit may grow, in forward order (InceptionV1: stem layers and every branch; any other
     model: the convs/linears ``model.widen`` accepts, found on its graph traced at ``image_size``)."""
