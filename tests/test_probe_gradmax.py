@@ -190,3 +190,22 @@ def test_torchvision_resnet18_smoke(one_thread) -> None:
     assert [r["target"] for r in result.tables["targets"]] == targets and "skipped_targets" not in result.info
     assert all(result.scalars[f"{t}/score"] > 0 for t in targets)
     assert result.tables["targets"][1]["fan_in"] == 64 * 9 and result.tables["targets"][1]["fan_out"] == 128 * 9
+
+
+def test_graph_steps_are_linearised_or_refused() -> None:
+    import operator
+
+    from harness.models.consumers import Op
+    from harness.probes.gradmax import follow
+
+    x = torch.arange(32.0).reshape(1, 2, 4, 4)
+    u, axis, flat = follow(x, 1, [Op(F.max_pool2d, (2,)), Op(operator.mul, operand="scalar", value=0.5), Op("relu_")])
+    torch.testing.assert_close(u, F.avg_pool2d(x, 2) * 0.5)  # relu's slope just above 0 is 1
+    assert (axis, flat) == (1, False)
+    u, axis, _ = follow(x, 1, [Op(F.gelu), Op("permute", (0, 2, 3, 1)), Op("mean", ((1, 2),))])
+    torch.testing.assert_close(u, 0.5 * x.mean((2, 3)))  # GELU's slope at 0 is 0.5; units end on the last axis
+    assert axis == 1 and u.shape == (1, 2)
+    assert follow(x, 1, [torch.nn.Flatten()])[0].shape == (1, 2, 16) and follow(x, 1, [Op(torch.flatten, (1,))])[2]
+    for step in (Op(torch.amax, ((2, 3),)), Op(operator.mul, operand="tensor"), torch.nn.Conv2d(2, 2, 3, groups=2)):
+        with pytest.raises(ConfigError, match="cannot linearise"):
+            follow(x, 1, [step])

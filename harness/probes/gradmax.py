@@ -119,6 +119,8 @@ def linear_surrogate(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor
 
 
 _POOL_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+_ACTIVATION_NAMES = {"relu", "relu_", "relu6", "leaky_relu", "gelu", "silu", "hardswish", "hardsigmoid", "sigmoid",
+                     "tanh"}  # fmt: skip
 _SAME = {"dropout", "contiguous", "clone", "float", "to", "type_as", "cat", "batch_norm"}
 
 
@@ -149,7 +151,7 @@ def _op(step: Op, u: torch.Tensor, axis: int) -> tuple[torch.Tensor, int]:
         dims = [d % u.dim() for d in ([dims] if isinstance(dims, int) else dims)]
         keep = kw.get("keepdim", args[1] if len(args) > 1 else False)
         return getattr(torch, name)(u, dims, keepdim=keep), axis if keep else axis - sum(d < axis for d in dims)
-    if callable(step.fn) or name in ("relu", "relu_", "sigmoid", "tanh"):  # an elementwise activation
+    if name in _ACTIVATION_NAMES:  # a function (F.gelu) or a method (x.relu_())
         fn = step.fn if callable(step.fn) else getattr(torch, name.rstrip("_"))
         return u * _slope(fn), axis
     raise ConfigError(f"gradmax cannot linearise {name} between a layer and its consumers")
