@@ -65,7 +65,8 @@ class RunSummary:
 
     @property
     def inception(self) -> bool:
-        return is_inception(self.model)
+        """InceptionV1, or no model config at all (summaries built in code, old records): the default model."""
+        return not self.model.get("_target_") or is_inception(self.model)
 
     @property
     def widen(self) -> dict[str, int]:

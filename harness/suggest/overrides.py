@@ -66,7 +66,7 @@ def as_overrides(widen: Mapping[str, int], insert: Sequence[str]) -> list[str]:
 
 
 def check(
-    model: Mapping[str, Any], widen: Mapping[str, int], insert: Sequence[str], targets: Mapping[str, int] = ()
+    model: Mapping[str, Any], widen: Mapping[str, int], insert: Sequence[str], targets: Mapping[str, int] | None = None
 ) -> str | None:
     """None when the InceptionV1 plan accepts these edits, else the one-line reason (e.g. pruning unsupported).
 
@@ -78,6 +78,8 @@ def check(
     from harness.models.edits import is_inception, plan_inception
 
     if not is_inception(model):
+        if not model.get("_target_"):
+            return None  # no model config: nothing to check against
         if insert:
             return "model.insert works on InceptionV1 only"
         for name, n in widen.items():
