@@ -8,7 +8,7 @@ model-building pipeline (:mod:`harness.models.build`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import hydra
@@ -19,7 +19,8 @@ from harness.conf_dir import CONF_DIR
 from harness.errors import ConfigError
 from harness.models.build import CHECKPOINT_KEY, architecture, model_architecture
 from harness.models.build import build_model as build_from_model_config
-from harness.models.names import hook_points, layer_names, layers
+from harness.models.consumers import growth_facts
+from harness.models.names import default_layers, hook_points, layer_names, layers
 
 # Random-init controls (curve census, CKA reference of harness-probe) draw their weights from this seed
 # offset, so a control never shares its init with the run's own model (seed) yet is the same for every run
@@ -37,11 +38,21 @@ def build_model(cfg: DictConfig, num_classes: int, image_size: int) -> torch.nn.
     return build_from_model_config(cfg.model, num_classes=num_classes, image_size=image_size)
 
 
-def model_summary(net: torch.nn.Module) -> dict[str, Any]:
-    """Parameter counts and per-layer channels: the first thing to compare across architecture variants."""
+def model_summary(
+    net: torch.nn.Module, probe_layers: Sequence[str] | None = None, image_size: int = 64
+) -> dict[str, Any]:
+    """Parameter counts and per-layer channels: the first thing to compare across architecture variants.
+
+    Any model but InceptionV1 (whose edits are its channel plan) also gets its widen targets and the target
+    growing each probe layer (`probe_layers`, default its main layers), read by harness-suggest without torch
+    (:func:`harness.models.consumers.growth_facts`).
+    """
     total = sum(p.numel() for p in net.parameters())
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    return {"params/total": total, "params/trainable": trainable, "channels": layers(net)}
+    summary = {"params/total": total, "params/trainable": trainable, "channels": layers(net)}
+    if getattr(net, "plan", None) is None:
+        summary.update(growth_facts(net, list(probe_layers or default_layers(net)), image_size))
+    return summary
 
 
 def summary_metrics(summary: dict[str, Any]) -> dict[str, float]:

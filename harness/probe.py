@@ -82,7 +82,7 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
         )
         outcomes = run_probes(probes, ctx, settings.budget_s, timeout_s=settings.get("probe_timeout_s"))
         save_outcomes(outcomes, run_dir)
-        record.update(model=model_summary(net), classes=list(datamodule.classes))
+        record.update(model=model_summary(net, ctx.layers, datamodule.image_size), classes=list(datamodule.classes))
         record_outcomes(record, outcomes, epoch=None)
         record.update(status="finished")
         return record.data["metrics"]

@@ -152,7 +152,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             module = make_module(net=net, class_names=datamodule.classes, checkpoint_meta=meta)
             if ckpt is not None:
                 check_matches(ckpt, module, cfg.ckpt_path)
-            summary = model_summary(net)
+            summary = model_summary(net, (cfg.get("probing") or {}).get("layers"), datamodule.image_size)
             record.update(model=summary, classes=list(datamodule.classes))
             resume_id = _wandb_id(record) if cfg.get("resume") else None
             loggers = _loggers(cfg, variant, config, run_dir, resume_id=resume_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from harness.models.inception_v1 import ConvReLU
@@ -55,6 +56,64 @@ class OneLayerNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.unit(x).mean(dim=(2, 3))
         return pooled if self.fc is None else self.fc(pooled)
+
+
+class TinyResNet(nn.Module):
+    """A stem, one residual block, a strided conv and a two-layer head, for growth probes on a traced graph.
+
+    Widenable: ``block.conv1`` (read by ``block.conv2`` through batch norm and ReLU), ``conv3`` (read by ``fc1``
+    through ReLU, a 2x2 average pool and a flatten: 4 columns per unit) and ``fc1`` (read by ``fc2`` through
+    ReLU). ``stem`` and ``block.conv2`` write the residual stream, ``fc2`` is the output: refused.
+    """
+
+    def __init__(self, classes: int = 4, width: int = 8) -> None:
+        super().__init__()
+        self.stem, self.bn0 = nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+        self.block = nn.Module()
+        self.block.conv1, self.block.bn1 = nn.Conv2d(width, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
+        self.block.conv2, self.block.bn2 = nn.Conv2d(6, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+        self.act = nn.ReLU()
+        self.conv3 = nn.Conv2d(width, 5, 3, stride=2, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc1, self.fc2 = nn.Linear(5 * 4, 7), nn.Linear(7, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.bn0(self.stem(x)))
+        y = self.act(self.block.bn1(self.block.conv1(x)))
+        x = torch.relu(x + self.block.bn2(self.block.conv2(y)))
+        x = self.pool(F.relu(self.conv3(x))).flatten(1)
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class ChannelsLastNet(nn.Module):
+    """A conv, then a ConvNeXt-style channels-last MLP (permute, linear, GELU, linear, permute back), a mean and
+    a head: every layer but the head is widenable, the MLP's linears read the last axis."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.fc_a, self.gelu, self.fc_b = nn.Linear(6, 12), nn.GELU(), nn.Linear(12, 6)
+        self.head = nn.Linear(6, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x).permute(0, 2, 3, 1)
+        x = self.fc_b(self.gelu(self.fc_a(x))).permute(0, 3, 1, 2)
+        return self.head(x.mean((2, 3)))
+
+
+class GatedNet(nn.Module):
+    """A conv whose output is scaled by a squeeze-excitation gate: widening ``a`` or ``excite`` grows both (the
+    product has the new channels on both sides), which gradmax cannot linearise; ``squeeze`` and ``b`` it can."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.a, self.squeeze, self.excite = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 2, 1), nn.Conv2d(2, 4, 1)
+        self.b, self.head = nn.Conv2d(4, 3, 1), nn.Linear(3, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.a(x))
+        x = x * torch.sigmoid(self.excite(torch.relu(self.squeeze(x.mean((2, 3), keepdim=True)))))
+        return self.head(torch.relu(self.b(x)).mean((2, 3)))
 
 
 # A training job small enough for subprocess sweep tests (Optuna storage, SLURM): 64 images, one epoch,

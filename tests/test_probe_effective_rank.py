@@ -1,16 +1,18 @@
 """Effective-rank probe: planted low-rank vs full-rank activations separate, [I; -I] uses every dimension,
-a constant layer uses none, and the fresh-init control and ratio are reported."""
+a constant layer uses none, and the fresh-init control and ratio are reported; on any model, by module path."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 from torch import nn
 
 from harness.errors import ConfigError
 from harness.models import InceptionV1
 from harness.probes import ProbeContext, ProbeSet
 from harness.probes.effective_rank import EffectiveRank, entropy_rank, rank_fraction
+from tests.helpers import ChannelsLastNet
 
 
 def test_planted_ranks() -> None:
@@ -56,3 +58,28 @@ def test_probe_on_a_model_reports_init_and_ratio() -> None:
     assert set(no_init.scalars) == {"conv2d1/fraction", "conv2d1/entropy_fraction"} and "random_init" in no_init.info
     with pytest.raises(ConfigError, match="effective_rank.eps"):
         EffectiveRank(eps=0.0)
+
+
+def test_any_model_keys_targets_by_module_path_and_reads_channels_last_units() -> None:
+    torch.manual_seed(0)
+    net = ChannelsLastNet().eval()
+    with torch.no_grad():  # plant: fc_a's 12 units span 2 directions of its 6 inputs (channels last: [n, H, W, 12])
+        net.fc_a.weight.copy_(torch.randn(12, 2) @ torch.randn(2, 6))
+    images = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    ps = ProbeSet(images=images, labels=torch.zeros(6, dtype=torch.long), classes=("a",))
+    s = EffectiveRank(max_rows=1024).run(ProbeContext(net, [], ps, make_model=ChannelsLastNet)).scalars
+    assert {k.rsplit("/", 1)[0] for k in s} == {"stem", "fc_a", "fc_b"}  # the widenable layers, not the head
+    assert s["fc_a/fraction"] == pytest.approx(2 / 12)
+    assert s["fc_a/fraction_init"] == 0.5 and s["fc_a/ratio_to_init"] == pytest.approx(1 / 3)  # init: 6 inputs
+    assert s["stem/fraction"] > 0.5
+
+
+def test_torchvision_resnet18_smoke(one_thread) -> None:
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=4).eval()
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    ps = ProbeSet(images=images, labels=torch.zeros(4, dtype=torch.long), classes=("a",))
+    result = EffectiveRank(max_rows=512).run(ProbeContext(net, [], ps, batch_size=2))
+    assert [r["target"] for r in result.tables["targets"]] == [f"layer{i}.{j}.conv1" for i in range(1, 5)
+                                                                for j in range(2)]  # fmt: skip
+    assert 0 < result.scalars["layer2.0.conv1/fraction"] <= 1 and result.tables["targets"][2]["units"] == 128

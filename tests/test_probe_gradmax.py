@@ -1,5 +1,6 @@
 """GradMax probe: B matches autograd of an actually widened net, a planted gradient ranks its target first,
-a dead head scores every target 0, and the model is left untouched."""
+a dead head scores every target 0, and the model is left untouched; the same on any traced model (targets by
+module path), where a gate on the path skips its target with a reason."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 
 from harness.errors import ConfigError
 from harness.models import InceptionV1, resize
-from harness.models.consumers import wiring
+from harness.models.consumers import wiring, wirings
+from harness.models.graph_widen import widen_modules
 from harness.probes import ProbeContext, ProbeSet
 from harness.probes.gradients import loss_gradients
-from harness.probes.gradmax import GradMax, gradmax_rows, linear_surrogate
+from harness.probes.gradmax import GradMax, b_shape, gradmax_rows, linear_surrogate
+from tests.helpers import ChannelsLastNet, GatedNet, TinyResNet
 
 
 def _net(**kw) -> InceptionV1:
@@ -109,3 +113,99 @@ def test_max_pool_surrogate_is_a_mean_over_valid_windows() -> None:
         torch.testing.assert_close(out, torch.full_like(out, 3.0))  # borders are not diluted by padding
     with pytest.raises(ConfigError, match="cannot linearise a Conv2d"):
         linear_surrogate(torch.nn.Conv2d(1, 1, 1))
+
+
+# --- any model: wiring from the traced graph -------------------------------------------------------------------
+def _ps32(n: int = 6) -> ProbeSet:
+    return _probe_set(n=n, size=32)
+
+
+@pytest.mark.parametrize(
+    ("make", "target"),
+    [(TinyResNet, "block.conv1"), (TinyResNet, "conv3"), (TinyResNet, "fc1"),  # conv, flatten -> linear, linear
+     (ChannelsLastNet, "stem"), (ChannelsLastNet, "fc_a"), (ChannelsLastNet, "fc_b")],  # permute, GELU, mean
+)  # fmt: skip
+def test_b_matches_autograd_on_a_traced_graph(make, target: str, one_thread) -> None:
+    """B of a generic target times a random fan-out equals the fan-in gradient of the net actually widened by
+    model.widen (new unit: zero fan-in, just above 0 so ReLU's slope is 1; GELU's slope at 0 is 0.5). Just above:
+    1e-8, since at 1e-5 the unit's output already flips ReLUs of the residual sum that sit within 1e-4 of 0."""
+    torch.manual_seed(0)
+    net, ps = make().eval(), _ps32()
+    (w,) = wirings(net, [target], image_size=32)
+    ctx = ProbeContext(net, [], ps, batch_size=4)
+    b = sum(gradmax_rows(w, batch.inputs[id(w.producer)], [batch.grads[id(c.module)] for c in w.consumers])
+            for batch in loss_gradients(ctx, [c.module for c in w.consumers], [w.producer])).double()  # fmt: skip
+    assert b.shape == b_shape(w)
+    wide = widen_modules(net, {target: 1}, image_size=32).eval()
+    (ww,) = wirings(wide, [target], image_size=32)
+    width = w.producer.weight.shape[0] + 1
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        ww.producer.weight[-1].zero_()
+        if ww.producer.bias is not None and not isinstance(wide, ChannelsLastNet):
+            ww.producer.bias[-1] = 1e-8
+        elif not isinstance(wide, ChannelsLastNet):
+            wide.block.bn1.bias[-1] = 1e-8  # block.conv1 has no bias: its batch norm's
+        fan_out = []
+        for c in ww.consumers:
+            per_unit = (c.channels.stop - c.channels.start) // width  # columns of one unit (4 after the flatten)
+            cols = c.module.weight[:, c.channels.stop - per_unit : c.channels.stop]
+            cols.copy_(torch.randn(cols.shape, generator=gen))
+            fan_out.append(cols.flatten())
+    loss = F.cross_entropy(wide(ps.images), ps.labels, reduction="mean")
+    (grad,) = torch.autograd.grad(loss, [ww.producer.weight])
+    expected = grad[-1].flatten().double()
+    assert expected.abs().max() > 1e-5
+    torch.testing.assert_close(torch.cat(fan_out).double() @ b, expected, rtol=2e-3, atol=1e-7)
+
+
+def test_planted_gradient_and_dead_head_on_a_traced_graph(one_thread) -> None:
+    net, ps = TinyResNet().eval(), _ps32()
+    with torch.no_grad():  # the block's second batch norm passes nothing: no gradient behind block.conv2
+        net.block.bn2.weight.zero_()
+    s = GradMax(k=2).run(ProbeContext(net, [], ps)).scalars
+    assert set(s) == {f"{t}/{m}" for t in ("block.conv1", "conv3", "fc1") for m in ("score", "score_per_param")}
+    assert s["block.conv1/score"] == 0.0 and s["conv3/score"] > 1e-4 and s["fc1/score"] > 1e-4
+    with torch.no_grad():  # negative control: a head reading nothing; only the layer feeding it keeps a score
+        net.fc2.weight.zero_()
+    dead = GradMax(k=2).run(ProbeContext(net, [], ps)).scalars
+    assert {k for k, v in dead.items() if v != 0.0} == {"fc1/score", "fc1/score_per_param"}
+
+
+def test_gates_are_skipped_with_a_reason_and_the_rest_scored(one_thread) -> None:
+    result = GradMax(k=1).run(ProbeContext(GatedNet().eval(), [], _ps32()))
+    assert set(result.info["skipped_targets"]) == {"a", "excite"}
+    assert all("gate" in why for why in result.info["skipped_targets"].values())
+    assert {k.split("/")[0] for k in result.scalars} == {"squeeze", "b"} and result.scalars["b/score"] > 0
+    small = GradMax(k=1, max_entries=20).run(ProbeContext(TinyResNet().eval(), [], _ps32()))
+    assert "over gradmax.max_entries=20" in small.info["skipped_targets"]["block.conv1"]
+    assert small.info["skipped"].startswith("no widen target could be scored")
+
+
+def test_torchvision_resnet18_smoke(one_thread) -> None:
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=4).eval()
+    targets = ["layer1.0.conv1", "layer2.0.conv1", "layer3.1.conv1"]  # the layer4 ones: 4608 x 4608 B, ~15 s
+    result = GradMax(layers=targets, k=2).run(ProbeContext(net, [], _ps32(n=4), batch_size=2))
+    assert [r["target"] for r in result.tables["targets"]] == targets and "skipped_targets" not in result.info
+    assert all(result.scalars[f"{t}/score"] > 0 for t in targets)
+    assert result.tables["targets"][1]["fan_in"] == 64 * 9 and result.tables["targets"][1]["fan_out"] == 128 * 9
+
+
+def test_graph_steps_are_linearised_or_refused() -> None:
+    import operator
+
+    from harness.models.consumers import Op
+    from harness.probes.gradmax import follow
+
+    x = torch.arange(32.0).reshape(1, 2, 4, 4)
+    u, axis, flat = follow(x, 1, [Op(F.max_pool2d, (2,)), Op(operator.mul, operand="scalar", value=0.5), Op("relu_")])
+    torch.testing.assert_close(u, F.avg_pool2d(x, 2) * 0.5)  # relu's slope just above 0 is 1
+    assert (axis, flat) == (1, False)
+    u, axis, _ = follow(x, 1, [Op(F.gelu), Op("permute", (0, 2, 3, 1)), Op("mean", ((1, 2),))])
+    torch.testing.assert_close(u, 0.5 * x.mean((2, 3)))  # GELU's slope at 0 is 0.5; units end on the last axis
+    assert axis == 1 and u.shape == (1, 2)
+    assert follow(x, 1, [torch.nn.Flatten()])[0].shape == (1, 2, 16) and follow(x, 1, [Op(torch.flatten, (1,))])[2]
+    for step in (Op(torch.amax, ((2, 3),)), Op(operator.mul, operand="tensor"), torch.nn.Conv2d(2, 2, 3, groups=2)):
+        with pytest.raises(ConfigError, match="cannot linearise"):
+            follow(x, 1, [step])

@@ -13,18 +13,23 @@ and what the constructor accepts. The same wrapper gives every model the keys ou
 A target whose constructor takes ``weights``/``widen`` itself (InceptionV1, ``torchvision_model``) gets them.
 
 Usage (Hydra): ``harness-train model=custom model._target_=mynet.MyNet +model.width=16``
+
+torch is imported where a model is built, so torch-free readers of run records (harness-suggest) can use
+:func:`flatten_widen`.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
 from harness.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 _HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 # Keys this wrapper handles when the constructor does not take them.
@@ -93,6 +98,7 @@ def instantiate_model(model_cfg: Mapping[str, Any], image_size: int = 64, **kwar
     ``image_size`` is the input size the graph is traced at for ``widen`` (a flatten's width depends on it).
     """
     import hydra
+    from torch import nn
 
     cfg = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
     target = cfg.get("_target_")

@@ -21,6 +21,9 @@ Why torch.fx rather than torch-pruning's ``DependencyGraph``: torch-pruning coup
 insertion offsets, zero-initialised consumers and refusal messages of our own, and torch.fx is in PyTorch
 itself (no new dependency, no version coupling with a pruning library). The edit is applied to the model's
 own modules (the result keeps its class and module names), the graph is only read.
+
+Which convs/linears of a model this accepts (the growth probes' and harness-suggest's widen targets) is asked of
+this planner once per model, on one trace: :func:`harness.models.consumers.widenable`.
 """
 
 from __future__ import annotations
@@ -52,12 +55,12 @@ _FUNCTIONS = {
     nn.functional.max_pool2d, nn.functional.avg_pool2d, nn.functional.leaky_relu,
 }  # fmt: skip
 _METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float", "to", "type_as"}
-_BINARY = {operator.add, operator.iadd, operator.mul, operator.imul, torch.add, torch.mul}
-_BINARY_METHODS = {"add", "add_", "mul", "mul_"}
+BINARY = {operator.add, operator.iadd, operator.mul, operator.imul, torch.add, torch.mul}
+BINARY_METHODS = {"add", "add_", "mul", "mul_"}
 
 
 @dataclass
-class _Plan:
+class WidenPlan:
     """What to change: producers' new outputs, consumers' new inputs (insert index, count), norms, parameters."""
 
     n: int
@@ -66,9 +69,11 @@ class _Plan:
     depthwise: set[str] = field(default_factory=set)
     norms: dict[str, int] = field(default_factory=dict)  # batch norm -> insert at
     params: dict[str, tuple[int, int]] = field(default_factory=dict)  # parameter -> (axis, insert at)
+    paths: dict[str, tuple[fx.Node, ...]] = field(default_factory=dict)  # consumer -> graph nodes between
+    reached: set[str] = field(default_factory=set)  # names of the graph nodes the new channels pass
 
 
-def _trace(net: nn.Module, image_size: int) -> fx.GraphModule:
+def trace(net: nn.Module, image_size: int) -> fx.GraphModule:
     try:
         graph = fx.symbolic_trace(net)
     except Exception as err:
@@ -94,12 +99,13 @@ def _shape(node: Any) -> tuple[int, ...] | None:
 
 
 class _Walker:
-    """Follows new channels from one producer through the graph, filling a :class:`_Plan` or refusing."""
+    """Follows new channels from one producer through the graph, filling a :class:`WidenPlan` or refusing."""
 
     def __init__(self, graph: fx.GraphModule, target: str, n: int, modules: Mapping[str, nn.Module] | None = None):
-        self.graph, self.target, self.plan = graph, target, _Plan(n)
+        self.graph, self.target, self.plan = graph, target, WidenPlan(n)
         self.modules = {**dict(graph.named_modules()), **(modules or {})}
         self.seen: set[tuple[str, int]] = set()
+        self.trail: list[fx.Node] = []  # the nodes from the producer to the one being followed
 
     def refuse(self, node: fx.Node, why: str) -> None:
         what = node.target if node.op == "call_module" else getattr(node.target, "__name__", node.target)
@@ -111,8 +117,17 @@ class _Walker:
         if (node.name, axis) in self.seen:
             return
         self.seen.add((node.name, axis))
-        for user in list(node.users):
-            self.step(node, user, axis, pos, k)
+        self.plan.reached.add(node.name)
+        self.trail.append(node)
+        try:
+            for user in list(node.users):
+                self.step(node, user, axis, pos, k)
+        finally:
+            self.trail.pop()
+
+    def consumer(self, name: str, at: int, count: int) -> None:
+        self.plan.inputs[name] = (at, count)
+        self.plan.paths[name] = tuple(self.trail[1:])
 
     def step(self, node: fx.Node, user: fx.Node, axis: int, pos: int, k: int) -> None:
         shape = _shape(node)
@@ -149,7 +164,7 @@ class _Walker:
             return self.walk(user, axis, pos, k)
         if fn is torch.cat:
             return self.cat(node, user, axis, pos, k)
-        if fn in _BINARY or user.op == "call_method" and fn in _BINARY_METHODS:
+        if fn in BINARY or user.op == "call_method" and fn in BINARY_METHODS:
             return self.binary(node, user, axis, pos, k)
         self.refuse(user, f"an operation the channel walk does not know ({user.op} {getattr(fn, '__name__', fn)})")
 
@@ -160,8 +175,7 @@ class _Walker:
             if axis != 1:
                 self.refuse(user, "a conv reading another axis than the channels")
             if module.groups == 1:
-                self.plan.inputs[name] = (pos * k, n * k)
-                return None
+                return self.consumer(name, pos * k, n * k)
             if module.groups == module.in_channels == module.out_channels and k == 1:
                 self.plan.depthwise.add(name)  # depthwise: the new channels get filters of their own
                 return self.walk(user, 1, pos, 1)
@@ -169,8 +183,7 @@ class _Walker:
         if isinstance(module, nn.Linear):
             if axis != ndim - 1:
                 self.refuse(user, "a linear reading another axis than the new channels'")
-            self.plan.inputs[name] = (pos * k, n * k)
-            return None
+            return self.consumer(name, pos * k, n * k)
         if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
             if axis != 1 or k != 1:
                 self.refuse(user, "a batch norm over another axis")
@@ -249,7 +262,7 @@ def _residual_group(add: fx.Node, modules: Mapping[str, nn.Module], limit: int =
         if node.op in ("placeholder", "get_attr"):
             continue
         stack.extend(a for a in node.args if isinstance(a, fx.Node))
-        if node.target in _BINARY or node.target in _BINARY_METHODS:  # later blocks' adds on the same stream
+        if node.target in BINARY or node.target in BINARY_METHODS:  # later blocks' adds on the same stream
             stack.extend(_next_adds(node, modules))
     return found
 
@@ -273,7 +286,7 @@ def _next_adds(node: fx.Node, modules: Mapping[str, nn.Module]) -> list[fx.Node]
     return out
 
 
-def plan_widen(net: nn.Module, target: str, n: int, image_size: int = 64) -> _Plan:
+def plan_widen(net: nn.Module, target: str, n: int, image_size: int = 64) -> WidenPlan:
     """Which modules change when ``target`` gets ``n`` more output units (ConfigError when it cannot be done)."""
     modules = dict(net.named_modules())
     module = modules.get(target)
@@ -284,14 +297,18 @@ def plan_widen(net: nn.Module, target: str, n: int, image_size: int = 64) -> _Pl
         raise ConfigError(f"model.widen.{target}: {what}; valid: {shown}")
     if int(n) != n or n < 1:
         raise ConfigError(f"model.widen.{target}={n}: only adding units (an integer >= 1) works on this model")
-    graph = _trace(net, image_size)
-    walker = _Walker(graph, target, int(n), modules)
-    walker.plan.outputs[target] = int(n)
+    return plan_traced(trace(net, image_size), modules, target, int(n))
+
+
+def plan_traced(graph: fx.GraphModule, modules: Mapping[str, nn.Module], target: str, n: int) -> WidenPlan:
+    """:func:`plan_widen` on a graph traced already (:func:`trace`): one trace serves every target."""
+    walker = _Walker(graph, target, n, modules)
+    walker.plan.outputs[target] = n
     nodes = [node for node in graph.graph.nodes if node.op == "call_module" and node.target == target]
     if not nodes:
         raise ConfigError(f"model.widen.{target}: the module is never called in the traced forward pass")
     for node in nodes:
-        walker.walk(node, 1 if isinstance(module, nn.Conv2d) else -1, module_width(module), 1)
+        walker.walk(node, 1 if isinstance(modules[target], nn.Conv2d) else -1, module_width(modules[target]), 1)
     for source in [s for s in walker.plan.outputs if s != target]:  # gates found on the way: their other readers
         for node in [x for x in graph.graph.nodes if x.op == "call_module" and x.target == source]:
             walker.walk(node, 1 if isinstance(modules[source], nn.Conv2d) else -1, module_width(modules[source]), 1)
@@ -313,7 +330,7 @@ def _fresh_rows(weight: torch.Tensor, n: int) -> torch.Tensor:
                                                                                             else 0.0)  # fmt: skip
 
 
-def _apply(net: nn.Module, plan: _Plan) -> None:
+def _apply(net: nn.Module, plan: WidenPlan) -> None:
     n = plan.n
     with torch.no_grad():
         for name, extra in plan.outputs.items():

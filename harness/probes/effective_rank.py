@@ -12,6 +12,10 @@ of the architecture (`ctx.make_model`), and `ratio_to_init` = fraction / fractio
 than units the rank, and so the fraction, is capped at rows / units: keep `max_rows` well above the widest
 layer's width. Narrow layers often use every dimension (fraction 1.0 for many targets: ties), so
 `entropy_fraction` adds the threshold-free effective rank of Roy & Vetterli (2007) over units.
+
+Targets: InceptionV1's branches and stem layers (post-ReLU); on any other model the convs/linears that
+``model.widen`` accepts (:func:`harness.models.consumers.widen_candidates`, keyed by module path), read at
+their raw output (before batch norm and activation); a channels-last linear's units are its last axis.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Sequence
 import torch
 
 from harness.errors import ConfigError
-from harness.models import layers
+from harness.models import hook_points, layers
 from harness.models.consumers import widen_candidates
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.keys import EFFECTIVE_RANK, RANK_FRACTION, RANK_FRACTION_INIT, RANK_RATIO_TO_INIT
@@ -31,7 +35,7 @@ def centred_spectrum(acts: torch.Tensor, max_rows: int, seed: int = 0) -> torch.
     """Singular values (float64, descending) of the centred [samples, units] matrix of `acts` ([N, C, H, W]:
     every (image, position) is a sample; or [N, C]), at most `max_rows` samples drawn with `seed`."""
     units = acts.shape[1]
-    rows = acts.transpose(0, 1).reshape(units, -1).T if acts.dim() == 4 else acts  # [samples, units]
+    rows = acts.transpose(0, 1).reshape(units, -1).T if acts.dim() > 2 else acts  # [samples, units]
     if len(rows) > max_rows:
         pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max_rows]
         rows = rows[pick]
@@ -84,10 +88,13 @@ class EffectiveRank(Probe):
 
     def _spectra(self, ctx: ProbeContext, model: torch.nn.Module, targets: list[str]) -> dict[str, torch.Tensor]:
         acts = ctx.activations(targets, model=model)
-        return {t: centred_spectrum(acts[t], self.max_rows, ctx.seed) for t in targets}
+        points = hook_points(model)
+        last = {t for t in targets if isinstance(points.get(t), torch.nn.Linear)}  # a linear's units: its last axis
+        return {t: centred_spectrum(acts[t].movedim(-1, 1) if t in last else acts[t], self.max_rows, ctx.seed)
+                for t in targets}  # fmt: skip
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        targets = self.layers or widen_candidates(ctx.model)
+        targets = self.layers or widen_candidates(ctx.model, int(ctx.probe_set.images.shape[-1]))
         units = layers(ctx.model)
         result = ProbeResult()
         trained = self._spectra(ctx, ctx.model, targets)

@@ -30,6 +30,14 @@ conv2d0 and conv2d2, by an unmeasured factor of order 1), and the new unit's def
 identity (exact up to 1/sqrt(1 + eps)). Targets whose consumers are reached without pools (bottlenecks,
 conv2d1, last-block branches read by the head) are exact, and tested against autograd.
 
+Any other model (ResNet, VGG, MobileNet, a user's module): the targets, consumers and paths come from the
+traced graph (:func:`harness.models.consumers.wirings`): the path starts at the target's raw output, so its
+batch norm (identity, as above) and activation (its slope just above 0: 1 for ReLU, 0.5 for GELU/SiLU) are
+on it; a flatten makes the linear reader see each unit at H*W columns (rows ordered (out, position)); a
+linear target (ConvNeXt's channels-last MLP) has its input itself as fan-in. A target whose path holds a step
+that is not linear in the new unit (a squeeze-excitation gate, a depthwise conv giving it fresh filters) is
+skipped, its reason in ``info["skipped_targets"]``; the other targets are scored.
+
 `score_per_param` divides by the k units' parameters (fan-in + fan-out weights + bias), for comparing
 targets of different cost. `budget` (parameters) sets k per target to the units that budget buys.
 
@@ -41,6 +49,7 @@ concatenation, pools), so it is not used.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -48,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.models.consumers import SamePad, Wiring, widen_candidates, wiring
+from harness.models.consumers import Op, SamePad, Wiring, wirings
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.gradients import loss_gradients
 from harness.probes.keys import GRADMAX, SCORE, SCORE_PER_PARAM
@@ -66,8 +75,25 @@ def _same_mean_pool(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]
     return pool
 
 
+def _slope(fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """An activation's slope just above 0, where a new unit sits (ReLU: 1, as GradMax takes it; GELU, SiLU: 0.5)."""
+    y = fn(torch.tensor([0.0, 1e-6], dtype=torch.float64))
+    return float(y[1] - y[0]) / 1e-6
+
+
+def _scale(s: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: x * s
+
+
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid,
+                nn.Tanh, nn.Mish)  # fmt: skip
+_IDENTITY = (nn.LocalResponseNorm, nn.Dropout, nn.Dropout2d, nn.Identity, nn.BatchNorm1d, nn.BatchNorm2d)
+_PASS = {"StochasticDepth", "DropPath", "DropBlock2d"}  # regularisers: the identity in eval mode
+
+
 def linear_surrogate(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A linear stand-in for a module on a consumer path (max pool -> average pool over the same windows)."""
+    """A linear stand-in for a module on a consumer path (max pool -> average pool over the same windows; an
+    activation -> its slope at 0+; batch norm, dropout -> identity)."""
     from harness.models.inception_v1 import SameMaxPool2d
 
     if isinstance(module, SameMaxPool2d):
@@ -75,12 +101,75 @@ def linear_surrogate(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor
     if isinstance(module, nn.MaxPool2d):
         k, s, p = module.kernel_size, module.stride, module.padding
         return lambda x: F.avg_pool2d(x, k, s, p, ceil_mode=module.ceil_mode, count_include_pad=False)
-    if isinstance(module, (nn.LocalResponseNorm, nn.Dropout, nn.Identity)):
+    if isinstance(module, nn.AdaptiveMaxPool2d):
+        return lambda x: F.adaptive_avg_pool2d(x, module.output_size)
+    if isinstance(module, _IDENTITY):
+        return lambda x: x  # a new unit's batch norm (mean 0, variance 1, weight 1, bias 0): 1 / sqrt(1 + eps)
+    if type(module).__name__ in _PASS:
         return lambda x: x
+    if isinstance(module, _ACTIVATIONS):
+        return _scale(_slope(module))
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AvgPool2d, SamePad)):
         return module
+    if isinstance(module, nn.Conv2d) and module.groups > 1:
+        raise ConfigError(f"gradmax cannot linearise a Conv2d with groups={module.groups} on the path (depthwise: "
+                          f"the new unit gets fresh filters there)")  # fmt: skip
     raise ConfigError(f"gradmax cannot linearise a {type(module).__name__} between a layer and its consumers; "
-                      f"known: max/average pools, local response norm, dropout, identity")  # fmt: skip
+                      f"known: pools, activations, batch norm, local response norm, dropout, identity")  # fmt: skip
+
+
+_POOL_ARGS = ("kernel_size", "stride", "padding", "dilation", "ceil_mode")
+_ACTIVATION_NAMES = {"relu", "relu_", "relu6", "leaky_relu", "gelu", "silu", "hardswish", "hardsigmoid", "sigmoid",
+                     "tanh"}  # fmt: skip
+_SAME = {"dropout", "contiguous", "clone", "float", "to", "type_as", "cat", "batch_norm"}
+
+
+def _op(step: Op, u: torch.Tensor, axis: int) -> tuple[torch.Tensor, int]:
+    """A graph function on the path, applied to the fan-in maps `u` whose fan-in axis is `axis` (the channel's)."""
+    name, args, kw = step.name, step.args, step.kwargs
+    if step.operand is not None:  # a binary op: only a product with another activation is not linear in the unit
+        if step.operand == "tensor" and "mul" in name:
+            raise ConfigError("gradmax cannot linearise a product with another activation (a gate) on the path")
+        return (u * step.value if step.operand == "scalar" and "mul" in name else u), axis
+    if name in _SAME:
+        return u, axis
+    if name in ("max_pool2d", "adaptive_max_pool2d"):
+        if name == "adaptive_max_pool2d":
+            return F.adaptive_avg_pool2d(u, args[0] if args else kw["output_size"]), axis
+        p = {**dict(zip(_POOL_ARGS, args)), **kw}
+        if p.get("dilation", 1) not in (1, (1, 1)):
+            raise ConfigError("gradmax cannot linearise a dilated max pool")
+        k = p["kernel_size"]
+        return F.avg_pool2d(u, k, p.get("stride") or k, p.get("padding", 0), p.get("ceil_mode", False), False), axis
+    if name in ("avg_pool2d", "adaptive_avg_pool2d"):
+        return step.fn(u, *args, **kw), axis
+    if name == "permute":
+        dims = [d % u.dim() for d in (args[0] if len(args) == 1 and isinstance(args[0], list | tuple) else args)]
+        return u.permute(dims), dims.index(axis)
+    if name in ("mean", "sum"):
+        dims = args[0] if args else kw.get("dim")
+        dims = [d % u.dim() for d in ([dims] if isinstance(dims, int) else dims)]
+        keep = kw.get("keepdim", args[1] if len(args) > 1 else False)
+        return getattr(torch, name)(u, dims, keepdim=keep), axis if keep else axis - sum(d < axis for d in dims)
+    if name in _ACTIVATION_NAMES:  # a function (F.gelu) or a method (x.relu_())
+        fn = step.fn if callable(step.fn) else getattr(torch, name.rstrip("_"))
+        return u * _slope(fn), axis
+    raise ConfigError(f"gradmax cannot linearise {name} between a layer and its consumers")
+
+
+def follow(u: torch.Tensor, axis: int, path: Sequence[nn.Module | Op]) -> tuple[torch.Tensor, int, bool]:
+    """The fan-in maps `u` carried along a consumer path: (maps, their fan-in axis, flattened?). A flatten
+    ([n, C, H, W] -> [n, C*H*W], the only one the widen walk allows) leaves [n, fan-in, H*W]: each unit is
+    read H*W times."""
+    flat = False
+    for step in path:
+        if isinstance(step, nn.Flatten) or isinstance(step, Op) and step.name in ("flatten", "view", "reshape"):
+            u, axis, flat = u.flatten(2), 1, True
+        elif isinstance(step, Op):
+            u, axis = _op(step, u, axis)
+        else:
+            u = linear_surrogate(step)(u)
+    return u, axis, flat
 
 
 def _patch_maps(h: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -94,45 +183,80 @@ def _patch_maps(h: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return F.conv2d(h.float(), onehot, None, conv.stride, conv.padding, conv.dilation, groups=c)
 
 
+def b_shape(w: Wiring) -> tuple[int, int]:
+    """(rows, columns) of B: fan-out weights (per consumer: out x kernel positions, or out x columns read per
+    unit) and fan-in weights (in x kernel positions, or in features), without computing it."""
+    p = w.producer
+    width = p.out_channels if isinstance(p, nn.Conv2d) else p.out_features
+    rows = 0
+    for c in w.consumers:
+        m = c.module
+        columns = (c.channels.stop - c.channels.start) // width  # a linear after a flatten reads H*W per unit
+        per_unit = math.prod(m.kernel_size) if isinstance(m, nn.Conv2d) else columns
+        rows += (m.out_channels if isinstance(m, nn.Conv2d) else m.out_features) * per_unit
+    return rows, (p.in_channels * math.prod(p.kernel_size) if isinstance(p, nn.Conv2d) else p.in_features)
+
+
+def top_singular_values(b: torch.Tensor, k: int) -> torch.Tensor:
+    """The k largest singular values of `b` (float64, descending): from the eigenvalues of the Gram matrix of its
+    smaller side when that side is above 1024 (4x faster than an SVD of a 4608 x 4608 B, same top values)."""
+    if min(b.shape) <= 1024:
+        return torch.linalg.svdvals(b)[:k]
+    gram = b.T @ b if b.shape[1] <= b.shape[0] else b @ b.T
+    return torch.linalg.eigvalsh(gram).flip(0)[:k].clamp(min=0).sqrt()
+
+
 def gradmax_rows(w: Wiring, h: torch.Tensor, grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """This batch's contribution to B [fan-out weights, fan-in weights] (see the module docstring).
 
-    `h` is the producer conv's input [n, C, H, W]; `grads[i]` is dL/d(output of `w.consumers[i].module`).
+    `h` is the producer's input ([n, C, H, W] for a conv, [..., C] for a linear); `grads[i]` is
+    dL/d(output of `w.consumers[i].module`).
     """
-    conv = w.producer
-    if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
-        raise ConfigError(f"gradmax needs a plain Conv2d producing {w.target}, got {conv}")
+    producer = w.producer
+    if isinstance(producer, nn.Conv2d) and producer.groups == 1:
+        x, axis = _patch_maps(h, producer), 1  # each fan-in weight's input as a map: [n, in*kp^2, H', W']
+    elif isinstance(producer, nn.Linear):
+        x, axis = h.float(), h.dim() - 1  # fan-in weights read the last axis
+    else:
+        raise ConfigError(f"gradmax needs a plain Conv2d or a Linear producing {w.target}, got {producer}")
     n = len(h)
-    x = _patch_maps(h, conv)  # each fan-in weight's input as a map: [n, in*kp^2, H', W']
     blocks = []
     for consumer, g in zip(w.consumers, grads):
-        u = x
-        for module in consumer.path:
-            u = linear_surrogate(module)(u)
+        u, at, flat = follow(x, axis, consumer.path)
         g = g.float()
         module = consumer.module
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) and flat:  # reads each unit at k flattened positions: rows (out, k)
+            blocks.append(torch.einsum("no,njs->osj", g, u).reshape(-1, u.shape[1]))
+        elif isinstance(module, nn.Linear) and at == u.dim() - 1:  # channels last (ConvNeXt), or [n, units]
+            blocks.append(g.reshape(-1, g.shape[-1]).T @ u.reshape(-1, u.shape[-1]))
+        elif isinstance(module, nn.Linear) and at == 1 and u[0, 0].numel() == 1:  # [n, units, 1, 1]: a pooled head
             blocks.append(g.T @ u.reshape(n, -1))  # [out, in*kp^2]
-        elif isinstance(module, nn.Conv2d) and module.groups == 1:
+        elif isinstance(module, nn.Conv2d) and module.groups == 1 and at == 1 and u.dim() == 4:
             # sum_{n,q} g[n, o, q] unfold_c(u)[n, (j, d), q] is the weight gradient of a conv reading u
             size = (g.shape[1], u.shape[1], *module.kernel_size)
             rows = torch.nn.grad.conv2d_weight(u, size, g, module.stride, module.padding, module.dilation)
             blocks.append(rows.permute(0, 2, 3, 1).reshape(-1, u.shape[1]))  # [out * kc^2, in*kp^2]
         else:
-            raise ConfigError(f"gradmax needs Conv2d (groups=1) or Linear consumers of {w.target}, got {module}")
+            raise ConfigError(f"gradmax needs Conv2d (groups=1) or Linear consumers reading {w.target}'s units "
+                              f"as channels, got {module}")  # fmt: skip
     return torch.cat(blocks)
 
 
 class GradMax(Probe):
     """Per widen target: GradMax's score (sum of the top-k singular values of B) and the score per parameter.
 
-    Usage: ``GradMax(k=4).run(ctx).scalars["mixed3b_5x5/score"]``
+    Usage: ``GradMax(k=4).run(ctx).scalars["mixed3b_5x5/score"]`` (a ResNet: ``["layer2.0.conv1/score"]``)
     """
 
     name = GRADMAX
 
     def __init__(
-        self, layers: Sequence[str] | None = None, k: int = 4, budget: int | None = None, max_images: int | None = 256
+        self,
+        layers: Sequence[str] | None = None,
+        k: int = 4,
+        budget: int | None = None,
+        max_images: int | None = 256,
+        max_entries: int | None = 2**25,
     ) -> None:
         super().__init__(layers)
         if isinstance(k, bool) or int(k) < 1:
@@ -141,28 +265,48 @@ class GradMax(Probe):
             raise ConfigError(f"gradmax.budget must be null or a number of parameters >= 1, got {budget!r}")
         if max_images is not None and int(max_images) < 1:
             raise ConfigError(f"gradmax.max_images must be null (all) or >= 1, got {max_images!r}")
+        if max_entries is not None and int(max_entries) < 1:
+            raise ConfigError(f"gradmax.max_entries must be null (no limit) or >= 1, got {max_entries!r}")
         self.k, self.budget = int(k), None if budget is None else int(budget)
         self.max_images = None if max_images is None else int(max_images)
+        self.max_entries = None if max_entries is None else int(max_entries)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
-        targets = self.layers or widen_candidates(ctx.model)
-        wirings = [wiring(ctx.model, t) for t in targets]
-        producers = list({id(w.producer): w.producer for w in wirings}.values())
-        consumers = list({id(c.module): c.module for w in wirings for c in w.consumers}.values())
-        sums: dict[str, torch.Tensor] = {}
-        for batch in loss_gradients(ctx, consumers, producers, self.max_images):
-            for w in wirings:
-                grads = [batch.grads[id(c.module)] for c in w.consumers]
-                part = gradmax_rows(w, batch.inputs[id(w.producer)], grads).double()
-                sums[w.target] = part if w.target not in sums else sums[w.target] + part
         result = ProbeResult()
+        skipped: dict[str, str] = {}  # target -> why it has no score (B too large, a path step that is not linear)
+        wired = []
+        for w in wirings(ctx.model, self.layers or None, image_size=int(ctx.probe_set.images.shape[-1])):
+            rows, cols = b_shape(w)
+            if self.max_entries is not None and rows * cols > self.max_entries:
+                skipped[w.target] = f"B would be {rows} x {cols}, over gradmax.max_entries={self.max_entries}"
+            else:
+                wired.append(w)
+        producers = list({id(w.producer): w.producer for w in wired}.values())
+        consumers = list({id(c.module): c.module for w in wired for c in w.consumers}.values())
+        sums: dict[str, torch.Tensor] = {}
+        for batch in loss_gradients(ctx, consumers, producers, self.max_images) if wired else ():
+            for w in wired:
+                if w.target in skipped:
+                    continue
+                grads = [batch.grads[id(c.module)] for c in w.consumers]
+                try:
+                    part = gradmax_rows(w, batch.inputs[id(w.producer)], grads).double()
+                except ConfigError as err:
+                    skipped[w.target] = str(err)
+                    sums.pop(w.target, None)
+                    continue
+                sums[w.target] = part if w.target not in sums else sums[w.target] + part
+        if skipped:
+            result.info["skipped_targets"] = skipped
+        if not sums:
+            result.info["skipped"] = f"no widen target could be scored ({len(skipped)} skipped: see skipped_targets)"
         rows = []
-        for w in wirings:
+        for w in (w for w in wired if w.target in sums):
             b = sums[w.target].cpu()
-            sigma = torch.linalg.svdvals(b)
             per_unit = b.shape[0] + b.shape[1] + (w.producer.bias is not None)
             k = self.k if self.budget is None else max(1, round(self.budget / per_unit))
-            score = float(sigma[:k].sum())
+            sigma = top_singular_values(b, k)
+            score = float(sigma.sum())
             result.scalars[f"{w.target}/{SCORE}"] = score
             result.scalars[f"{w.target}/{SCORE_PER_PARAM}"] = score / (k * per_unit)
             rows.append({"target": w.target, "k": k, "params_per_unit": per_unit, "score": score,

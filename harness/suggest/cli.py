@@ -5,10 +5,12 @@ this file only loads the thresholds (``conf/suggest.yaml`` + command-line ``key=
 bad input into a one-line error with exit code 2.
 
 Text output: the first line is the command to run next (`harness-train <overrides>` of the best accepted
-suggestion), the thing a user copies. Then, best first: the complete override set for the next run (the run's
-edits composed with this one), its evidence (each naming the metric keys and values it read) and the score;
-when the run already has widen/insert edits, a second line says what the suggestion adds to them
-(`adds +model.widen.mixed3b_5x5=20 to the current edits`). Then one line per skipped rule.
+suggestion), the thing a user copies; for a model other than the default InceptionV1 it starts with the overrides
+selecting that model (`harness-train model=torchvision model.name=resnet18 +model.widen.layer2.0.conv1=64`).
+Then, best first: the complete override set for the next run (the run's edits composed with this one), its
+evidence (each naming the metric keys and values it read) and the score; when the run already has widen/insert
+edits, a second line says what the suggestion adds to them (`adds +model.widen.mixed3b_5x5=20 to the current
+edits`). Then one line per skipped rule.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from harness.conf_dir import CONF_DIR
 from harness.errors import ConfigError
 from harness.suggest.calibrate import weights_from_signals
 from harness.suggest.load import NoRecords, RunSummary, summarise
-from harness.suggest.overrides import as_overrides
+from harness.suggest.overrides import as_overrides, model_overrides
 from harness.suggest.rules import Suggestion, suggest
 
 CONFIG = Path(CONF_DIR) / "suggest.yaml"
@@ -63,6 +65,7 @@ def as_dict(run: RunSummary, notes: list[str], ranked: list[Suggestion], skipped
         "variant": run.variant,
         "seeds": run.seeds,
         "current_overrides": _current(run),
+        "model_overrides": model_overrides(run.model),
         "notes": notes,
         "suggestions": [
             {
@@ -92,7 +95,9 @@ def render(run: RunSummary, notes: list[str], ranked: list[Suggestion], skipped:
     lines = []
     top = next((s for s in ranked if not s.problem), None)
     if top is not None:
-        lines.append(f"harness-train {' '.join(top.next_run or [top.edit.incremental()])}")
+        lines.append(
+            f"harness-train {' '.join([*model_overrides(run.model), *(top.next_run or [top.edit.incremental()])])}"
+        )
     lines.append(f"suggestions for variant {run.variant!r} ({seeds}) from {run.source}")
     lines += [f"note: {n}" for n in notes]
     current = _current(run)

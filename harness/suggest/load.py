@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.models.edits import BRANCHES, CONCAT_BRANCHES
+from harness.models.custom import flatten_widen
+from harness.models.edits import BRANCHES, CONCAT_BRANCHES, is_inception
 from harness.probes import keys
 from harness.runs import find_records, flatten, load_record, model_config
 from harness.suggest.overrides import channels as plan_channels
@@ -56,10 +57,25 @@ class RunSummary:
     channels: dict[str, int] = field(default_factory=dict)  # layer / branch -> channels (edits included)
     classes: list[str] = field(default_factory=list)
     started: str = ""
+    # Any model but InceptionV1 (record["model"], harness.models.consumers.growth_facts): the convs/linears
+    # model.widen accepts (-> width), the one growing each probe layer, or why the model could not be traced.
+    targets: dict[str, int] = field(default_factory=dict)
+    grow_at: dict[str, str] = field(default_factory=dict)
+    widen_error: str | None = None
+
+    @property
+    def inception(self) -> bool:
+        """InceptionV1, or no model config at all (summaries built in code, old records): the default model."""
+        return not self.model.get("_target_") or is_inception(self.model)
 
     @property
     def widen(self) -> dict[str, int]:
-        return {k: int(v) for k, v in (self.model.get("widen") or {}).items()}
+        """The run's widen edits by layer: dotted module paths flattened back from Hydra's nesting."""
+        return flatten_widen(self.model.get("widen"))
+
+    def grow_target(self, layer: str) -> str | None:
+        """The widen target that grows probe layer `layer` on a non-Inception model (a widen target grows itself)."""
+        return layer if layer in self.targets else self.grow_at.get(layer)
 
     @property
     def insert(self) -> list[str]:
@@ -149,9 +165,12 @@ def load_run(record_path: Path) -> RunSummary:
     for key, value in derived_metrics(record_path.parent, record, chans).items():
         metrics.setdefault(key, value)
     classes = list(record.get("classes") or (record.get("config") or {}).get("data", {}).get("classes") or [])
+    facts = record.get("model") or {}
     return RunSummary(
         source=str(record_path.parent), variant=str(record.get("variant") or "base"), seeds=[record.get("seed")],
         metrics=metrics, model=model, channels=chans, classes=classes, started=str(record.get("started") or ""),
+        targets=dict(facts.get("widen_targets") or {}), grow_at=dict(facts.get("grow_at") or {}),
+        widen_error=facts.get("widen_error"),
     )  # fmt: skip
 
 
@@ -166,7 +185,8 @@ def average(runs: list[RunSummary]) -> RunSummary:
         source=str(Path(runs[0].source).parent) if len(runs) > 1 else runs[0].source,
         variant=latest.variant, seeds=[s for r in runs for s in r.seeds],
         metrics={k: sum(v) / len(v) for k, v in values.items()}, model=latest.model, channels=latest.channels,
-        classes=latest.classes, started=latest.started,
+        classes=latest.classes, started=latest.started, targets=latest.targets, grow_at=latest.grow_at,
+        widen_error=latest.widen_error,
     )  # fmt: skip
 
 

@@ -12,8 +12,10 @@ change alone; the *next-run* set is every widen/insert of the run plus this chan
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 WIDEN_PREFIX = "+model.widen."
@@ -63,15 +65,28 @@ def as_overrides(widen: Mapping[str, int], insert: Sequence[str]) -> list[str]:
     return out
 
 
-def check(model: Mapping[str, Any], widen: Mapping[str, int], insert: Sequence[str]) -> str | None:
+def check(
+    model: Mapping[str, Any], widen: Mapping[str, int], insert: Sequence[str], targets: Mapping[str, int] | None = None
+) -> str | None:
     """None when the InceptionV1 plan accepts these edits, else the one-line reason (e.g. pruning unsupported).
 
-    Non-InceptionV1 models are not checked (None): their edits are not expressible as widen/insert anyway.
+    Any other model: widen edits must add units to one of its widen ``targets`` (the run record's
+    ``model.widen_targets``, what ``model.widen`` accepts on its traced graph; unchecked when unknown), and
+    ``model.insert`` is InceptionV1's.
     """
     from harness.errors import ConfigError
     from harness.models.edits import is_inception, plan_inception
 
     if not is_inception(model):
+        if not model.get("_target_"):
+            return None  # no model config: nothing to check against
+        if insert:
+            return "model.insert works on InceptionV1 only"
+        for name, n in widen.items():
+            if n < 0:
+                return f"model.widen.{name}={n}: only adding units works on this model (graph_widen)"
+            if targets and name not in targets:
+                return f"model.widen.{name}: not a widen target of this model; valid: {', '.join(targets)}"
         return None
 
     try:
@@ -94,3 +109,49 @@ def channels(model: Mapping[str, Any], widen: Mapping[str, int] | None = None, i
     insert = list(model.get("insert") or []) if insert is None else list(insert)
     plan = plan_inception(width=model.get("width", 1.0), widen=widen, insert=insert, last_layer=model.get("last_layer"))
     return dict(plan.channels)
+
+
+def _value(v: Any) -> str | None:
+    """A config value as a Hydra override value (None: not expressible on one command line, e.g. a mapping)."""
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, str):
+        return v if re.fullmatch(r"[\w./:-]+", v) else "'" + v.replace("'", "\\'") + "'"
+    if isinstance(v, list | tuple) and all(not isinstance(x, Mapping | list | tuple) for x in v):
+        items = [_value(x) for x in v]
+        return "[" + ",".join(items) + "]" if None not in items else None
+    return None
+
+
+def model_overrides(model: Mapping[str, Any]) -> list[str]:
+    """The overrides that select a non-Inception run's model, to go before its edits on harness-train's command line:
+    ``model=<option>`` of ``conf/model`` with its ``_target_`` (else ``model=custom model._target_=...``), then each
+    key whose value differs from that file's (``+model.<key>=...`` for a key it lacks) and the architecture's
+    ``name``. ``[]`` for InceptionV1 (the default model: its edits alone are the command, as ever).
+
+    Usage: ``model_overrides({"_target_": "harness.models.torchvision_model", "name": "vgg11_bn", ...})`` ->
+    ``["model=torchvision", "model.name=vgg11_bn"]``
+    """
+    from omegaconf import OmegaConf
+
+    from harness.conf_dir import CONF_DIR
+    from harness.models.edits import is_inception
+
+    if is_inception(model) or not model.get("_target_"):
+        return []
+    options = {
+        p.stem: OmegaConf.to_container(OmegaConf.load(p)) for p in sorted(Path(CONF_DIR, "model").glob("*.yaml"))
+    }
+    name = next((k for k, o in options.items() if o.get("_target_") == model["_target_"]), "custom")
+    base = options.get(name, {})
+    out = [f"model={name}"]
+    for key, value in model.items():
+        same = key in base and base[key] == value and key != "name"  # the architecture's name is always shown
+        if key in ("widen", "insert") or same or key == "num_classes" and value is None:
+            continue
+        shown = _value(value)
+        if shown is not None:
+            out.append(f"{'' if key in base else '+'}model.{key}={shown}")
+    return out

@@ -72,6 +72,14 @@ def _per_layer(metrics: dict[str, float], probe: str, metric: str) -> dict[str, 
 def _need_channels(run: RunSummary) -> None:
     if not run.channels:
         raise MissingInputs(["model.channels (an InceptionV1 run: record['model']['channels'] or config.model)"])
+    if not run.inception and not run.targets:
+        why = f": {run.widen_error}" if run.widen_error else " (a record of this harness version)"
+        raise MissingInputs([f"model.widen_targets of a model torch.fx can trace{why}"])
+
+
+def _need_inception(run: RunSummary, what: str) -> None:
+    if not run.inception:
+        raise MissingInputs([f"an InceptionV1 model ({what})"])
 
 
 def _widen_amount(width: int, cfg: Any) -> int:
@@ -115,7 +123,13 @@ def _curve_layer(run: RunSummary, cfg: Any) -> tuple[str | None, dict[str, float
 
 
 def _curve_branch(run: RunSummary, layer: str, cfg: Any, by_count: bool = True) -> tuple[str, str]:
-    """The branch of ``layer`` to widen for curves (most detectors when ``by_count``, else cfg.curve_branch), a note."""
+    """The branch of ``layer`` to widen for curves (most detectors when ``by_count``, else cfg.curve_branch), a note.
+
+    Any other model: the widen target growing ``layer`` (its widest widenable conv, or the one feeding it; None when
+    nothing grows it), named in the note."""
+    if not run.inception:
+        target = run.grow_target(layer)
+        return target, f"widen {target}" if target and target != layer else ""
     if f"{layer}_5x5" not in run.channels:
         return layer, ""  # a stem layer is its own widen target
     counts = {b: run.metrics.get(pk.key(pk.CURVES, f"{layer}_{b}", pk.DETECTORS), 0.0) for b in CONCAT_BRANCHES}
@@ -134,6 +148,8 @@ def curve_cluster(run: RunSummary, cfg: Any) -> list[Suggestion]:
     if layer is None:
         return []
     branch, where = _curve_branch(run, layer, cfg)
+    if branch is None:
+        return []  # nothing in or before the layer can be widened (e.g. a ConvNeXt downsample)
     m = run.metrics
     keys = [
         pk.key(pk.CURVES, layer, pk.DETECTORS),
@@ -154,7 +170,11 @@ def curve_cluster(run: RunSummary, cfg: Any) -> list[Suggestion]:
 
 
 def prune_dead(run: RunSummary, cfg: Any) -> list[Suggestion]:
-    """Prune (negative widen) branches / stem layers with many dead units (activations/<branch>/dead_fraction)."""
+    """Prune (negative widen) branches / stem layers with many dead units (activations/<branch>/dead_fraction).
+
+    InceptionV1 only: on other models model.widen only adds units, and a block output's dead units are not the
+    units of any one conv (a residual stream)."""
+    _need_inception(run, "pruning: model.widen on other models only adds units")
     dead = {k: v for k, v in _per_layer(run.metrics, pk.ACTIVATIONS, pk.DEAD_FRACTION).items() if k in run.channels}
     dead = {k: v for k, v in dead.items() if is_branch(k) or not k.startswith("mixed")}  # widen targets only
     if not dead:
@@ -175,6 +195,7 @@ def prune_dead(run: RunSummary, cfg: Any) -> list[Suggestion]:
 def insert_at_jump(run: RunSummary, cfg: Any) -> list[Suggestion]:
     """Insert a block where a linear read-out (linear/<layer>/<target>_acc) jumps between consecutive measured
     layers; the block goes right before the later layer (after the mixed layer, or inserted block, preceding it)."""
+    _need_inception(run, "model.insert")
     _need_channels(run)
     layers, m = run.layers(), run.metrics
     found, best = False, {}
@@ -255,7 +276,7 @@ def class_weakness(run: RunSummary, cfg: Any) -> list[Suggestion]:
     cluster = _curve_layer(run, cfg)[0]
     branch, _ = _curve_branch(run, cluster or str(cfg.curve_layer), cfg, by_count=cluster is not None)
     if branch not in run.channels:
-        return []  # the configured curve layer is not in this model (e.g. cut off by last_layer)
+        return []  # the configured curve layer is not in this model (cut off by last_layer; another family's names)
     worst = sorted(curve, key=curve.get)[:3]
     keys = [f"{metric}/{c}" for c in worst]
     used = {k: run.metrics[k] for k in keys}
@@ -305,5 +326,5 @@ def suggest(run: RunSummary, cfg: Any) -> tuple[list[Suggestion], list[tuple[str
     for s in ranked:
         widen, insert = compose(run.widen, run.insert, s.edit)
         s.next_run = as_overrides(widen, insert)
-        s.problem = check(run.model, widen, insert)
+        s.problem = check(run.model, widen, insert, run.targets)
     return ranked, skipped
