@@ -187,7 +187,14 @@ def test_oracle_end_to_end_two_candidates_one_seed(base: Path, tmp_path: Path) -
     assert "random" in {s["signal"] for s in signals}
     page = (out / "report.html").read_text()
     assert "data:image/png;base64," in page and "http" not in page.replace("http-equiv", "")
-    assert len(json.loads((out / "oracle.json").read_text())["candidates"]) == 2
+    meta = json.loads((out / "oracle.json").read_text())
+    assert len(meta["candidates"]) == 2 and meta["lr_scale"] == 0.1
+    # every job (control and candidates alike) fine-tuned at 0.1x the base run's learning rate
+    base_lr = json.loads((base / "record.json").read_text())["config"]["module"]["optimizer"]["lr"]
+    job_lrs = {
+        json.loads(p.read_text())["config"]["module"]["optimizer"]["lr"] for p in (out / "jobs").rglob("record.json")
+    }
+    assert len(job_lrs) == 1 and job_lrs.pop() == pytest.approx(0.1 * base_lr)
     # harness-signals re-scores the same oracle into another folder, reading a (planted) growth-probe run there
     again = tmp_path / "rescored"
     gains = {r["candidate"]: float(r["gain_val_loss"]) for r in rows}
@@ -210,7 +217,8 @@ def test_oracle_end_to_end_two_candidates_one_seed(base: Path, tmp_path: Path) -
     "args, expected",
     [(["/nonexistent/run"], "not a harness-train run directory"),
      (["BASE", "--candidates", "nope"], "unknown candidate(s) nope"),
-     (["BASE", "--seeds", "0"], "--seeds must be >= 1")],
+     (["BASE", "--seeds", "0"], "--seeds must be >= 1"),
+     (["BASE", "--lr-scale", "0"], "--lr-scale must be > 0")],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2(base: Path, args: list[str], expected: str, capsys) -> None:
     from harness.oracle.cli import main
@@ -235,3 +243,12 @@ def test_check_images_are_the_runs_validation_images(base: Path) -> None:
     record, _ = base_run(base)
     images = check_images(record["config"]["data"], 8)
     assert images.shape == (8, 3, 64, 64) and torch.isfinite(images).all()
+
+
+def test_scaled_lr_scales_only_a_numeric_optimizer_lr() -> None:
+    from harness.oracle.launch import scaled_lr
+
+    module = {"optimizer": {"_target_": "torch.optim.AdamW", "lr": 0.004}, "channels_last": True}
+    assert scaled_lr(module, 0.1)["optimizer"]["lr"] == pytest.approx(0.0004) and module["optimizer"]["lr"] == 0.004
+    assert scaled_lr(module, 1.0) == module
+    assert scaled_lr({"optimizer": {"lr": "${oc.env:LR}"}}, 0.1) == {"optimizer": {"lr": "${oc.env:LR}"}}

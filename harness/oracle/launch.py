@@ -44,10 +44,13 @@ class JobResult:
     val_acc: float
 
 
-def write_group(out: Path, base_config: Mapping[str, Any], ckpt: str | None, candidates: Sequence[Candidate]) -> Path:
+def write_group(
+    out: Path, base_config: Mapping[str, Any], ckpt: str | None, candidates: Sequence[Candidate], lr_scale: float = 1.0
+) -> Path:
     """Write one ``oracle/<name>.yaml`` per candidate (and the control); return the search-path folder.
 
-    ``ckpt`` None = from scratch (the base architecture plus the edit, from initialisation).
+    ``ckpt`` None = from scratch (the base architecture plus the edit, from initialisation). ``lr_scale``
+    multiplies the base run's ``module.optimizer.lr`` for every job alike (see ``harness-oracle --lr-scale``).
     """
     folder = out / "conf" / GROUP
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,10 +61,19 @@ def write_group(out: Path, base_config: Mapping[str, Any], ckpt: str | None, can
                                                                               if k != "_target_"}}  # fmt: skip
         fixed = {"variant": cand.name, "model": model, "data": data}
         if base_config.get("module"):
-            fixed["module"] = dict(base_config["module"])
+            fixed["module"] = scaled_lr(base_config["module"], lr_scale)
         body = OmegaConf.to_yaml(OmegaConf.create(fixed))
         (folder / f"{cand.name}.yaml").write_text(f"# @package _global_\n# oracle candidate {cand.name}\n{body}")
     return folder.parent
+
+
+def scaled_lr(module: Mapping[str, Any], scale: float) -> dict[str, Any]:
+    """The module config with ``optimizer.lr`` times ``scale`` (unchanged when it has no numeric lr)."""
+    out = dict(module)
+    opt = out.get("optimizer")
+    if scale != 1.0 and isinstance(opt, Mapping) and isinstance(opt.get("lr"), int | float):
+        out["optimizer"] = {**opt, "lr": float(opt["lr"]) * scale}
+    return out
 
 
 def command(out: Path, names: Sequence[str], seeds: Sequence[int], steps: int, extra: Sequence[str] = ()) -> list[str]:
