@@ -77,7 +77,7 @@ def centre_positions(
     centre = (size - 1) / 2
     out = {}
     with torch.enable_grad(), eval_mode(model), capture(model, layers, detach=False, pre_relu=True) as cache:
-        model(x)
+        forward_until(model, x, layers)  # no need for the layers after the deepest one
         for name in layers:
             act = cache[name]
             if act.dim() != 4:  # a pooled / linear layer has no receptive-field centre: skipped (run says so)
