@@ -14,7 +14,8 @@ InceptionV1) pay for the layers before the ablated one only once: the intact pas
 stage computing each ablated layer, and each ablated pass starts there (same numbers; on the full
 InceptionV1 at 224 px, a mixed3b pass skips the stem and mixed3a, about a third of the FLOPs). When the
 ablated layer is a stage's own output (``mixed3b``, not ``mixed3b_5x5``) and the model has
-``forward_after``, the intact pass keeps that output and the ablated passes start after the stage. All
+``forward_after``, the ablated passes start after the stage, from its output as this round's shared
+activation capture holds it when the layer is a probe layer (no pass through the stem at all). All
 draws of one layer run together, ``groups_per_pass`` per forward pass (batch expansion: the batch is
 repeated per group, each copy with its own units zeroed), so the layers after the ablated one see larger
 batches; the numbers are those of one pass per group.
@@ -32,6 +33,7 @@ from harness.errors import ConfigError
 from harness.hooks import eval_mode, resolve
 from harness.models import layers as layer_channels
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.probe_set import probe_layout
 from harness.probes.units import parse_units, probe_units
 
 GROUPS = ("curve_detectors", "added")
@@ -49,8 +51,10 @@ def intact_pass(ctx: ProbeContext, layers: Sequence[str]) -> tuple[torch.Tensor,
     starts from: the input of the stage computing the layer or, when the layer is that stage's output and
     the model has ``forward_after``, the stage's output (the stage itself is then not recomputed).
 
-    One forward pass either way; the kept tensors are kept batch by batch (at 224 px, mixed3b's input over
-    512 images is 0.4 GB, its output 0.8 GB).
+    A stage output that a probe of this round already captured (``ctx.cached_activations``: the layer is a
+    probe layer) is taken from there, and when every layer is such, the intact logits come from the rest of
+    the network after it: no pass through the stem at all. Otherwise one forward pass keeps the tensors,
+    batch by batch (at 224 px, mixed3b's input over 512 images is 0.4 GB, its output 0.8 GB).
     """
     model = ctx.model
     if not resumable(model):
@@ -61,6 +65,16 @@ def intact_pass(ctx: ProbeContext, layers: Sequence[str]) -> tuple[torch.Tensor,
     for layer, module in modules.items():
         name, stage = model.resume_point(layer)
         points[layer] = (name, stage, can_skip and module is stage)
+    resume: Resume = {}
+    batch = ctx.images_per_pass(*ctx.probe_set.images.shape[-2:])
+    for layer, (name, _, after) in points.items():
+        if after and (cached := ctx.cached_activations(layer)) is not None:
+            resume[layer] = (name, True, list(cached.split(batch)))
+    points = {layer: point for layer, point in points.items() if layer not in resume}
+    if not points and resume:
+        name, _, kept = next(iter(resume.values()))
+        with torch.no_grad(), eval_mode(model):
+            return torch.cat([model.forward_after(name, probe_layout(x)).float().cpu() for x in kept]), resume
     kept: dict[tuple[str, bool], list[torch.Tensor]] = {(name, after): [] for name, _, after in points.values()}
 
     def keep(key: tuple[str, bool]):
@@ -84,7 +98,8 @@ def intact_pass(ctx: ProbeContext, layers: Sequence[str]) -> tuple[torch.Tensor,
     finally:
         for handle in handles:
             handle.remove()
-    return logits, {layer: (name, after, kept[(name, after)]) for layer, (name, _, after) in points.items()}
+    resume.update({layer: (name, after, kept[(name, after)]) for layer, (name, _, after) in points.items()})
+    return logits, resume
 
 
 def ablated_logits(
@@ -123,7 +138,7 @@ def ablated_logits(
                 chunk = masks[first : first + max(1, per_pass)]
                 for x in kept:
                     current[:] = [chunk.repeat_interleave(len(x), 0)]
-                    batch = torch.cat([x] * len(chunk))
+                    batch = probe_layout(torch.cat([x] * len(chunk)))
                     if after:
                         logits = model.forward_after(stage, zero(None, (), batch))
                     elif stage is not None:
