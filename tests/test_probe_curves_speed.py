@@ -127,3 +127,23 @@ def test_model_digest_follows_architecture_and_weights() -> None:
     with torch.no_grad():
         b.fc.bias[0] += 1e-6
     assert control_cache.model_digest(a) != control_cache.model_digest(b)
+
+
+def test_consumers_reuse_the_round_census_when_curves_skipped_a_layer(monkeypatch) -> None:
+    """Ablation, featvis and lineage ask for the run's layers; curves leaves out those whose receptive field is too
+    small (`info["skipped_layers"]`). The round's census still serves them: no second census (minutes at 224 px).
+    Negative control: a layer the round neither censused nor skipped does rerun the probe."""
+    from harness.probes.units import probe_units
+
+    torch.manual_seed(0)
+    net = InceptionV1(num_classes=4, width=0.25, batch_norm=True, last_layer="mixed3b").eval()
+    probe_set = ProbeSet(images=torch.rand(2, 3, 64, 64), labels=torch.zeros(2, dtype=torch.long), classes=("a",))
+    ctx = ProbeContext(net, ["conv2d0", "mixed3a", "mixed3b"], probe_set, seed=1)
+    ctx.results["curves"] = CurveCensus(orientations=36, radii=(0.1, 0.2, 0.3), random_init=False).run(ctx)
+    assert ctx.results["curves"].info["skipped_layers"] == ["conv2d0"]  # a 7 px field
+    runs: list[list[str]] = []
+    monkeypatch.setattr(CurveCensus, "run", lambda self, c: runs.append(self.layers) or ctx.results["curves"])
+    rows = probe_units(ctx, "curves", ["conv2d0", "mixed3a", "mixed3b"])
+    assert not runs and {r["layer"] for r in rows} == {"mixed3a", "mixed3b"}
+    probe_units(ctx, "curves", ["conv2d1", "mixed3b"])
+    assert runs == [["conv2d1", "mixed3b"]]
