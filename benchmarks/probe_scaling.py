@@ -180,22 +180,24 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
                            "channels": sum(channels[name] for name in LAYERS),
                            "layer_channels": {name: channels[name] for name in LAYERS},
                            "pixels": spec["image_size"] ** 2, "setup_seconds": time.perf_counter() - t0,
-                           "seconds": {}, "peak_mb": {}, "rss_before_mb": {}, "work": {}, "errors": {}}  # fmt: skip
+                           "seconds": {}, "cpu_seconds": {}, "peak_mb": {}, "rss_before_mb": {}, "work": {},
+                           "errors": {}}  # fmt: skip
     steps = [("capture", lambda: ctx.activations())]
     steps += [(name, lambda p=probe: p.run(ctx)) for name, probe in probes.items()]
     for name, step in steps:
         ctx.widen = LINEAGE_WIDEN if name == "lineage" else {}
         with PeakRSS() as mem:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             try:
                 result = step()
             except Exception as err:  # one broken probe must not cost the others their numbers
                 out["errors"][name], result = f"{type(err).__name__}: {err}", None
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         ctx.widen = {}
         label = f"{spec['model']} w{spec['width']:g} {spec['image_size']}px n={spec['probe_set_size']}"
-        print(f"{label} {name}: {seconds:.2f} s, +{mem.mb:.0f} MB", file=sys.stderr, flush=True)
+        print(f"{label} {name}: {seconds:.2f} s ({cpu:.1f} CPU s), +{mem.mb:.0f} MB", file=sys.stderr, flush=True)
         out["seconds"][name] = seconds if name not in out["errors"] else math.nan
+        out["cpu_seconds"][name] = cpu  # all threads of the process: on a loaded machine, steadier than wall
         out["peak_mb"][name] = mem.mb
         out["rss_before_mb"][name] = mem.start / 1024.0
         if name != "capture" and result is not None:

@@ -45,6 +45,18 @@ def _isolated_wandb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     os.environ.update(saved)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Probe caches (the curves probe's random-init census) go to a temp folder, not the developer's ~/.cache."""
+    saved = os.environ.get("HARNESS_CACHE_DIR")
+    os.environ["HARNESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("harness_cache"))
+    yield
+    if saved is None:
+        os.environ.pop("HARNESS_CACHE_DIR", None)
+    else:
+        os.environ["HARNESS_CACHE_DIR"] = saved
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """Tiny tensors: one thread avoids OpenMP contention on a shared 2-core machine (restored after)."""

@@ -340,7 +340,8 @@ def test_last_layer_limits_edits_and_names() -> None:
 
 
 def test_forward_from_a_stage_input_gives_the_same_logits() -> None:
-    """resume_point/forward_from (ablation's shortcut): the rest of the network from a captured stage input."""
+    """resume_point/forward_from/forward_after (ablation's shortcuts): the rest of the network from a captured
+    stage input, or after a captured stage output."""
     torch.manual_seed(0)
     net = InceptionV1(num_classes=5, width=0.25, insert=["mixed3b"], input_transform="lucid").eval()
     x = torch.rand(2, 3, 64, 64)
@@ -349,13 +350,18 @@ def test_forward_from_a_stage_input_gives_the_same_logits() -> None:
         name, module = net.resume_point(layer)
         assert name == stage and module is net.features.get_submodule(stage)
         seen: list[torch.Tensor] = []
-        handle = module.register_forward_pre_hook(lambda _m, args, seen=seen: seen.append(args[0]))
+        handles = [module.register_forward_pre_hook(lambda _m, args, seen=seen: seen.append(args[0])),
+                   module.register_forward_hook(lambda _m, _a, out, seen=seen: seen.append(out))]  # fmt: skip
         with torch.no_grad():
             full = net(x)
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         with torch.no_grad():
             assert torch.allclose(net.forward_from(name, seen[0]), full, atol=1e-6)
+            assert torch.allclose(net.forward_after(name, seen[1]), full, atol=1e-6)  # from the stage's output
     with pytest.raises(ConfigError, match="valid: conv2d0"):
         net.resume_point("mixed9z")
     with pytest.raises(ConfigError, match="maxpool0"):
         net.forward_from("mixed9z", x)
+    with pytest.raises(ConfigError, match="maxpool0"):
+        net.forward_after("mixed9z", x)

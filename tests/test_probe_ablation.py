@@ -56,6 +56,24 @@ def no_hooks(model: nn.Module) -> bool:
     return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
+class Plain(nn.Module):
+    """The same network without resume_point/forward_from/forward_after: ablation makes full passes."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    @property
+    def channels(self) -> dict[str, int]:
+        return self.net.channels
+
+    def hook_points(self) -> dict[str, nn.Module]:
+        return self.net.hook_points()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def test_used_unit_costs_accuracy_unused_unit_costs_nothing() -> None:
     ctx = make_ctx()
     ctx.model.train()
@@ -134,24 +152,50 @@ def test_resumed_passes_equal_full_passes() -> None:
     probe = AblationProbe(groups=[], units=units, random_draws=2)
     resumed = probe.run(ProbeContext(net, ["mixed3b"], probe_set, seed=1, batch_size=10))
 
-    class Plain(nn.Module):  # the same network without resume_point/forward_from: full passes
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        @property
-        def channels(self) -> dict[str, int]:
-            return net.channels
-
-        def hook_points(self) -> dict[str, nn.Module]:
-            return net.hook_points()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return net(x)
-
-    full = probe.run(ProbeContext(Plain(), ["mixed3b"], probe_set, seed=1, batch_size=10))
+    full = probe.run(ProbeContext(Plain(net), ["mixed3b"], probe_set, seed=1, batch_size=10))
     assert set(resumed.scalars) == set(full.scalars) and len(resumed.scalars) > 12
     assert any(abs(v) > 1e-4 for k, v in full.scalars.items() if k.endswith("delta_loss"))  # the units matter
     for key, value in full.scalars.items():
         assert resumed.scalars[key] == pytest.approx(value, abs=1e-5), key
     assert no_hooks(net)
+
+
+@pytest.mark.parametrize("resume", ["resumed", "full_passes", "from_cache"])
+def test_batched_passes_equal_one_pass_per_group(resume: str) -> None:
+    """Batch expansion (several unit groups per forward pass, each copy of the batch with its own units zeroed)
+    gives the numbers of one pass per group, with a group count that does not divide evenly into passes; and
+    stage outputs taken from the round's activation cache give the numbers of a pass of their own."""
+    from harness.models import InceptionV1
+
+    torch.manual_seed(0)
+    probe_set = ProbeSet(images=torch.rand(20, 3, 40, 40), labels=torch.arange(20) % 4, classes=("a", "b", "c", "d"))
+    net = InceptionV1(num_classes=4, width=0.25, last_layer="mixed4a").eval()
+    units = ["mixed3b_5x5:0", "mixed3b_5x5:3", "mixed3a:1", "mixed4a:7"]
+    ctx = ProbeContext(net if resume != "full_passes" else Plain(net), ["mixed3a", "mixed3b", "mixed4a"], probe_set,
+                       seed=1, batch_size=8)  # 8, 8, 4 images per pass  # fmt: skip
+    if resume == "from_cache":
+        ctx.activations()  # what the first probe of a round does: mixed3a, mixed3b and mixed4a are now cached
+    runs = [AblationProbe(groups=[], units=units, random_draws=4, groups_per_pass=n).run(ctx) for n in (1, 3, 64)]
+    if resume == "from_cache":  # against one pass per group without the cache
+        runs.append(AblationProbe(groups=[], units=units, random_draws=4, groups_per_pass=1).run(
+            ProbeContext(net, ["mixed3b"], probe_set, seed=1, batch_size=8)))  # fmt: skip
+    one, *batched = runs
+    assert len(one.tables["groups"]) == 6  # custom + random_custom at three layers
+    assert any(abs(v) > 1e-4 for k, v in one.scalars.items() if k.endswith("delta_loss"))
+    for other in batched:
+        assert set(other.scalars) == set(one.scalars)
+        for key, value in one.scalars.items():
+            assert other.scalars[key] == pytest.approx(value, abs=1e-6), key
+    if resume == "from_cache":  # every layer a cached stage output: the intact logits too come from the cache
+        stages = ["mixed3b:0", "mixed3b:5", "mixed4a:7"]
+        calls: list[int] = []
+        handle = net.features.conv2d0.register_forward_hook(lambda *_: calls.append(1))
+        cached = AblationProbe(groups=[], units=stages).run(ctx)
+        handle.remove()
+        assert not calls  # no pass through the stem
+        fresh = AblationProbe(groups=[], units=stages).run(ProbeContext(net, ["conv2d0"], probe_set, seed=1))
+        assert cached.info["loss"] == pytest.approx(fresh.info["loss"], abs=1e-6)
+        assert cached.scalars == pytest.approx(fresh.scalars, abs=1e-6)
+    assert no_hooks(net)
+    with pytest.raises(ConfigError, match="groups_per_pass"):
+        AblationProbe(groups_per_pass=0)

@@ -285,6 +285,19 @@ class InceptionV1(nn.Module):
             x = module(x)
         return self._head(x)
 
+    def forward_after(self, stage: str, x: torch.Tensor) -> torch.Tensor:
+        """The logits given `x` = the output of `features` stage `stage`: the network after that stage.
+
+        Why: ablating units of a mixed layer's own output changes nothing inside that stage, so the ablated
+        passes start after it (mixed3b is ~30% of the FLOPs from mixed3b to the head at any image size).
+        """
+        names = [name for name, _ in self.features.named_children()]
+        if stage not in names:
+            raise ConfigError(f"unknown stage {stage!r}; valid: {', '.join(names)}")
+        for module in list(self.features.children())[names.index(stage) + 1 :]:
+            x = module(x)
+        return self._head(x)
+
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(self.avgpool(x), 1)
         return self.fc(self.dropout(x))

@@ -12,7 +12,13 @@ Ablation = a forward hook multiplying the chosen channels of the layer's output 
 Speed: every group costs a forward pass per draw. Models with ``resume_point``/``forward_from`` (our
 InceptionV1) pay for the layers before the ablated one only once: the intact pass keeps the input of the
 stage computing each ablated layer, and each ablated pass starts there (same numbers; on the full
-InceptionV1 at 224 px, a mixed3b pass skips the stem and mixed3a, about a third of the FLOPs).
+InceptionV1 at 224 px, a mixed3b pass skips the stem and mixed3a, about a third of the FLOPs). When the
+ablated layer is a stage's own output (``mixed3b``, not ``mixed3b_5x5``) and the model has
+``forward_after``, the ablated passes start after the stage, from its output as this round's shared
+activation capture holds it when the layer is a probe layer (no pass through the stem at all). All
+draws of one layer run together, ``groups_per_pass`` per forward pass (batch expansion: the batch is
+repeated per group, each copy with its own units zeroed), so the layers after the ablated one see larger
+batches; the numbers are those of one pass per group.
 """
 
 from __future__ import annotations
@@ -27,64 +33,124 @@ from harness.errors import ConfigError
 from harness.hooks import eval_mode, resolve
 from harness.models import layers as layer_channels
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.probe_set import probe_layout
 from harness.probes.units import parse_units, probe_units
 
 GROUPS = ("curve_detectors", "added")
 
 
-Resume = dict[str, tuple[str, list[torch.Tensor]]]  # ablated layer -> (stage name, its input per batch)
+Resume = dict[str, tuple[str, bool, list[torch.Tensor]]]  # ablated layer -> (stage, after it?, tensors per batch)
+
+
+def resumable(model: torch.nn.Module) -> bool:
+    return callable(getattr(model, "forward_from", None)) and callable(getattr(model, "resume_point", None))
 
 
 def intact_pass(ctx: ProbeContext, layers: Sequence[str]) -> tuple[torch.Tensor, Resume]:
-    """Intact logits over the probe set and, when the model can resume mid-network, each layer's stage input.
+    """Intact logits over the probe set and, when the model can resume mid-network, what each ablated pass
+    starts from: the input of the stage computing the layer or, when the layer is that stage's output and
+    the model has ``forward_after``, the stage's output (the stage itself is then not recomputed).
 
-    One forward pass either way; the stage inputs are kept batch by batch (at 224 px, mixed3b's input over
-    512 images is 0.4 GB) so that `ablated_logits` can skip everything before the stage.
+    A stage output that a probe of this round already captured (``ctx.cached_activations``: the layer is a
+    probe layer) is taken from there, and when every layer is such, the intact logits come from the rest of
+    the network after it: no pass through the stem at all. Otherwise one forward pass keeps the tensors,
+    batch by batch (at 224 px, mixed3b's input over 512 images is 0.4 GB, its output 0.8 GB).
     """
     model = ctx.model
-    if not (callable(getattr(model, "forward_from", None)) and callable(getattr(model, "resume_point", None))):
+    if not resumable(model):
         return ctx.logits(), {}
-    points = {layer: model.resume_point(layer) for layer in dict.fromkeys(layers)}
-    stages = {name: module for name, module in points.values()}
-    inputs: dict[str, list[torch.Tensor]] = {name: [] for name in stages}
+    modules = resolve(model, list(dict.fromkeys(layers)))
+    can_skip = callable(getattr(model, "forward_after", None))
+    points = {}
+    for layer, module in modules.items():
+        name, stage = model.resume_point(layer)
+        points[layer] = (name, stage, can_skip and module is stage)
+    resume: Resume = {}
+    batch = ctx.images_per_pass(*ctx.probe_set.images.shape[-2:])
+    for layer, (name, _, after) in points.items():
+        if after and (cached := ctx.cached_activations(layer)) is not None:
+            resume[layer] = (name, True, list(cached.split(batch)))
+    points = {layer: point for layer, point in points.items() if layer not in resume}
+    if not points and resume:
+        name, _, kept = next(iter(resume.values()))
+        with torch.no_grad(), eval_mode(model):
+            return torch.cat([model.forward_after(name, probe_layout(x)).float().cpu() for x in kept]), resume
+    kept: dict[tuple[str, bool], list[torch.Tensor]] = {(name, after): [] for name, _, after in points.values()}
 
-    def keep(name: str):
-        def hook(_module: torch.nn.Module, args: tuple) -> None:
-            inputs[name].append(args[0].detach())
+    def keep(key: tuple[str, bool]):
+        def before(_module: torch.nn.Module, args: tuple) -> None:
+            kept[key].append(args[0].detach())
 
-        return hook
+        def after(_module: torch.nn.Module, _args: tuple, output: torch.Tensor) -> None:
+            kept[key].append(output.detach())
 
-    handles = [module.register_forward_pre_hook(keep(name)) for name, module in stages.items()]
+        return after if key[1] else before
+
+    stages = {name: stage for name, stage, _ in points.values()}
+    handles = [
+        stages[name].register_forward_hook(keep((name, True)))
+        if after
+        else stages[name].register_forward_pre_hook(keep((name, False)))
+        for name, after in kept
+    ]
     try:
         logits = ctx.logits()
     finally:
         for handle in handles:
             handle.remove()
-    return logits, {layer: (name, inputs[name]) for layer, (name, _) in points.items()}
+    resume.update({layer: (name, after, kept[(name, after)]) for layer, (name, _, after) in points.items()})
+    return logits, resume
 
 
-def ablated_logits(ctx: ProbeContext, layer: str, units: Sequence[int], resume: Resume | None = None) -> torch.Tensor:
-    """Model outputs over the probe set with ``units`` of ``layer`` zeroed (hook removed afterwards).
+def ablated_logits(
+    ctx: ProbeContext,
+    layer: str,
+    groups: Sequence[Sequence[int]],
+    resume: Resume | None = None,
+    per_pass: int = 1,
+) -> list[torch.Tensor]:
+    """Model outputs [N, classes] over the probe set with each unit group of ``layer`` zeroed, one per group.
 
-    With ``resume`` from `intact_pass`, the pass starts at the stage computing ``layer``.
+    ``per_pass`` groups share a forward pass (batch expansion): each batch is repeated once per group and
+    copy g has group g's units zeroed. Same numbers as one pass per group; fewer, larger passes (the layers
+    after the ablated one see batches of ``per_pass`` x the usual). With ``resume`` from `intact_pass`, the
+    passes start at the stage computing ``layer`` or, for a stage's own output, right after it.
     """
-    module = resolve(ctx.model, [layer])[layer]
-    keep = torch.ones(layer_channels(ctx.model)[layer])
-    keep[list(units)] = 0.0
+    model = ctx.model
+    masks = torch.ones(len(groups), layer_channels(model)[layer])
+    for g, units in enumerate(groups):
+        masks[g, list(units)] = 0.0
+    stage, after, kept = resume[layer] if resume and layer in resume else (None, False, [])
+    if not kept:  # full passes from the images
+        size = ctx.probe_set.images.shape[-2:]
+        kept = [x for x, _ in ctx.probe_set.batches(ctx.images_per_pass(*size), device=ctx.device)]
+    current: list[torch.Tensor] = []  # the masks of the pass under way, one row per image
 
     def zero(_module: torch.nn.Module, _args: tuple, output: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (output.dim() - 2)  # broadcast over batch and positions
-        return output * keep.to(output.device, output.dtype).view(shape)
+        shape = (len(output), -1) + (1,) * (output.dim() - 2)  # broadcast over positions
+        return output * current[0].to(output.device, output.dtype).view(shape)
 
-    handle = module.register_forward_hook(zero)
+    out: list[list[torch.Tensor]] = [[] for _ in groups]
+    handle = None if after else resolve(model, [layer])[layer].register_forward_hook(zero)
     try:
-        if resume and layer in resume:
-            stage, inputs = resume[layer]
-            with torch.no_grad(), eval_mode(ctx.model):
-                return torch.cat([ctx.model.forward_from(stage, x).float().cpu() for x in inputs])
-        return ctx.logits()
+        with torch.no_grad(), eval_mode(model):
+            for first in range(0, len(groups), max(1, per_pass)):
+                chunk = masks[first : first + max(1, per_pass)]
+                for x in kept:
+                    current[:] = [chunk.repeat_interleave(len(x), 0)]
+                    batch = probe_layout(torch.cat([x] * len(chunk)))
+                    if after:
+                        logits = model.forward_after(stage, zero(None, (), batch))
+                    elif stage is not None:
+                        logits = model.forward_from(stage, batch)
+                    else:
+                        logits = model(batch)
+                    for g, part in enumerate(logits.float().cpu().split(len(x))):
+                        out[first + g].append(part)
     finally:
-        handle.remove()
+        if handle is not None:
+            handle.remove()
+    return [torch.cat(parts) for parts in out]
 
 
 def scores(logits: torch.Tensor, labels: torch.Tensor, n_classes: int) -> dict[str, torch.Tensor]:
@@ -115,6 +181,7 @@ class AblationProbe(Probe):
         groups: Sequence[str] = GROUPS,
         units: Sequence[str] | None = None,
         random_draws: int = 3,
+        groups_per_pass: int = 4,
     ) -> None:
         super().__init__(layers)
         unknown = [g for g in groups or [] if g not in GROUPS]
@@ -122,7 +189,10 @@ class AblationProbe(Probe):
             raise ConfigError(f"ablation.groups: unknown {unknown}; valid: {', '.join(GROUPS)}")
         if int(random_draws) < 0:
             raise ConfigError(f"ablation.random_draws must be >= 0, got {random_draws!r}")
+        if int(groups_per_pass) < 1:
+            raise ConfigError(f"ablation.groups_per_pass must be >= 1, got {groups_per_pass!r}")
         self.groups, self.units, self.random_draws = list(groups or []), list(units or []), int(random_draws)
+        self.groups_per_pass = int(groups_per_pass)
 
     def unit_groups(self, ctx: ProbeContext, info: dict) -> dict[tuple[str, str], list[int]]:
         """(layer, group name) -> units to zero."""
@@ -151,45 +221,51 @@ class AblationProbe(Probe):
         intact = scores(logits, labels, len(classes))
         result.info.update(loss=float(intact["loss"]), acc=float(intact["acc"]))
         channels = layer_channels(ctx.model)
+        trials: dict[tuple[str, str], list[list[int]]] = {}  # (layer, group or its random control) -> unit draws
         for (layer, group), units in groups.items():
-            trials = {group: [units]}
+            trials[(layer, group)] = [units]
             others = [u for u in range(channels[layer]) if u not in set(units)]
             if others and self.random_draws:
                 # Seeded per (run seed, layer, group): the same control groups every time.
                 gen = torch.Generator().manual_seed(ctx.seed * 1_000_003 + zlib.crc32(f"{layer}/{group}".encode()))
-                trials[f"random_{group}"] = [
+                trials[(layer, f"random_{group}")] = [
                     [others[i] for i in torch.randperm(len(others), generator=gen)[: len(units)].tolist()]
                     for _ in range(self.random_draws)
                 ]
-            for name, draws in trials.items():
-                found = [scores(ablated_logits(ctx, layer, d, resume), labels, len(classes)) for d in draws]
-                delta = {k: torch.stack([f[k] for f in found]).mean(0) - intact[k] for k in intact}
-                prefix = f"{layer}/{name}"
-                result.scalars[f"{prefix}/delta_loss"] = float(delta["loss"])
-                result.scalars[f"{prefix}/delta_acc"] = float(delta["acc"])
-                result.scalars[f"{prefix}/size"] = float(len(draws[0]))
-                result.tables.setdefault("groups", []).append(
+        found: dict[tuple[str, str], list[dict]] = {key: [] for key in trials}
+        for layer in dict.fromkeys(layer for layer, _ in trials):  # every draw of a layer in as few passes as fit
+            keys = [(key, d) for key, draws in trials.items() if key[0] == layer for d in draws]
+            logits_all = ablated_logits(ctx, layer, [d for _, d in keys], resume, self.groups_per_pass)
+            for (key, _), logits_one in zip(keys, logits_all):
+                found[key].append(scores(logits_one, labels, len(classes)))
+        for (layer, name), draws in trials.items():
+            delta = {k: torch.stack([f[k] for f in found[(layer, name)]]).mean(0) - intact[k] for k in intact}
+            prefix = f"{layer}/{name}"
+            result.scalars[f"{prefix}/delta_loss"] = float(delta["loss"])
+            result.scalars[f"{prefix}/delta_acc"] = float(delta["acc"])
+            result.scalars[f"{prefix}/size"] = float(len(draws[0]))
+            result.tables.setdefault("groups", []).append(
+                {
+                    "layer": layer,
+                    "group": name,
+                    "size": len(draws[0]),
+                    "draws": len(draws),
+                    "units": ",".join(map(str, draws[0])),
+                    "delta_loss": float(delta["loss"]),
+                    "delta_acc": float(delta["acc"]),
+                }
+            )
+            for k, cls in enumerate(classes):
+                if torch.isnan(delta["class_acc"][k]):
+                    continue  # class absent from the probe set
+                result.scalars[f"{prefix}/delta_acc/{cls}"] = float(delta["class_acc"][k])
+                result.tables.setdefault("classes", []).append(
                     {
                         "layer": layer,
                         "group": name,
-                        "size": len(draws[0]),
-                        "draws": len(draws),
-                        "units": ",".join(map(str, draws[0])),
-                        "delta_loss": float(delta["loss"]),
-                        "delta_acc": float(delta["acc"]),
+                        "class": cls,
+                        "delta_acc": float(delta["class_acc"][k]),
+                        "delta_loss": float(delta["class_loss"][k]),
                     }
                 )
-                for k, cls in enumerate(classes):
-                    if torch.isnan(delta["class_acc"][k]):
-                        continue  # class absent from the probe set
-                    result.scalars[f"{prefix}/delta_acc/{cls}"] = float(delta["class_acc"][k])
-                    result.tables.setdefault("classes", []).append(
-                        {
-                            "layer": layer,
-                            "group": name,
-                            "class": cls,
-                            "delta_acc": float(delta["class_acc"][k]),
-                            "delta_loss": float(delta["class_loss"][k]),
-                        }
-                    )
         return result

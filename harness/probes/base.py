@@ -82,6 +82,10 @@ class ProbeContext:
             self._cache.update({(key, name): value for name, value in out.items()})
         return {name: self._cache[(key, name)] for name in wanted}
 
+    def cached_activations(self, layer: str, model: nn.Module | None = None) -> torch.Tensor | None:
+        """`layer`'s activations over the probe set if a probe has already captured them, else None (no pass)."""
+        return self._cache.get((id(self.model if model is None else model), layer))
+
     def images_per_pass(self, height: int, width: int | None = None) -> int:
         """Images per forward pass for images of this size: `batch_size` at 64 x 64 px or less, scaled down by
         the pixel count above that (224 px: 10).

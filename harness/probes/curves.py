@@ -30,7 +30,9 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.hooks import capture, eval_mode, forward_until
+from harness.probes import control_cache
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.curve_crop import Crop, plan_crop, verify
 from harness.probes.curve_stimuli import Stimuli, make_stimuli
 from harness.probes.keys import (
     COVERAGE_BINS,
@@ -75,7 +77,7 @@ def centre_positions(
     centre = (size - 1) / 2
     out = {}
     with torch.enable_grad(), eval_mode(model), capture(model, layers, detach=False, pre_relu=True) as cache:
-        model(x)
+        forward_until(model, x, layers)  # no need for the layers after the deepest one
         for name in layers:
             act = cache[name]
             if act.dim() != 4:  # a pooled / linear layer has no receptive-field centre: skipped (run says so)
@@ -239,6 +241,8 @@ class CurveCensus(Probe):
         coverage_bins: int = COVERAGE_BINS,
         random_init: bool = True,
         plot_units: int = 8,
+        crop: bool = True,
+        cache_random_init: bool = True,
     ) -> None:
         super().__init__(layers)
         if orientations < 36 or len(radii) < 3:
@@ -249,6 +253,7 @@ class CurveCensus(Probe):
         self.stable_min_frac = stable_min_frac
         self.mid_radius, self.coverage_bins = mid_radius, coverage_bins
         self.random_init, self.plot_units = random_init, plot_units
+        self.crop, self.cache_random_init = crop, cache_random_init
         self._stimuli: dict[int, Stimuli] = {}  # per image size: drawing them costs more than showing them
 
     def stimuli(self, size: int) -> Stimuli:
@@ -270,11 +275,21 @@ class CurveCensus(Probe):
             ok &= (s["preferred_radius_index"] > 0) & (s["preferred_radius_index"] < n_r - 1)
         return ok
 
-    def census(self, ctx: ProbeContext, model: nn.Module, layers: list[str], positions: dict) -> dict[str, dict]:
-        """Layer -> tuning stats plus "detector" for one model."""
+    def settings(self) -> dict:
+        """What the census depends on besides the model, image size and layers (the random-init cache key)."""
+        keys = ("orientations", "radii", "arc_span", "stroke", "min_selectivity", "max_cv", "min_col", "width_range",
+                "stable_tolerance", "stable_min_frac", "mid_radius")  # fmt: skip
+        return {k: getattr(self, k) for k in keys}
+
+    def census(
+        self, ctx: ProbeContext, model: nn.Module, layers: list[str], positions: dict, crop: Crop | None = None
+    ) -> dict[str, dict]:
+        """Layer -> tuning stats plus "detector" for one model; with `crop`, stimuli shown cropped to it."""
         size = ctx.probe_set.images.shape[-1]
         stim = self.stimuli(size)
-        resp = stimulus_responses(model, layers, stim.images, positions, ctx.device, ctx.images_per_pass(size))
+        images, positions = (crop(stim.images), crop.positions) if crop else (stim.images, positions)
+        batch = ctx.images_per_pass(*images.shape[-2:])
+        resp = stimulus_responses(model, layers, images, positions, ctx.device, batch)
         out = {}
         for name in layers:
             out[name] = s = tuning_stats(resp[name], stim)
@@ -290,13 +305,41 @@ class CurveCensus(Probe):
         radii = sorted(self.radii)
         return 2 * radii[min(2, len(radii) - 1)] * size
 
+    def check_images(self, size: int, seed: int) -> torch.Tensor:
+        """What a crop is checked on (`curve_crop.verify`): 4 noise images and 4 stimuli spread over the set."""
+        stim = self.stimuli(size)
+        noise = torch.rand(4, 3, size, size, generator=torch.Generator().manual_seed(seed))
+        pick = torch.linspace(0, len(stim.images) - 1, 4).round().long()
+        return torch.cat([noise, stim.images[pick]])
+
+    def control_census(self, ctx: ProbeContext, layers: list[str], positions: dict, crop: Crop | None) -> tuple:
+        """({layer: detector units} of a fresh random init, how it was obtained), from the cache when it has it."""
+        with torch.random.fork_rng(devices=[]):  # a seeded control that leaves the global RNG alone
+            torch.manual_seed(ctx.seed)
+            control = ctx.make_model().to(ctx.device)
+        size = ctx.probe_set.images.shape[-1]
+        key = control_cache.cache_key(
+            control, probe=self.name, size=size, layers=layers, positions=positions, device=ctx.device.type,
+            crop=[crop.top, crop.bottom, crop.left, crop.right] if crop else None, settings=self.settings(),
+        )  # fmt: skip
+        if self.cache_random_init and (found := control_cache.load(self.name, key)) is not None:
+            return found, f"cached census of this architecture and seed ({control_cache.cache_dir()}, key {key})"
+        if crop and not verify(control, crop, positions, self.check_images(size, ctx.seed), ctx.device):
+            crop = None  # its max pools route differently and the window misses part of the field: full images
+        found = {name: np.flatnonzero(s["detector"]).tolist() for name, s in
+                 self.census(ctx, control, layers, positions, crop).items()}  # fmt: skip
+        if self.cache_random_init and (path := control_cache.save(self.name, key, found)) is not None:
+            return found, f"computed{' (cropped)' if crop else ''}; cached in {path}"
+        return found, f"computed{' (cropped)' if crop else ''}"
+
     def run(self, ctx: ProbeContext) -> ProbeResult:
         size = ctx.probe_set.images.shape[-1]
         positions = centre_positions(ctx.model, self.target_layers(ctx), size, ctx.device, ctx.seed)
         chosen_by_rf = ""
+        geometric = geometric_copy(ctx.model) if self.layers is None or self.crop else None
         if self.layers is None:  # default: the run's layers whose receptive field fits the stimuli
             rf_sizes: dict[str, int] = {}
-            centre_positions(geometric_copy(ctx.model), list(positions), size, ctx.device, ctx.seed, rf_sizes)
+            centre_positions(geometric, list(positions), size, ctx.device, ctx.seed, rf_sizes)
             fits = {n: p for n, p in positions.items() if rf_sizes.get(n, 0) >= self.min_rf(size)}
             chosen_by_rf = (f"layers with a receptive field >= {self.min_rf(size):.0f} px (twice the third arc "
                             f"radius): {', '.join(fits) or 'none'}; receptive fields (px): {rf_sizes}")  # fmt: skip
@@ -311,23 +354,26 @@ class CurveCensus(Probe):
         layers = list(positions)
         if not layers:
             raise ConfigError(f"curves needs conv feature maps; none among {self.target_layers(ctx)}")
-        stats = self.census(ctx, ctx.model, layers, positions)
+        crop = None
+        if self.crop:
+            check = self.check_images(size, ctx.seed)
+            crop = plan_crop(ctx.model, geometric, positions, size, check, ctx.device, ctx.seed)
+        stats = self.census(ctx, ctx.model, layers, positions, crop)
         result = ProbeResult(info={
             "centre_index": {k: [v[0], v[1]] for k, v in positions.items()},
             "rf_centre_offset_px": {k: round(v[2], 2) for k, v in positions.items()},
             "stimuli": f"{self.orientations} orientations x radii {[round(f * size, 1) for f in self.radii]} px, "
                        f"{self.arc_span} deg arcs, {self.stroke} px stroke, both polarities, + chord lines",
+            "crop": crop.describe(size) if crop else "full images" + ("" if self.crop else " (crop disabled)"),
         })  # fmt: skip
         if skipped := [n for n in self.target_layers(ctx) if n not in positions]:
             result.info["skipped_layers"] = skipped  # no spatial map, or (default layers) too small a field
         if chosen_by_rf:
             result.info["layers"] = chosen_by_rf
         if self.random_init and ctx.make_model is not None:
-            with torch.random.fork_rng(devices=[]):  # a seeded control that leaves the global RNG alone
-                torch.manual_seed(ctx.seed)
-                control = ctx.make_model().to(ctx.device)
-            for name, s in self.census(ctx, control, layers, positions).items():
-                result.scalars[f"{name}/{DETECTORS_RANDOM_INIT}"] = float(s["detector"].sum())
+            found, result.info["random_init"] = self.control_census(ctx, layers, positions, crop)
+            for name in layers:
+                result.scalars[f"{name}/{DETECTORS_RANDOM_INIT}"] = float(len(found[name]))
         else:
             why = "disabled in config" if not self.random_init else "ctx.make_model is None"
             result.info["random_init"] = f"skipped: {why}"

@@ -20,12 +20,16 @@ def probe_units(ctx: ProbeContext, probe: str, layers: Sequence[str]) -> list[di
 
     The probe is the `Probe` subclass named ``probe`` in ``harness.probes.<probe>``, imported only here (it
     may not be installed). A runner that already ran it may share its result as ``ctx.results[probe]``; it
-    is used when it covers every requested layer, otherwise the probe runs here on ``layers``.
+    is used when it covers every requested layer or says it skipped it (``info["skipped_layers"]``: the curves
+    probe leaves out layers whose receptive field cannot hold its stimuli), otherwise the probe runs here on
+    ``layers``. Why the skipped ones count: rerunning the probe on them costs a whole census (minutes at 224 px)
+    and would judge layers the round itself judged unfit.
     """
     shared = (getattr(ctx, "results", None) or {}).get(probe)
     if shared is not None:
         rows = [r for r in shared.tables.get("units", []) if r["layer"] in layers]
-        if set(layers) <= {r["layer"] for r in rows}:
+        skipped = set(shared.info.get("skipped_layers") or [])
+        if set(layers) <= {r["layer"] for r in rows} | skipped:
             return rows
     try:
         module = importlib.import_module(f"harness.probes.{probe}")

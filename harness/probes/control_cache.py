@@ -1,0 +1,83 @@
+"""An on-disk cache for what a probe measures on a random-init control (the curve census of a fresh init).
+
+Why: a random-init control is the same network every time for one architecture and seed (`ctx.make_model`
+is seeded), so its census is too; on the full InceptionV1 at 224 px it is half of the curves probe. Every
+run of a sweep with the same architecture and seed, and every probe round, can reuse it.
+
+The key is the control itself, not its config: a digest of the module tree (`repr`, which names every
+layer and its shape) and of every parameter and buffer, plus whatever else the caller says the result
+depends on (image size, stimulus and criterion settings, layers, torch version). So a different
+architecture, width, edit, seed or torch RNG misses, and a hit is exactly the census the control would give.
+
+Where: `$HARNESS_CACHE_DIR`, else `$XDG_CACHE_HOME/harness`, else `~/.cache/harness`; one small JSON file
+per entry under `<probe>/`. A cache that cannot be read or written costs a log line, never the probe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+VERSION = 1  # bump when what a cached result means changes
+
+
+def cache_dir() -> Path:
+    """The user's harness cache folder (not created here)."""
+    if env := os.environ.get("HARNESS_CACHE_DIR"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "harness"
+
+
+def model_digest(model: nn.Module) -> str:
+    """SHA-256 of the module tree and every parameter and buffer (names, dtypes, shapes, values)."""
+    h = hashlib.sha256(repr(model).encode())
+    for name, value in model.state_dict().items():
+        value = value.detach().cpu().contiguous()
+        h.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
+        if value.numel():
+            h.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def cache_key(model: nn.Module, **depends_on: Any) -> str:
+    """A file-name-safe key for `model`'s result under the given settings (JSON-serialisable values)."""
+    spec = {"version": VERSION, "torch": torch.__version__, "model": model_digest(model), **depends_on}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def load(probe: str, key: str, folder: Path | None = None) -> Any | None:
+    """The cached value, or None (missing, unreadable)."""
+    path = (folder or cache_dir()) / probe / f"{key}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        log.warning("%s: ignoring unreadable cache file %s: %s", probe, path, err)
+        return None
+
+
+def save(probe: str, key: str, value: Any, folder: Path | None = None) -> Path | None:
+    """Write `value` (JSON) atomically; returns the path, or None when it could not be written."""
+    folder = (folder or cache_dir()) / probe
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as f:
+            json.dump(value, f)
+        path = folder / f"{key}.json"
+        os.replace(f.name, path)  # atomic: a concurrent run reads the old file or the new one, never half
+        return path
+    except OSError as err:
+        log.warning("%s: could not write the cache in %s: %s", probe, folder, err)
+        return None
