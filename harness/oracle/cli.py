@@ -33,7 +33,8 @@ from harness.oracle.gains import gains as oracle_gains
 from harness.oracle.gains import paired_diffs
 from harness.oracle.launch import JOBS_DIR, command, read_jobs, run_jobs, write_group
 from harness.oracle.scoring import BOOTSTRAP_REPS, SIGNALS_COLUMNS, score_signal
-from harness.oracle.signals import GROWTH_PROBES, all_signals
+from harness.oracle.signals import all_signals
+from harness.probes.keys import GROWTH_SCORES
 from harness.records import RECORD_NAME, RunRecord
 from harness.suggest.cli import load_config
 from harness.suggest.load import load_run
@@ -148,7 +149,7 @@ def probe_run(ckpt: str, metrics: dict[str, float], oracle_dir: Path, out: Path)
             return dict(RunRecord.load(folder).get("metrics") or {}), [f"growth probes read from {folder}"]
     folder = out / PROBE_RUN
     have = {k.split("/", 1)[0] for k in metrics}
-    missing = [p for p in GROWTH_PROBES if p not in have]
+    missing = [p for p in GROWTH_SCORES if p not in have]
     available = [p for p in missing if (Path(CONF_DIR) / "probes" / f"{p}.yaml").is_file()]
     notes = [f"probes not available in this harness version: {', '.join(p for p in missing if p not in available)}"]
     notes = notes if len(available) < len(missing) else []

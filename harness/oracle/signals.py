@@ -27,8 +27,6 @@ from harness.probes.keys import GROWTH_SCORES, SENSLI
 from harness.suggest.load import RunSummary
 from harness.suggest.rules import RULES, MissingInputs
 
-# The growth-criteria probes (issue 14 part 1): probe name -> metric keys read, first found wins.
-GROWTH_PROBES = GROWTH_SCORES
 INSERT_PROBES = (SENSLI,)  # keyed by the mixed layer an insert follows
 RANDOM = "random"
 ABLATION = "ablation"
@@ -41,7 +39,7 @@ def probe_signal(metrics: Mapping[str, float], probe: str, candidates: Sequence[
     for cand in candidates:
         if cand.kind != kind:
             continue
-        for metric in GROWTH_PROBES[probe]:
+        for metric in GROWTH_SCORES[probe]:
             value = metrics.get(f"{probe}/{cand.target}/{metric}")
             if value is not None and math.isfinite(value):
                 out[cand.name] = float(value)
@@ -94,7 +92,7 @@ def all_signals(
     """(signal -> candidate -> score, notes on signals that are absent and why)."""
     signals: dict[str, dict[str, float]] = {}
     notes = []
-    for probe in GROWTH_PROBES:
+    for probe in GROWTH_SCORES:  # probe -> metric keys read, first found wins
         found = probe_signal(run.metrics, probe, candidates)
         if found:
             signals[probe] = found
