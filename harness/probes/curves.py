@@ -9,8 +9,10 @@ Which position: with TF-"SAME" padding the odd pixel goes to the end, so the rec
 index H//2 sits half a layer stride right/below the image centre (7.5 px at mixed3a for 64 px).
 So per layer we measure receptive-field centres as the |gradient| centroid of a few candidate
 positions on noise images and read the one nearest the image centre; stimuli are centred on the
-image centre, one batch for all layers. Geometry is architectural, so the random-init control
-reuses the trained model's positions.
+image centre, one batch for all layers. Geometry is architectural: it is measured on the model's
+`geometric_copy` (positive weights), so every model of one architecture, the random-init control
+included, is read at the same positions, also where a field is larger than the image and its
+centroid would otherwise follow the weights (and the control's cached census would not apply).
 
 Why so many criteria (all in conf/probes/curves.yaml): a lenient criterion "finds" curve detectors
 at random init and in models that never saw a curve. A unit counts only if its tuning is peaked
@@ -319,7 +321,8 @@ class CurveCensus(Probe):
             control = ctx.make_model().to(ctx.device)
         size = ctx.probe_set.images.shape[-1]
         key = control_cache.cache_key(
-            control, probe=self.name, size=size, layers=layers, positions=positions, device=ctx.device.type,
+            control, probe=self.name, size=size, layers=layers, device=ctx.device.type,
+            positions={k: v[:2] for k, v in positions.items()},  # the indices read; not the float offsets
             crop=[crop.top, crop.bottom, crop.left, crop.right] if crop else None, settings=self.settings(),
         )  # fmt: skip
         if self.cache_random_init and (found := control_cache.load(self.name, key)) is not None:
@@ -334,12 +337,11 @@ class CurveCensus(Probe):
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         size = ctx.probe_set.images.shape[-1]
-        positions = centre_positions(ctx.model, self.target_layers(ctx), size, ctx.device, ctx.seed)
+        geometric = geometric_copy(ctx.model)  # positions and fields from the architecture, not from its weights
+        rf_sizes: dict[str, int] = {}
+        positions = centre_positions(geometric, self.target_layers(ctx), size, ctx.device, ctx.seed, rf_sizes)
         chosen_by_rf = ""
-        geometric = geometric_copy(ctx.model) if self.layers is None or self.crop else None
         if self.layers is None:  # default: the run's layers whose receptive field fits the stimuli
-            rf_sizes: dict[str, int] = {}
-            centre_positions(geometric, list(positions), size, ctx.device, ctx.seed, rf_sizes)
             fits = {n: p for n, p in positions.items() if rf_sizes.get(n, 0) >= self.min_rf(size)}
             chosen_by_rf = (f"layers with a receptive field >= {self.min_rf(size):.0f} px (twice the third arc "
                             f"radius): {', '.join(fits) or 'none'}; receptive fields (px): {rf_sizes}")  # fmt: skip
