@@ -147,3 +147,23 @@ def test_consumers_reuse_the_round_census_when_curves_skipped_a_layer(monkeypatc
     assert not runs and {r["layer"] for r in rows} == {"mixed3a", "mixed3b"}
     probe_units(ctx, "curves", ["conv2d1", "mixed3b"])
     assert runs == [["conv2d1", "mixed3b"]]
+
+
+def test_positions_follow_the_architecture_so_other_weights_hit_the_cache(tmp_path, monkeypatch) -> None:
+    """mixed4a's field (171 px) is larger than a 64 px image: its centre cannot be read off the support, and a
+    centroid on the model's own weights would move with them. Measured on the geometric copy, two inits of one
+    architecture are read at the same positions, so the second run's random-init census comes from the cache."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    probe_set = ProbeSet(images=torch.rand(2, 3, 64, 64), labels=torch.zeros(2, dtype=torch.long), classes=("a",))
+
+    def net(seed: int) -> InceptionV1:
+        torch.manual_seed(seed)
+        return InceptionV1(num_classes=4, width=0.25, batch_norm=True, last_layer="mixed4a").eval()
+
+    infos = []
+    for seed in (1, 2):
+        ctx = ProbeContext(net(seed), ["mixed3a", "mixed4a"], probe_set, make_model=lambda: net(99), seed=0)
+        result = CurveCensus(orientations=36, radii=(0.1, 0.2, 0.3)).run(ctx)
+        infos.append((result.info["centre_index"], result.info["random_init"]))
+    assert infos[0][0] == infos[1][0]
+    assert infos[0][1].startswith("computed") and infos[1][1].startswith("cached census")

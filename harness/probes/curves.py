@@ -9,8 +9,10 @@ Which position: with TF-"SAME" padding the odd pixel goes to the end, so the rec
 index H//2 sits half a layer stride right/below the image centre (7.5 px at mixed3a for 64 px).
 So per layer we measure receptive-field centres as the |gradient| centroid of a few candidate
 positions on noise images and read the one nearest the image centre; stimuli are centred on the
-image centre, one batch for all layers. Geometry is architectural, so the random-init control
-reuses the trained model's positions.
+image centre, one batch for all layers. Geometry is architectural: it is measured on the model's
+`geometric_copy` (positive weights), so every model of one architecture, the random-init control
+included, is read at the same positions, also where a field is larger than the image and its
+centroid would otherwise follow the weights (and the control's cached census would not apply).
 
 Why so many criteria (all in conf/probes/curves.yaml): a lenient criterion "finds" curve detectors
 at random init and in models that never saw a curve. A unit counts only if its tuning is peaked
@@ -33,6 +35,7 @@ from harness.hooks import capture, eval_mode, forward_until
 from harness.probes import control_cache
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.curve_crop import Crop, plan_crop, verify
+from harness.probes.curve_plot import tuning_plot
 from harness.probes.curve_stimuli import Stimuli, make_stimuli
 from harness.probes.keys import (
     COVERAGE_BINS,
@@ -171,50 +174,6 @@ def tuning_stats(resp: np.ndarray, stim: Stimuli) -> dict[str, np.ndarray]:
     }  # fmt: skip
 
 
-def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 160) -> np.ndarray:
-    """Polar plots (HxWx3 uint8) of the most selective detectors: arc tuning at the preferred radius (blue)
-    and line responses (orange, same scale; a legend strip at the bottom says so), 0° = right,
-    counter-clockwise. Falls back to the most selective units when none pass. Drawn with PIL, as every probe image
-    is (see heatmap.py for why not matplotlib)."""
-    from PIL import Image, ImageDraw
-
-    units = [(s["selectivity"][u], name, u) for name, s in stats.items() for u in np.flatnonzero(s["detector"])]
-    title = "curve detectors"
-    if not units:
-        units = [(s["selectivity"][u], name, u) for name, s in stats.items() for u in range(len(s["peak"]))]
-        title = "NO detectors; most selective"
-    units = sorted(units, key=lambda t: (-t[0], t[1], t[2]))[: max(n, 1)]
-    cols = min(len(units), 4)
-    legend = 14  # a bottom strip: title and the key to the two lines
-    img = Image.new("RGB", (max(cols * cell, 320), ((len(units) + 3) // 4) * (cell + 12) + legend), "white")
-    draw = ImageDraw.Draw(img)
-    arc_t = np.deg2rad(stim.orientations.double().numpy())
-    line_t = np.deg2rad(stim.line_orientations.double().numpy())
-    line_t = np.concatenate([line_t, line_t + np.pi])  # a line at θ is also the line at θ + 180°
-    for k, (sel, name, u) in enumerate(units):
-        s, ox, oy = stats[name], (k % 4) * cell + cell / 2, (k // 4) * (cell + 12) + 12 + cell / 2
-        rad, scale = cell / 2 - 8, max(s["peak"][u], 1e-12)
-        for ring in (0.5, 1.0):
-            draw.ellipse([ox - ring * rad, oy - ring * rad, ox + ring * rad, oy + ring * rad], outline=(200, 200, 200))
-        draw.line([ox - rad, oy, ox + rad, oy], fill=(220, 220, 220))
-        draw.line([ox, oy - rad, ox, oy + rad], fill=(220, 220, 220))
-        line_r = np.concatenate([s["line_tuning"][:, u]] * 2)
-        for t, r, colour in ((line_t, line_r, (230, 130, 20)), (arc_t, s["tuning"][:, u], (30, 80, 200))):
-            rr = np.clip(r / scale, 0, 1.05) * rad
-            pts = [(ox + a * np.cos(b), oy - a * np.sin(b)) for a, b in zip(rr, t)]
-            draw.line([*pts, pts[0]], fill=colour, width=2)
-        label = f"{name}:{u} r={s['preferred_radius'][u]:.0f} sel={sel:.1f}"
-        draw.text(((k % 4) * cell + 4, (k // 4) * (cell + 12) + 2), label, fill="black")
-    base = img.height - 12
-    draw.text((4, base), title, fill=(120, 120, 120))
-    x = 4 + int(draw.textlength(title)) + 12
-    for text, colour in (("arc, preferred radius", (30, 80, 200)), ("straight line", (230, 130, 20))):
-        draw.line([x, base + 5, x + 16, base + 5], fill=colour, width=2)
-        draw.text((x + 20, base), text, fill="black")
-        x += 20 + int(draw.textlength(text)) + 12
-    return np.asarray(img, dtype=np.uint8).copy()
-
-
 class CurveCensus(Probe):
     """Counts curve detectors per layer (and at random init); per-unit tuning table and a polar plot.
 
@@ -319,7 +278,8 @@ class CurveCensus(Probe):
             control = ctx.make_model().to(ctx.device)
         size = ctx.probe_set.images.shape[-1]
         key = control_cache.cache_key(
-            control, probe=self.name, size=size, layers=layers, positions=positions, device=ctx.device.type,
+            control, probe=self.name, size=size, layers=layers, device=ctx.device.type,
+            positions={k: v[:2] for k, v in positions.items()},  # the indices read; not the float offsets
             crop=[crop.top, crop.bottom, crop.left, crop.right] if crop else None, settings=self.settings(),
         )  # fmt: skip
         if self.cache_random_init and (found := control_cache.load(self.name, key)) is not None:
@@ -334,12 +294,11 @@ class CurveCensus(Probe):
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         size = ctx.probe_set.images.shape[-1]
-        positions = centre_positions(ctx.model, self.target_layers(ctx), size, ctx.device, ctx.seed)
+        geometric = geometric_copy(ctx.model)  # positions and fields from the architecture, not from its weights
+        rf_sizes: dict[str, int] = {}
+        positions = centre_positions(geometric, self.target_layers(ctx), size, ctx.device, ctx.seed, rf_sizes)
         chosen_by_rf = ""
-        geometric = geometric_copy(ctx.model) if self.layers is None or self.crop else None
         if self.layers is None:  # default: the run's layers whose receptive field fits the stimuli
-            rf_sizes: dict[str, int] = {}
-            centre_positions(geometric, list(positions), size, ctx.device, ctx.seed, rf_sizes)
             fits = {n: p for n, p in positions.items() if rf_sizes.get(n, 0) >= self.min_rf(size)}
             chosen_by_rf = (f"layers with a receptive field >= {self.min_rf(size):.0f} px (twice the third arc "
                             f"radius): {', '.join(fits) or 'none'}; receptive fields (px): {rf_sizes}")  # fmt: skip
@@ -358,6 +317,11 @@ class CurveCensus(Probe):
         if self.crop:
             check = self.check_images(size, ctx.seed)
             crop = plan_crop(ctx.model, geometric, positions, size, check, ctx.device, ctx.seed)
+        # The control first: it is the part the cache keeps, so a census cut short by probing.probe_timeout_s
+        # still leaves it for the next round (the other order would never fill the cache).
+        control = None
+        if self.random_init and ctx.make_model is not None:
+            control = self.control_census(ctx, layers, positions, crop)
         stats = self.census(ctx, ctx.model, layers, positions, crop)
         result = ProbeResult(info={
             "centre_index": {k: [v[0], v[1]] for k, v in positions.items()},
@@ -370,8 +334,8 @@ class CurveCensus(Probe):
             result.info["skipped_layers"] = skipped  # no spatial map, or (default layers) too small a field
         if chosen_by_rf:
             result.info["layers"] = chosen_by_rf
-        if self.random_init and ctx.make_model is not None:
-            found, result.info["random_init"] = self.control_census(ctx, layers, positions, crop)
+        if control is not None:
+            found, result.info["random_init"] = control
             for name in layers:
                 result.scalars[f"{name}/{DETECTORS_RANDOM_INIT}"] = float(len(found[name]))
         else:
