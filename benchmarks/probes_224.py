@@ -40,6 +40,9 @@ MODELS: dict[str, list[str]] = {
     "resnet18": ["model=torchvision", "model.name=resnet18"],
     "mobilenet_v3_small": ["model=torchvision", "model.name=mobilenet_v3_small"],
     "vgg11_bn": ["model=torchvision", "model.name=vgg11_bn"],
+    "efficientnet_b0": ["model=torchvision", "model.name=efficientnet_b0"],
+    "convnext_tiny": ["model=torchvision", "model.name=convnext_tiny"],
+    "timm_resnet18": ["model=timm", "model.name=resnet18"],
 }
 DEFAULT_MODELS = ["inception_v1", "resnet18", "inception_v1_tiny", "mobilenet_v3_small"]
 

@@ -87,3 +87,21 @@ def test_bad_settings(kwargs: dict) -> None:
 
     with pytest.raises(ConfigError):
         FeatVisProbe(**kwargs)
+
+
+def test_canvas_is_capped_for_large_probe_images() -> None:
+    """Large probe images are optimised on a max_image_size canvas (the info says so); small ones, and an explicit
+    image_size, are not touched (the control)."""
+    info: dict = {}
+    assert probe().canvas(224, info) == 128 and "128 px" in info["canvas"]
+    info = {}
+    assert probe().canvas(64, info) == 64 and info == {}
+    assert probe(max_image_size=None).canvas(224, {}) == 224
+    assert probe(image_size=200).canvas(224, {}) == 200
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 40, 40)
+    ctx = ProbeContext(colour_net(), ["layer"], ProbeSet(images=images, labels=torch.zeros(2, dtype=torch.long),
+                                                         classes=("a",)), seed=0)
+    result = probe(units=["layer:0"], max_image_size=SIZE).run(ctx)
+    grid = result.images["layer"]
+    assert grid.shape[1] == SIZE + 4 and "24 px" in result.info["canvas"]
