@@ -122,3 +122,20 @@ def test_widen_a_custom_model_from_the_command_line_spelling(make_cfg, mynet_dir
     net = build_model(cfg, num_classes=4, image_size=32)
     assert net.features[0].out_channels == 11 and net.features[3].in_channels == 11
     assert torch.equal(net.features[3].weight[:, 8:], torch.zeros_like(net.features[3].weight[:, 8:]))
+
+
+def test_a_module_in_the_launch_folder_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_cfg) -> None:
+    """`mynet.py` next to where `harness-train` is typed imports without PYTHONPATH (console scripts do not put the
+    current folder on sys.path); elsewhere it is still "cannot import", with the hint (the control)."""
+    folder = tmp_path / "launch"
+    folder.mkdir()
+    (folder / "herenet.py").write_text(MYNET)
+    sys.modules.pop("herenet", None)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(folder))])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="cannot import.*herenet.*current folder"):
+        build_model(make_cfg("model=custom", "model._target_=herenet.MyNet"), num_classes=4, image_size=32)
+    monkeypatch.chdir(folder)
+    net = build_model(make_cfg("model=custom", "model._target_=herenet.MyNet", "+model.width=5"), 4, 32)
+    assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 4)
+    sys.modules.pop("herenet", None)

@@ -21,6 +21,8 @@ torch is imported where a model is built, so torch-free readers of run records (
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -51,16 +53,42 @@ def flatten_widen(widen: Mapping[str, Any] | None, prefix: str = "") -> dict[str
     return flat
 
 
-def _locate(target: str) -> Any:
+def _get_object(target: str) -> Any:
+    """Hydra's ``get_object`` without its ERROR log line (our one-line error says the same, once)."""
+    import logging
+
     from hydra.utils import get_object
 
+    log = logging.getLogger("hydra.utils")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
     try:
         return get_object(target)
+    finally:
+        log.setLevel(level)
+
+
+def _locate(target: str) -> Any:
+    """The class or function named by ``target``; a module in the launch folder counts as importable.
+
+    Why the launch folder: ``python train.py`` puts the script's folder on ``sys.path``, but console scripts
+    (``harness-train``) do not, so ``mynet.py`` next to where the user types the command was "not found". The
+    folder is appended (installed packages still win) and only when the first lookup fails.
+    """
+    try:
+        return _get_object(target)
     except Exception as err:
         cause = err.__cause__ or err
+        here = os.getcwd()
+        if isinstance(cause, ModuleNotFoundError) and here not in sys.path:
+            sys.path.append(here)
+            try:
+                return _get_object(target)
+            except Exception as again:
+                cause = again.__cause__ or again
         raise ConfigError(f"cannot import model._target_={target!r}: {type(cause).__name__}: "
-                          f"{str(cause).splitlines()[0] if str(cause) else ''} (its package must be installed or "
-                          f"its folder on PYTHONPATH)") from None  # fmt: skip
+                          f"{str(cause).splitlines()[0] if str(cause) else ''} (its package must be installed, or "
+                          f"its file in the current folder or on PYTHONPATH)") from None  # fmt: skip
 
 
 def _parameters(factory: Any) -> tuple[set[str], set[str], bool]:
