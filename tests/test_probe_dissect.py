@@ -11,7 +11,7 @@ from torch import nn
 
 from harness.data.world import CLASSES, World
 from harness.probes import ProbeContext, ProbeSet
-from harness.probes.dissect import Dissect, concept_iou
+from harness.probes.dissect import ConceptMasks, Dissect, concept_iou
 
 SIZE, N = 32, 48
 CURVE, CORNER = 0, 2  # World concept indices (curve, line, corner, shape, texture)
@@ -94,11 +94,18 @@ def test_default_quantile_keeps_only_the_top_half_percent() -> None:
     assert rows[("full", 0)]["iou"] == 0.0 and not rows[("full", 2)]["is_detector"]
 
 
-def test_sparse_iou_equals_dense_reference() -> None:
+@pytest.mark.parametrize("max_bytes", [1 << 30, 0], ids=["row-runs", "pixel-gather"])
+def test_sparse_iou_equals_dense_reference(max_bytes: int) -> None:
+    """Both ways of counting concepts under a region (runs along rows with prefix sums; or per pixel, when the
+    prefix sums would be too large) give the dense answer, including regions that touch the image's edges."""
     gen = torch.Generator().manual_seed(3)
     acts = torch.relu(torch.randn(12, 5, 4, 6, generator=gen))
+    acts[:, :, :, 0] += 2.0  # strong left and right columns: runs that start at x = 0 or end at x = W
+    acts[:, :, :, -1] += 2.0
     masks = torch.rand(12, 3, 16, 24, generator=gen) > 0.7
-    iou, thresholds = concept_iou(acts, masks, quantile=0.9, chunk=7)
+    index = ConceptMasks.of(masks, max_bytes=max_bytes)
+    assert (index.prefix is None) == (max_bytes == 0)
+    iou, thresholds = concept_iou(acts, index, quantile=0.9, chunk=7)
     up = F.interpolate(acts, size=(16, 24), mode="bilinear", align_corners=False)
     region = up > thresholds[None, :, None, None]  # [N, C, H, W]
     inter = torch.einsum("nchw,nkhw->ck", region.float(), masks.float())
