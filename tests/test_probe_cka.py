@@ -137,3 +137,38 @@ def test_probe_without_reference_or_with_missing_layers() -> None:
     assert set(partial.scalars) == {"0/cka_to_reference"}
     assert partial.info["skipped"] == {"2": "not a layer of the reference model"}
     assert all(not m._forward_hooks for m in shallow.modules())
+
+
+def test_reference_grams_are_cached_per_reference_and_probe_set(tmp_path, monkeypatch) -> None:
+    """A second run against the same reference reads its Gram matrices from the cache: same values, no pass
+    through the reference. A different reference, or different probe images, misses (negative controls); an
+    unreadable cache file is recomputed, and `cache_reference=false` never touches the cache."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    model = _net(0)
+
+    def run(reference: nn.Module, probe_set: ProbeSet | None = None, **kwargs):
+        calls = []
+        hook = reference.register_forward_pre_hook(lambda *_: calls.append(1))
+        try:
+            result = CKA(**kwargs).run(ProbeContext(model, ["0", "2"], probe_set or _probe_set(), reference=reference))
+        finally:
+            hook.remove()
+        return result, len(calls)
+
+    first, passes = run(_net(1))
+    assert first.info["reference_grams"].startswith("computed; cached in") and passes > 0
+    again, passes = run(_net(1))  # a fresh copy of the same weights: the key is the weights, not the object
+    assert again.info["reference_grams"].startswith("cached") and passes == 0
+    assert again.scalars == first.scalars and all(0 < v < 0.999 for v in again.scalars.values())
+    debiased, passes = run(_net(1), debiased=True)  # the cache holds raw Grams: debiasing is applied after
+    assert passes == 0 and debiased.scalars == run(_net(1), debiased=True, cache_reference=False)[0].scalars
+    other, passes = run(_net(2))
+    assert other.info["reference_grams"].startswith("computed") and passes > 0 and other.scalars != first.scalars
+    fewer, passes = run(_net(1), _probe_set(n=30))
+    assert fewer.info["reference_grams"].startswith("computed") and passes > 0
+    for path in (tmp_path / "cka").glob("*.pt"):
+        path.write_bytes(b"not a tensor file")
+    broken, passes = run(_net(1))
+    assert broken.info["reference_grams"].startswith("computed") and passes > 0 and broken.scalars == first.scalars
+    plain, passes = run(_net(1), cache_reference=False)
+    assert plain.info["reference_grams"] == "computed" and passes > 0 and plain.scalars == first.scalars

@@ -9,6 +9,10 @@ CKA then compares what the layer says about whole images, keeps spatial layout (
 discard), and needs only the N x N Gram matrix, so its cost does not grow with C*H*W beyond one pass.
 Everything is computed in float64 on centred features, chunked over features so large layers fit in memory.
 
+The reference's Gram matrices are cached on disk (`control_cache`, keyed by the reference's weights, the probe
+images and the layers): the reference does not change, so every run that starts from the same initial weights,
+and every harness-probe run with the same seed, skips its pass over the probe set.
+
 Estimators: the biased HSIC of Kornblith et al. (default), or with `debiased=True` the unbiased HSIC of
 Song et al. (2012), which Nguyen et al. (2021) recommend because biased CKA of unrelated features is
 inflated when features outnumber samples. Debiased CKA can be slightly negative and needs >= 4 samples.
@@ -23,6 +27,7 @@ import torch
 
 from harness.errors import ConfigError
 from harness.models.names import layer_names
+from harness.probes import control_cache
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.heatmap import heatmap
 from harness.probes.keys import CKA_TO_REFERENCE
@@ -154,10 +159,16 @@ class CKA(Probe):
     cheap = False  # float64 Gram matrices cost N^2 * C*H*W per layer (~4 s on one core for the tiny model)
 
     def __init__(
-        self, layers: Sequence[str] | None = None, debiased: bool = False, matrix: bool = True, chunk: int = 8192
+        self,
+        layers: Sequence[str] | None = None,
+        debiased: bool = False,
+        matrix: bool = True,
+        chunk: int = 8192,
+        cache_reference: bool = True,
     ) -> None:
         super().__init__(layers)
         self.debiased, self.matrix, self.chunk = bool(debiased), bool(matrix), int(chunk)
+        self.cache_reference = bool(cache_reference)
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         layers = self.target_layers(ctx)
@@ -176,9 +187,9 @@ class CKA(Probe):
             skipped = {name: "not a layer of the reference model" for name in layers if name not in known}
             if skipped:
                 result.info["skipped"] = skipped
-            for name, ref_acts in self._reference_activations(ctx, common).items():
-                other = centre_gram(gram(ref_acts, self.chunk), self.debiased)
-                value = cka_from_grams(grams[name], other, self.debiased)
+            ref_grams, result.info["reference_grams"] = self._reference_grams(ctx, common)
+            for name, ref_gram in ref_grams.items():
+                value = cka_from_grams(grams[name], centre_gram(ref_gram, self.debiased), self.debiased)
                 result.scalars[f"{name}/{CKA_TO_REFERENCE}"] = value
 
         if self.matrix and layers:
@@ -192,6 +203,27 @@ class CKA(Probe):
             lo = min(0.0, float(values.min()))
             result.images["layer_cka"] = heatmap(values.numpy(), layers, layers, title=title, vmin=lo, vmax=1.0)
         return result
+
+    def _reference_grams(self, ctx: ProbeContext, layers: list[str]) -> tuple[dict[str, torch.Tensor], str]:
+        """({layer: the reference's `gram()`}, how it was obtained): from the disk cache when it has them."""
+        if not layers:
+            return {}, "no common layers"
+        key = None
+        if self.cache_reference:
+            size = ctx.probe_set.images.shape[-2:]
+            key = control_cache.cache_key(
+                ctx.reference, probe=self.name, probe_set=ctx.probe_set.digest(), layers=layers, chunk=self.chunk,
+                device=ctx.device.type, images_per_pass=ctx.images_per_pass(*size),
+            )  # fmt: skip
+            found = control_cache.load_tensors(self.name, key)
+            if found is not None and set(found) == set(layers):
+                return {name: found[name] for name in layers}, f"cached ({control_cache.cache_dir()}, key {key})"
+        grams = {name: gram(a, self.chunk) for name, a in self._reference_activations(ctx, layers).items()}
+        if ctx.reference is not ctx.model:
+            ctx.forget(ctx.reference)  # only CKA reads the reference: free its activations (GBs at 224 px)
+        if key is not None and (path := control_cache.save_tensors(self.name, key, grams)) is not None:
+            return grams, f"computed; cached in {path}"
+        return grams, "computed"
 
     @staticmethod
     def _reference_activations(ctx: ProbeContext, layers: list[str]) -> dict[str, torch.Tensor]:

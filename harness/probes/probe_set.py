@@ -6,6 +6,7 @@ orientation) that training batches do not carry, and the same images for every r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -27,9 +28,19 @@ class ProbeSet:
     masks: torch.Tensor | None = None  # [N, K, H, W] bool
     concepts: tuple[str, ...] = ()
     attrs: dict[str, torch.Tensor] = field(default_factory=dict)
+    _digest: str | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def digest(self) -> str:
+        """SHA-256 of the images (what a cached measurement of a fixed model depends on); computed once."""
+        if self._digest is None:
+            images = self.images.detach().cpu().contiguous()
+            h = hashlib.sha256(f"{images.dtype}|{tuple(images.shape)}|".encode())
+            h.update(images.reshape(-1).view(torch.uint8).numpy().tobytes() if images.numel() else b"")
+            self._digest = h.hexdigest()
+        return self._digest
 
     @classmethod
     def from_world(cls, world: World, n: int = 512, seed: int = 1234) -> ProbeSet:
