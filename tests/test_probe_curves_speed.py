@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from harness.errors import ConfigError
 from harness.models import InceptionV1
 from harness.probes import ProbeContext, ProbeSet, control_cache
 from harness.probes.curve_crop import Crop, plan_crop, verify
@@ -167,3 +168,21 @@ def test_positions_follow_the_architecture_so_other_weights_hit_the_cache(tmp_pa
         infos.append((result.info["centre_index"], result.info["random_init"]))
     assert infos[0][0] == infos[1][0]
     assert infos[0][1].startswith("computed") and infos[1][1].startswith("cached census")
+
+
+def test_large_images_show_half_the_orientations_and_keep_the_planted_verdict() -> None:
+    """Above `large_image_px` the census shows `large_image_orientations` (10 deg steps, half the stimuli) and
+    says so; the four planted arc detectors are still found, and none of the line or random units. At or below
+    the size, or with the setting off, it shows the full 72 (controls)."""
+    big = CurveCensus(**SETTINGS, random_init=False, large_image_px=SIZE - 1).run(_ctx())
+    assert big.info["stimuli"].startswith("36 orientations") and "36 (not 72)" in big.info["orientations"]
+    assert big.scalars["curve_layer/detectors"] == 4.0
+    assert sorted(r["unit"] for r in big.tables["units"] if r["is_curve_detector"]) == [0, 1, 2, 3]
+    assert len(CurveCensus(large_image_px=SIZE - 1).stimuli(SIZE).images) == len(CurveCensus().stimuli(SIZE).images) / 2
+    for probe in (CurveCensus(**SETTINGS, random_init=False), CurveCensus(**SETTINGS, random_init=False,
+                  large_image_px=SIZE - 1, large_image_orientations=None)):  # fmt: skip
+        full = probe.run(_ctx())
+        assert full.info["stimuli"].startswith("72 orientations") and "orientations" not in full.info
+    assert CurveCensus(large_image_px=SIZE - 1).settings() != CurveCensus().settings()  # distinct cache keys
+    with pytest.raises(ConfigError, match="large_image_orientations"):
+        CurveCensus(large_image_orientations=12)
