@@ -33,17 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # this checkout's harness, also in the worker processes
 
-# name -> overrides of conf/probe.yaml
-MODELS: dict[str, list[str]] = {
-    "inception_v1": ["model=inception_v1"],
-    "inception_v1_tiny": ["model=inception_v1_tiny"],
-    "resnet18": ["model=torchvision", "model.name=resnet18"],
-    "mobilenet_v3_small": ["model=torchvision", "model.name=mobilenet_v3_small"],
-    "vgg11_bn": ["model=torchvision", "model.name=vgg11_bn"],
-    "efficientnet_b0": ["model=torchvision", "model.name=efficientnet_b0"],
-    "convnext_tiny": ["model=torchvision", "model.name=convnext_tiny"],
-    "timm_resnet18": ["model=timm", "model.name=resnet18"],
-}
+from harness.models.families import FAMILIES  # noqa: E402  (after the sys.path line above)
+
+MODELS: dict[str, list[str]] = {name: list(overrides) for name, overrides in FAMILIES.items()}  # -> overrides
 DEFAULT_MODELS = ["inception_v1", "resnet18", "inception_v1_tiny", "mobilenet_v3_small"]
 
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from harness.conf_dir import CONF_DIR
 from harness.models import layers
+from harness.models.families import OTHER
 from harness.models.probe_layers import default_probe_layers
 from harness.records import RunRecord
 
@@ -110,14 +111,7 @@ SMALL = [
     "probes.examples.k=2",
     "probes.examples.default_units=2",
 ]
-FAMILIES = {
-    "resnet18": ["model=torchvision", "model.name=resnet18"],
-    "vgg11_bn": ["model=torchvision", "model.name=vgg11_bn"],
-    "mobilenet_v3_small": ["model=torchvision", "model.name=mobilenet_v3_small"],
-    "efficientnet_b0": ["model=torchvision", "model.name=efficientnet_b0"],
-    "convnext_tiny": ["model=torchvision", "model.name=convnext_tiny"],
-    "timm_resnet18": ["model=timm", "model.name=resnet18"],
-}
+FAMILIES = OTHER  # every family but InceptionV1 (tested everywhere else)
 
 
 # The big ones (a 120M-parameter VGG head, ConvNeXt, EfficientNet) take 1-3 min each on a busy 2-core machine;
