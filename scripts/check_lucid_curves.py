@@ -56,7 +56,8 @@ def census_rows(
     settings = yaml.safe_load(CRITERION.read_text())["curves"]
     settings = {k: v for k, v in settings.items() if k not in ("_target_", "layers", "orientations", "radii")}
     census = CurveCensus(layers=list(layers), orientations=orientations, radii=[r / size for r in radii_px],
-                         **{**settings, "random_init": False})  # fmt: skip
+                         **{**settings, "random_init": False, "large_image_orientations": None})  # fmt: skip
+    # large_image_orientations=None: --orientations at every size (the probe's default shows 36 above 128 px)
     # Only the probe set's image size matters: the census draws its own stimuli.
     grey = ProbeSet(images=torch.full((1, 3, size, size), 0.5), labels=torch.zeros(1, dtype=torch.long),
                     classes=("grey",))  # fmt: skip

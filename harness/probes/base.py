@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from harness.hooks import capture, eval_mode, forward_until
+from harness.probes.memory import check_capture
 from harness.probes.probe_set import ProbeSet
 
 
@@ -47,6 +48,7 @@ class ProbeContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     batch_size: int = 128  # images per forward pass at 64 px; fewer for larger images (`images_per_pass`)
+    max_activation_bytes: int | None = None  # one model's capture over the probe set (`probing.max_activation_gb`)
     # Results of probes already run this round, by name: consumers (ablation, lineage, featvis) reuse the
     # curves/dissect verdicts instead of recomputing them.
     results: dict[str, ProbeResult] = field(default_factory=dict)
@@ -73,6 +75,9 @@ class ProbeContext:
                 start = 0
                 for x, _ in self._batches():
                     forward_until(model, x, missing)
+                    if not out:  # the first batch: the layers' sizes are known, nothing allocated yet
+                        sizes = {name: int(cache[name][0].numel()) * 4 for name in missing}
+                        check_capture(sizes, n, self.max_activation_bytes)
                     for name in missing:
                         value = cache[name]
                         if name not in out:

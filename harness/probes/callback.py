@@ -18,6 +18,7 @@ from torch import nn
 
 from harness.models.names import default_layers
 from harness.probes.base import Probe, ProbeContext
+from harness.probes.memory import fit_layers, limit_bytes
 from harness.probes.probe_set import ProbeSet
 from harness.probes.runner import publish, record_outcomes, run_probes, save_outcomes
 from harness.probes.timeout import check_limit
@@ -41,6 +42,7 @@ class ProbeCallback(pl.Callback):
         probe_set_size: int = 512,
         probe_set_seed: int = 1234,
         batch_size: int = 128,
+        max_activation_gb: float | None = None,
         seed: int = 0,
         widen: Mapping[str, int] | None = None,
         make_model: Callable[[], nn.Module] | None = None,
@@ -53,6 +55,8 @@ class ProbeCallback(pl.Callback):
         self.budget_s = budget_s
         self.probe_timeout_s = check_limit(probe_timeout_s)  # a bad value fails before training, not after
         self.probe_set_size, self.probe_set_seed, self.batch_size = probe_set_size, probe_set_seed, batch_size
+        self.max_activation_gb = max_activation_gb
+        self.max_activation_bytes = limit_bytes(max_activation_gb)  # a bad value fails before training
         self.seed = seed
         self.widen = dict(widen or {})
         self.make_model = make_model
@@ -70,9 +74,14 @@ class ProbeCallback(pl.Callback):
     def _context(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> ProbeContext:
         if self.ctx is None:
             probe_set = ProbeSet.from_datamodule(trainer.datamodule, n=self.probe_set_size, seed=self.probe_set_seed)
+            layers = self.layers
+            if not layers:  # the defaults, less those whose activations would not fit (one log line)
+                image = probe_set.images[:1].to(pl_module.device)
+                layers, _ = fit_layers(pl_module.net, default_layers(pl_module.net), image, len(probe_set),
+                                       self.max_activation_gb)  # fmt: skip
             self.ctx = ProbeContext(
                 model=pl_module.net,
-                layers=self.layers or default_layers(pl_module.net),
+                layers=layers,
                 probe_set=probe_set,
                 reference=self.reference,
                 make_model=self.make_model,
@@ -80,6 +89,7 @@ class ProbeCallback(pl.Callback):
                 device=pl_module.device,
                 seed=self.seed,
                 batch_size=self.batch_size,
+                max_activation_bytes=self.max_activation_bytes,
             )
         self.ctx.weights_changed()  # since the last call
         return self.ctx

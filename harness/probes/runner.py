@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.memory import ActivationMemoryError
 from harness.probes.timeout import ProbeTimeout, check_limit, time_limit
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ def run_probes(
             with time_limit(timeout_s):
                 outcome.result = probe.run(ctx)
         except ProbeTimeout as err:  # raised inside the probe: its `finally` blocks have run
+            outcome.error = str(err)
+        except ActivationMemoryError as err:  # a limit the user can change: one line, no traceback
             outcome.error = str(err)
         except Exception as err:  # isolate: one broken probe must not cost the run or the other probes
             outcome.error = f"{type(err).__name__}: {err}"
