@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness.builders import CONF_DIR, build_model, build_probes, control_seed, fresh_model_factory, model_summary
@@ -58,7 +59,9 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
             data_cfg = OmegaConf.merge(data_cfg, {"image_size": int(cfg.image_size)})
         datamodule = hydra.utils.instantiate(data_cfg)
         if not cfg.get("ckpt"):
-            net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
+            with torch.random.fork_rng():  # the same network on every run of one seed (the controls: seed + offset)
+                torch.manual_seed(int(cfg.seed))
+                net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
         # Controls (random init, CKA reference): the same architecture with nothing loaded (fresh_model_factory).
         # Built from the architecture: a checkpoint's own init_from chain need not exist where it was copied to.
         seed = control_seed(cfg.seed)

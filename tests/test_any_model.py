@@ -165,3 +165,20 @@ def test_data_without_masks_skips_dissect_and_attribute_readouts(tmp_path: Path,
     lines = [r.getMessage() for r in caplog.records]
     assert "probe dissect skipped: no concept masks in the probe set" in lines
     assert any(line.startswith("linear: curvature and orientation skipped") for line in lines)
+
+
+def test_harness_probe_builds_the_same_network_for_one_seed(tmp_path: Path, one_thread) -> None:
+    """Without a checkpoint, harness-probe probes a random init: the same one on every run of a seed (it used to
+    follow the global RNG, so two runs measured two different networks), another one for another seed."""
+    from harness.probe import probe
+
+    base = ["model=torchvision", "model.name=resnet18", "image_size=32", "probing.probe_set_size=16",
+            "probes=[activations]"]  # fmt: skip
+    metrics = {}
+    for run, seed in (("a", 0), ("b", 0), ("c", 1)):
+        torch.manual_seed(100 + len(metrics))  # whatever the global RNG holds
+        probe(_probe_cfg(tmp_path / run, *base, f"seed={seed}"))
+        record = RunRecord.load(tmp_path / run / "run")
+        metrics[run] = {k: v for k, v in record["metrics"].items() if k.startswith("activations/layer")}
+    assert metrics["a"] and metrics["a"] == metrics["b"]
+    assert metrics["a"] != metrics["c"]  # control: another seed, another network
