@@ -234,5 +234,6 @@ class CKA(Probe):
         if all(name in known for name in ctx.layers):
             return ctx.activations(layers, model=ctx.reference)
         # ctx.activations would also capture the run's layers the reference lacks (e.g. an inserted block)
-        own = ProbeContext(ctx.reference, layers, ctx.probe_set, device=ctx.device, batch_size=ctx.batch_size)
+        own = ProbeContext(ctx.reference, layers, ctx.probe_set, device=ctx.device, batch_size=ctx.batch_size,
+                           max_activation_bytes=ctx.max_activation_bytes)  # fmt: skip
         return own.activations(layers)
