@@ -20,6 +20,9 @@ What is measured, per configuration (model width x input size), in a fresh worke
   RSS the probe needed on top of the model, probe set and shared activation cache.
 
 Usage: python benchmarks/probe_scaling.py [--quick] [--threads 1] [--out benchmarks/results/probe_scaling.json]
+       python benchmarks/probe_scaling.py --full-twice [--threads 2]   # only the full InceptionV1 at 224 px, cold
+       then warm: two rounds in one worker with one fresh HARNESS_CACHE_DIR (the cached random-init census and CKA
+       reference Grams are what "warm" reuses)
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import ctypes
 import gc
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -375,6 +379,23 @@ def print_tables(result: dict[str, Any]) -> None:
         console.print(f"[red]error[/red] {key}: {why}")
 
 
+def full_twice(threads: int | None, out: Path) -> None:
+    """The full spec twice in one worker process with one fresh HARNESS_CACHE_DIR: cold then warm seconds."""
+    size = SIZES["full"]
+    spec = {"model": "inception_v1", "width": 1.0, "image_size": size["full_image_size"],
+            "probe_set_size": size["full_probe_set_size"], "settings": size["settings"],
+            "threads": threads}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="probe_scaling_cache_") as cache:
+        os.environ["HARNESS_CACHE_DIR"] = cache
+        results = run_workers([spec, spec], one_worker=True)
+    for label, r in zip(("cold", "warm"), results):
+        cells = ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items())
+        print(f"{label}: {cells}; work {r.get('work')}; errors {r.get('errors') or 'none'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"cold": results[0], "warm": results[1]}, indent=2, default=str) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--worker":
         _worker(sys.argv[2], sys.argv[3])
@@ -385,7 +406,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's in full mode, 1 in quick mode); 1 on a busy shared "
                              "machine, where 2 threads wait for each other on every small op")
+    parser.add_argument("--full-twice", action="store_true",
+                        help="only the full InceptionV1 at 224 px, twice in one worker, one fresh cache: cold, warm")
     args = parser.parse_args()
+    if args.full_twice:
+        full_twice(args.threads, args.out)
+        return
     result = probe_scaling_benchmark(args.quick, args.threads)
     print_tables(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
