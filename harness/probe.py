@@ -23,9 +23,8 @@ from harness.builders import CONF_DIR, build_model, build_probes, control_seed, 
 from harness.checkpoints import load_net
 from harness.errors import config_error
 from harness.models.custom import flatten_widen
-from harness.models.names import default_layers
 from harness.probes.base import ProbeContext
-from harness.probes.memory import fit_layers, limit_bytes
+from harness.probes.memory import limit_bytes, probe_layers
 from harness.probes.probe_set import ProbeSet
 from harness.probes.runner import record_outcomes, run_probes, save_outcomes
 from harness.records import RunRecord
@@ -74,13 +73,9 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
         widen_cfg = model_cfg.model.get("widen")
         widen = flatten_widen(widen_cfg) if widen_cfg else {}  # `layer2.0.conv1`, not Hydra's nested keys
         widen = {k: v for k, v in widen.items() if v > 0}  # units these edits added (pruning adds none)
-        layers = list(settings.layers or [])
-        if not layers:  # the defaults, less those whose activations would not fit (one log line)
-            layers, _ = fit_layers(net, default_layers(net), probe_set.images[:1], len(probe_set),
-                                   settings.get("max_activation_gb"))  # fmt: skip
         ctx = ProbeContext(
             model=net,
-            layers=layers,
+            layers=probe_layers(net, settings.layers, probe_set.images, settings.get("max_activation_gb")),
             probe_set=probe_set,
             reference=reference,
             make_model=make_model,

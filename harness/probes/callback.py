@@ -16,9 +16,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from torch import nn
 
-from harness.models.names import default_layers
 from harness.probes.base import Probe, ProbeContext
-from harness.probes.memory import fit_layers, limit_bytes
+from harness.probes.memory import limit_bytes, probe_layers
 from harness.probes.probe_set import ProbeSet
 from harness.probes.runner import publish, record_outcomes, run_probes, save_outcomes
 from harness.probes.timeout import check_limit
@@ -74,14 +73,10 @@ class ProbeCallback(pl.Callback):
     def _context(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> ProbeContext:
         if self.ctx is None:
             probe_set = ProbeSet.from_datamodule(trainer.datamodule, n=self.probe_set_size, seed=self.probe_set_seed)
-            layers = self.layers
-            if not layers:  # the defaults, less those whose activations would not fit (one log line)
-                image = probe_set.images[:1].to(pl_module.device)
-                layers, _ = fit_layers(pl_module.net, default_layers(pl_module.net), image, len(probe_set),
-                                       self.max_activation_gb)  # fmt: skip
+            net = pl_module.net
             self.ctx = ProbeContext(
-                model=pl_module.net,
-                layers=layers,
+                model=net,
+                layers=probe_layers(net, self.layers, probe_set.images, self.max_activation_gb, pl_module.device),
                 probe_set=probe_set,
                 reference=self.reference,
                 make_model=self.make_model,

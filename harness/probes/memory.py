@@ -24,6 +24,7 @@ from torch import nn
 
 from harness.errors import ConfigError
 from harness.hooks import capture, eval_mode, forward_until
+from harness.models.names import default_layers
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,20 @@ def fit_layers(
     )
     log.warning("probing: %s", why)
     return [k for k in layers if k in kept], why
+
+
+def probe_layers(
+    net: nn.Module,
+    configured: Sequence[str] | None,
+    images: torch.Tensor,
+    max_gb: float | None,
+    device: torch.device | str = "cpu",
+) -> list[str]:
+    """The round's probe layers: `probing.layers` as configured, else the model's defaults less those whose
+    activations over the probe set (`images`, [N, 3, H, W]; the first is run on `device`) would not fit."""
+    if configured:
+        return list(configured)
+    return fit_layers(net, default_layers(net), images[:1].to(device), len(images), max_gb)[0]
 
 
 def check_capture(sizes: dict[str, int], n: int, limit: int | None) -> None:
