@@ -24,8 +24,9 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
@@ -74,12 +75,17 @@ def load(probe: str, key: str, folder: Path | None = None) -> Any | None:
 
 def save(probe: str, key: str, value: Any, folder: Path | None = None) -> Path | None:
     """Write `value` (JSON) atomically; returns the path, or None when it could not be written."""
+    return _write(probe, f"{key}.json", "w", lambda f: json.dump(value, f), folder)
+
+
+def _write(probe: str, name: str, mode: str, dump: Callable[[IO], None], folder: Path | None) -> Path | None:
+    """Write `<cache>/<probe>/<name>` through `dump(file)` atomically; the path, or None (one log line)."""
     folder = (folder or cache_dir()) / probe
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as f:
-            json.dump(value, f)
-        path = folder / f"{key}.json"
+        with tempfile.NamedTemporaryFile(mode, dir=folder, suffix=".tmp", delete=False) as f:
+            dump(f)
+        path = folder / name
         os.replace(f.name, path)  # atomic: a concurrent run reads the old file or the new one, never half
         return path
     except OSError as err:
@@ -105,14 +111,5 @@ def load_tensors(probe: str, key: str, folder: Path | None = None) -> dict[str, 
 
 def save_tensors(probe: str, key: str, value: dict[str, torch.Tensor], folder: Path | None = None) -> Path | None:
     """Write a dict of tensors atomically (`torch.save`); returns the path, or None when it could not be written."""
-    folder = (folder or cache_dir()) / probe
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("wb", dir=folder, suffix=".tmp", delete=False) as f:
-            torch.save({k: v.detach().cpu().contiguous() for k, v in value.items()}, f)
-        path = folder / f"{key}.pt"
-        os.replace(f.name, path)
-        return path
-    except OSError as err:
-        log.warning("%s: could not write the cache in %s: %s", probe, folder, err)
-        return None
+    tensors = {k: v.detach().cpu().contiguous() for k, v in value.items()}
+    return _write(probe, f"{key}.pt", "wb", lambda f: torch.save(tensors, f), folder)
