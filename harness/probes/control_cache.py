@@ -48,11 +48,16 @@ def model_digest(model: nn.Module) -> str:
     """SHA-256 of the module tree and every parameter and buffer (names, dtypes, shapes, values)."""
     h = hashlib.sha256(repr(model).encode())
     for name, value in model.state_dict().items():
-        value = value.detach().cpu().contiguous()
-        h.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
-        if value.numel():
-            h.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+        hash_tensor(h, name, value)
     return h.hexdigest()
+
+
+def hash_tensor(h: Any, label: str, value: torch.Tensor) -> None:
+    """Feed a tensor's label, dtype, shape and bytes into the hash `h` (hashlib object)."""
+    value = value.detach().cpu().contiguous()
+    h.update(f"{label}|{value.dtype}|{tuple(value.shape)}|".encode())
+    if value.numel():
+        h.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
 def cache_key(model: nn.Module, **depends_on: Any) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.data.world import World
+from harness.probes.control_cache import hash_tensor
 
 
 @dataclass
@@ -36,9 +37,8 @@ class ProbeSet:
     def digest(self) -> str:
         """SHA-256 of the images (what a cached measurement of a fixed model depends on); computed once."""
         if self._digest is None:
-            images = self.images.detach().cpu().contiguous()
-            h = hashlib.sha256(f"{images.dtype}|{tuple(images.shape)}|".encode())
-            h.update(images.reshape(-1).view(torch.uint8).numpy().tobytes() if images.numel() else b"")
+            h = hashlib.sha256()
+            hash_tensor(h, "images", self.images)
             self._digest = h.hexdigest()
         return self._digest
 
