@@ -35,6 +35,7 @@ from harness.builders import (
     summary_metrics,
 )
 from harness.errors import config_error
+from harness.grow.widen_init import init_from_config
 from harness.progress import progress_callbacks, testing_line
 from harness.quiet import silence
 from harness.recipes import expand_recipes
@@ -145,6 +146,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             pl.seed_everything(cfg.seed, workers=True, verbose=False)
             datamodule = hydra.utils.instantiate(cfg.data)
             net = build_model(cfg, datamodule.num_classes, datamodule.image_size)
+            grown = init_from_config(cfg.model, net, datamodule)  # widen_init gradmax / tiny read training batches
+            if grown is not None:
+                record.update(widen_init=grown)
             check_probe_layers(cfg, net)
             meta = checkpoint_meta(cfg, datamodule.num_classes, variant)  # every checkpoint rebuilds from this
             # Partial first: instantiate would otherwise recurse into the `_target_` inside `meta`.

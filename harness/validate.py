@@ -49,6 +49,9 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.log_every_n_steps": _int(1),
     "module.optimizer.lr": _num(0, strict=True),
     "module.optimizer.weight_decay": _num(0, strict=False),
+    "model.widen_init": _one_of("zero", "net2net", "gradmax", "tiny"),
+    "model.widen_batches": _int(1),
+    "model.new_lr_scale": _num(0, strict=True),
     "probing.every_n_epochs": _int(0),
     "probing.budget_s": _num(0, strict=True),
     "probing.probe_set_size": _int(2),
@@ -57,6 +60,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "logger.wandb.mode": _one_of("auto", "online", "offline", "disabled"),
     "logger.wandb.init_timeout": _num(0, strict=True),
     "logger.wandb.finish_timeout": _num(0, strict=False),
+    "logger.wandb.log_model": ((lambda v: isinstance(v, bool) or v == "all"), "true, false or all"),
 }
 
 

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
 from harness.errors import ConfigError
-from harness.models.custom import instantiate_model
+from harness.models.custom import check_growth_keys, instantiate_model
 from harness.models.edits import INCEPTION_TARGET, INCEPTION_TARGETS, add_widen, check_widen, is_inception
 from harness.models.freeze import freeze_old as freeze_units
 from harness.models.inception_v1 import InceptionV1, _check_args
@@ -41,7 +41,8 @@ from harness.models.surgery import WIDEN_INITS, added_units, transfer, unit_maps
 from harness.runs import RECORD_NAME, load_record, record_of_checkpoint
 
 # Keys that say where weights come from and how edits treat them (not architecture).
-LOADING_KEYS: tuple[str, ...] = ("weights", "init_from", "widen_init", "widen_noise", "freeze_old", "train_also")
+LOADING_KEYS: tuple[str, ...] = ("weights", "init_from", "widen_init", "widen_noise", "freeze_old", "train_also",
+                                  "widen_batches", "new_lr_scale")
 # Architecture keys a loaded InceptionV1 fixes; `widen` is added on top of the loaded network's own.
 ARCH_KEYS: tuple[str, ...] = ("width", "batch_norm", "lrn", "insert", "last_layer", "input_transform")
 LUCID = {"width": 1.0, "batch_norm": False, "lrn": True, "insert": [], "widen": {}}
@@ -180,6 +181,8 @@ def inception_v1(
     widen_noise: float = 0.0,
     freeze_old: bool = False,
     train_also: Sequence[str] | None = None,
+    widen_batches: int = 4,
+    new_lr_scale: float = 1.0,
     **arch: Any,
 ) -> InceptionV1:
     """An InceptionV1 from its config, through every step of the pipeline (the `_target_` of conf/model/inception_v1*).
@@ -188,8 +191,12 @@ def inception_v1(
     the architecture, ``widen`` edits it without changing its function (new units start silent,
     ``widen_init``), negative widths prune, and ``freeze_old`` trains only the new units.
 
+    ``widen_init`` gradmax / tiny build their units like zero; the entry point rewrites them on ``widen_batches``
+    training batches (:mod:`harness.grow.widen_init`); ``new_lr_scale`` is read by the training module.
+
     Usage: ``inception_v1(weights="inception5h.pth", num_classes=1008, widen={"mixed3b_5x5": 8})``
     """
+    check_growth_keys(widen_init, widen_batches, new_lr_scale)
     if not (weights or init_from):
         if freeze_old:
             raise ConfigError("model.freeze_old=true needs trained weights: set model.weights or model.init_from")

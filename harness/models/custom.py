@@ -34,8 +34,21 @@ if TYPE_CHECKING:
     from torch import nn
 
 _HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
-# Keys this wrapper handles when the constructor does not take them.
-OWN_KEYS = ("weights", "widen")
+# Keys this wrapper handles when the constructor does not take them (the growth keys are read after the build).
+OWN_KEYS = ("weights", "widen", "widen_init", "widen_batches", "new_lr_scale")
+# How new units start. gradmax / tiny need training batches: the build makes their units like zero's (fresh
+# fan-in, zero fan-out) and harness.grow.widen_init rewrites them once the data exists.
+WIDEN_INITS: tuple[str, ...] = ("zero", "net2net", "gradmax", "tiny")
+
+
+def check_growth_keys(widen_init: Any = "zero", widen_batches: Any = 4, new_lr_scale: Any = 1.0) -> None:
+    """One-line ConfigErrors for the growth keys of a model config (any model), naming the valid choices."""
+    if widen_init not in WIDEN_INITS:
+        raise ConfigError(f"unknown model.widen_init {widen_init!r}; valid: {', '.join(WIDEN_INITS)}")
+    if isinstance(widen_batches, bool) or not isinstance(widen_batches, int) or widen_batches < 1:
+        raise ConfigError(f"model.widen_batches must be an integer >= 1 (training batches), got {widen_batches!r}")
+    if isinstance(new_lr_scale, bool) or not isinstance(new_lr_scale, int | float) or not new_lr_scale > 0:
+        raise ConfigError(f"model.new_lr_scale must be a number > 0 (the new units' LR factor), got {new_lr_scale!r}")
 
 
 def flatten_widen(widen: Mapping[str, Any] | None, prefix: str = "") -> dict[str, int]:
@@ -136,6 +149,8 @@ def instantiate_model(model_cfg: Mapping[str, Any], image_size: int = 64, **kwar
     factory = _locate(str(target))
     accepted, _, open_ended = _parameters(factory)
     own = {k: cfg.pop(k) for k in OWN_KEYS if k in cfg and k not in accepted}
+    check_growth_keys(*(own.get(k, d) for k, d in (("widen_init", "zero"), ("widen_batches", 4),
+                                                    ("new_lr_scale", 1.0))))  # fmt: skip
     arguments = {k: v for k, v in {**cfg, **kwargs}.items() if k not in _HYDRA_KEYS}
     check_arguments(str(target), factory, set(arguments))
     try:

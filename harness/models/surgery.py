@@ -28,12 +28,12 @@ import torch
 from torch import nn
 
 from harness.errors import ConfigError
+from harness.models.custom import WIDEN_INITS
 from harness.models.edits import CONCAT_BRANCHES, add_widen
 from harness.models.hooks import capture, eval_mode
 from harness.models.inception_v1 import ConvReLU, InceptionV1
 from harness.models.names import layers
 
-WIDEN_INITS: tuple[str, ...] = ("zero", "net2net")
 INIT_SCALE = 0.1  # fresh units' incoming weights: this x the std of the layer's existing weights
 _INPUTS = ("1x1", "3x3_bottleneck", "5x5_bottleneck", "pool_reduce")  # convs reading a block's input
 
@@ -230,7 +230,8 @@ def unit_maps(
         _check_name(net, name)
         width = net.channels[name]
         if extra > 0:
-            new = [-1] * extra if init == "zero" else torch.randint(width, (extra,), generator=generator).tolist()
+            fresh = init != "net2net"
+            new = [-1] * extra if fresh else torch.randint(width, (extra,), generator=generator).tolist()
             maps[name] = list(range(width)) + new
         elif extra < 0:
             drop = set(least_active_units(net, name, -extra, images))
