@@ -67,16 +67,21 @@ class ClassifierModule(pl.LightningModule):
         # One accuracy object per stage (torchmetrics accumulates across batches); keys avoid nn.Module.train.
         self.acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(n, average="micro") for s in ("train", "val", "test")})
         self.class_acc = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(n, average="none") for s in ("val", "test")})
+        self.val_acc_best = 0.0  # `val/acc_best`; kept in checkpoints so a resumed run goes on from it
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self.prepare(x))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the architecture with the weights (as nanoGPT stores `model_args`): see harness.models.build."""
+        checkpoint["val_acc_best"] = self.val_acc_best
         if self.checkpoint_meta is not None:
             from harness.models.build import CHECKPOINT_KEY
 
             checkpoint[CHECKPOINT_KEY] = {**self.checkpoint_meta, "classes": list(self.class_names)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_acc_best = float(checkpoint.get("val_acc_best", 0.0))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images (the world stores them compactly) become float in [0, 1]; layout follows the net."""
@@ -91,11 +96,11 @@ class ClassifierModule(pl.LightningModule):
         logits = self(x)
         loss = self.criterion(logits, y)
         preds = logits.argmax(dim=1)
-        on_step = stage == "train"
+        if stage == "train":  # the per-batch value; `train/loss` is the epoch mean, like val/loss (not `_epoch`)
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
         # sync_dist: the epoch mean over all DDP ranks (torchmetrics objects below sync themselves).
-        self.log(
-            f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True
-        )
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y),
+                 sync_dist=True)  # fmt: skip
         self.acc[f"{stage}_acc"].update(preds, y)
         self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=False, on_epoch=True, prog_bar=True)
         if f"{stage}_acc" in self.class_acc:
@@ -119,6 +124,9 @@ class ClassifierModule(pl.LightningModule):
         metric.reset()
 
     def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:  # the best so far, as the checkpoint picks it (wandb charts it)
+            self.val_acc_best = max(self.val_acc_best, float(self.acc["val_acc"].compute()))
+            self.log("val/acc_best", self.val_acc_best)
         self._log_class_acc("val")
 
     def on_test_epoch_end(self) -> None:

@@ -77,19 +77,35 @@ def _loggers(
             continue
         extra: dict[str, Any] = {}
         if str(lg_cfg.get("_target_", "")).endswith("make_wandb_logger"):
-            extra = {"run_config": config, "tags": list(cfg.tags), "name": run_dir.name}
+            names = _wandb_names(cfg, variant)
+            extra = {"run_config": {**config, "variant": variant, "sweep": names.pop("sweep")}, **names}
             if resume_id:
                 extra["run_id"] = resume_id  # the resumed run continues the same wandb run
-            if lg_cfg.get("group") is None:
-                extra["group"] = variant
+            if lg_cfg.get("group") is not None:
+                extra.pop("group")
         # Partial first: instantiate would otherwise recurse into the run config's own `_target_`s.
         loggers.append(hydra.utils.instantiate(lg_cfg, _partial_=True)(**extra))
         log.info("logger %s ready", name)
     return loggers
 
 
-def _callbacks(cfg: DictConfig, with_logger: bool) -> list[pl.Callback]:
+def _wandb_names(cfg: DictConfig, variant: str) -> dict[str, Any]:
+    """wandb name `<variant>-s<seed>[-j<job>]`, group sweep + variant, tags + experiment/recipe/sweep (wandb_layout)."""
+    from harness.wandb_layout import run_group, run_name, run_tags, sweep_id
+
+    sweep, job, choices = None, None, {}
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        choices = dict(hc.runtime.choices)
+        if hc.mode == RunMode.MULTIRUN:
+            sweep, job = sweep_id(hc.sweep.dir), hc.job.num
+    recipes = [key for key in ("curve_widen", "random_tweak") if cfg.get(key) is not None]
+    tags = run_tags(list(cfg.tags), choices, recipes, sweep)
+    return {"name": run_name(variant, cfg.seed, job), "group": run_group(variant, sweep), "tags": tags, "sweep": sweep}
+
+
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+def _callbacks(cfg: DictConfig, with_logger: bool) -> list[pl.Callback]:
     # Lightning refuses an LR monitor without a logger; `logger=null` must still train.
     return [c for c in callbacks if with_logger or not isinstance(c, pl.callbacks.LearningRateMonitor)]
 
@@ -170,8 +186,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             bars, bar_on = progress_callbacks(bool(cfg.trainer.get("enable_progress_bar", True)))
             trainer = hydra.utils.instantiate(cfg.trainer, logger=loggers or False, callbacks=[*callbacks, *bars],
                                               enable_progress_bar=bar_on)  # fmt: skip
-            for lg in loggers:
-                lg.log_metrics(summary_metrics(summary), step=0)
+            for lg in loggers:  # constants: wandb's summary (a column, not a one-point chart); other loggers' rows
+                if hasattr(lg, "log_summary"):
+                    lg.log_summary(summary_metrics(summary))
+                else:
+                    lg.log_metrics(summary_metrics(summary), step=0)
             wandb_info = _wandb_info(loggers)
             if wandb_info is not None or not cfg.get("resume"):  # a resume without wandb keeps the old run's id
                 record.update(wandb=wandb_info)
@@ -212,7 +231,7 @@ def _wandb_info(loggers: list[Any]) -> dict[str, Any] | None:
         mode = getattr(lg, "wandb_mode", None)
         if mode is not None:
             run = lg.experiment
-            return {"mode": mode, "id": run.id, "dir": str(Path(run.dir).parent), "group": run.group}
+            return {"mode": mode, "id": run.id, "dir": str(Path(run.dir).parent), "group": run.group, "name": run.name}
     return None
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.models import ConvReLU, InceptionV1
 from harness.probes import ProbeContext, ProbeSet
-from harness.probes.curve_stimuli import arc_distance, line_distance, make_stimuli
+from harness.probes.curve_stimuli import arc_distance, corner_distance, line_distance, make_stimuli
 from harness.probes.curves import CurveCensus, centre_positions
 
 SIZE, K = 33, 15  # odd image and kernel: the centre output index sees exactly the stimulus centre
@@ -177,3 +177,65 @@ def test_centre_position_follows_same_padding() -> None:
     pos = centre_positions(net, ["conv2d2", "mixed3a"], 64, torch.device("cpu"))
     assert pos["conv2d2"][:2] == (7, 7) and pos["mixed3a"][:2] == (3, 3)  # 16x16 and 8x8 maps, centred on px 31
     assert all(not m._forward_hooks for m in net.modules())
+
+
+CORNER_RADII = (0.05, 0.1, 0.2, 0.3, 0.4)  # 1.65 ... 13.2 px: the planted corner units prefer 3.3 px, a middle radius
+
+
+def _planted_corners() -> OneConv:
+    """Units 0-3: the planted arc detectors of `_planted`; 4-7: corner detectors at 0/90/180/270 deg (a 90-degree
+    corner with 9.9 px arms, pooled over +-20 deg, thresholded at 45% of its own corner). Such a unit answers a
+    120-degree arc (a bend) and no straight line at all: arcs against lines alone call it a curve detector."""
+    arcs = _planted().curve_layer.conv
+    centre, arm = ((K - 1) / 2, (K - 1) / 2), torch.tensor([9.9])
+    weight, bias = arcs.weight.detach(), arcs.bias.detach()
+    kernels, biases = [weight[u, 0] * 3 for u in range(4)], [float(bias[u]) for u in range(4)]
+    for angle in ARC_ANGLES:
+        spread = torch.deg2rad(angle + torch.linspace(-20, 20, 5))
+        pooled = _ink(corner_distance(K, spread, 90.0, arm, centre)[:, 0]).mean(0)
+        own = _ink(corner_distance(K, torch.deg2rad(torch.tensor([angle])), 90.0, arm, centre)[0, 0])
+        kernel, bias = _detector(pooled, own, threshold=0.45)
+        kernels.append(kernel)
+        biases.append(bias)
+    return OneConv(torch.stack(kernels).detach(), torch.tensor(biases))
+
+
+def test_corner_stimulus_vertex_at_centre_and_bisector_toward_theta() -> None:
+    stim = make_stimuli(SIZE, 36, [0.2 * SIZE], span=120.0, stroke=2.0, corner_angles=[90.0])
+    assert stim.n_corners == 2 * 18 and len(stim.images) == stim.n_arcs + stim.n_lines + stim.n_corners
+    assert stim.corner_orientations.tolist() == [20.0 * k for k in range(18)]  # every second arc orientation
+    ink = 0.5 - stim.images[stim.n_arcs + stim.n_lines, 0]  # dark 90-degree corner, bisector at 0 deg (+x)
+    cols = torch.arange(SIZE, dtype=torch.float32)
+    assert (ink.sum(0) * cols).sum() / ink.sum() < (SIZE - 1) / 2 - 1  # the arms open away from +x
+    c = (SIZE - 1) / 2
+    assert ink[math.floor(c) : math.ceil(c) + 1, math.floor(c) : math.ceil(c) + 1].min() > 0.2  # vertex inked
+    arm = 2 * 0.2 * SIZE * math.sin(math.radians(30))  # as long as the arc's apex-to-end distance
+    assert ink[:, : math.floor(c - arm * math.cos(math.radians(45))) - 2].max() == 0.0
+
+
+def test_planted_corner_detectors_are_not_curve_detectors() -> None:
+    ctx = _ctx(model=_planted_corners())
+    without = CurveCensus(radii=CORNER_RADII, random_init=False, min_curve_over_corner=0.0).run(ctx)
+    rows = {r["unit"]: r for r in without.tables["units"]}
+    # Negative control of the test itself: without the corner criterion the corner units pass every other test.
+    assert all(rows[u]["is_curve_detector"] and rows[u]["curve_over_line"] == 1000.0 for u in range(4, 8)), rows
+    default = CurveCensus(radii=CORNER_RADII, random_init=False).run(ctx)
+    rows = {r["unit"]: r for r in default.tables["units"]}
+    assert [rows[u]["is_curve_detector"] for u in range(8)] == [True] * 4 + [False] * 4
+    assert all(rows[u]["curve_over_corner"] >= 2.0 for u in range(4))  # arcs beat every sharp corner
+    assert all(rows[u]["curve_over_corner"] < 0.5 for u in range(4, 8))  # corners beat arcs
+    assert default.scalars["curve_layer/detectors"] == 4.0
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        (dict(min_curve_over_corner=-0.5), "probes.curves.min_curve_over_corner must be >= 0"),
+        (dict(corner_angles=[]), "probes.curves.corner_angles"),
+        (dict(corner_angles=[90.0, 180.0]), "probes.curves.corner_angles"),
+        (dict(corner_angles=["sharp"]), "probes.curves.corner_angles"),
+    ],
+)
+def test_bad_corner_settings_name_the_key(settings, key) -> None:
+    with pytest.raises(ConfigError, match=key):
+        CurveCensus(**settings)

@@ -9,10 +9,13 @@ import numpy as np
 
 from harness.probes.curve_stimuli import Stimuli
 
+ARC, LINE, CORNER = (30, 80, 200), (230, 130, 20), (40, 160, 60)
+
 
 def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 160) -> np.ndarray:
     """Polar plots (HxWx3 uint8) of the most selective detectors: arc tuning at the preferred radius (blue)
-    and line responses (orange, same scale; a legend strip at the bottom says so), 0° = right,
+    line responses (orange) and the best corner response per bisector orientation (green), all on one scale (a
+    legend strip at the bottom says so), 0° = right,
     counter-clockwise. Falls back to the most selective units when none pass. Drawn with PIL, as every probe image
     is (see heatmap.py for why not matplotlib)."""
     from PIL import Image, ImageDraw
@@ -25,11 +28,12 @@ def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 1
     units = sorted(units, key=lambda t: (-t[0], t[1], t[2]))[: max(n, 1)]
     cols = min(len(units), 4)
     legend = 14  # a bottom strip: title and the key to the two lines
-    img = Image.new("RGB", (max(cols * cell, 320), ((len(units) + 3) // 4) * (cell + 12) + legend), "white")
+    img = Image.new("RGB", (max(cols * cell, 440), ((len(units) + 3) // 4) * (cell + 12) + legend), "white")
     draw = ImageDraw.Draw(img)
     arc_t = np.deg2rad(stim.orientations.double().numpy())
     line_t = np.deg2rad(stim.line_orientations.double().numpy())
     line_t = np.concatenate([line_t, line_t + np.pi])  # a line at θ is also the line at θ + 180°
+    corner_t = np.deg2rad(stim.corner_orientations.double().numpy())
     for k, (sel, name, u) in enumerate(units):
         s, ox, oy = stats[name], (k % 4) * cell + cell / 2, (k // 4) * (cell + 12) + 12 + cell / 2
         rad, scale = cell / 2 - 8, max(s["peak"][u], 1e-12)
@@ -38,7 +42,10 @@ def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 1
         draw.line([ox - rad, oy, ox + rad, oy], fill=(220, 220, 220))
         draw.line([ox, oy - rad, ox, oy + rad], fill=(220, 220, 220))
         line_r = np.concatenate([s["line_tuning"][:, u]] * 2)
-        for t, r, colour in ((line_t, line_r, (230, 130, 20)), (arc_t, s["tuning"][:, u], (30, 80, 200))):
+        curves = [(line_t, line_r, LINE), (arc_t, s["tuning"][:, u], ARC)]
+        if len(s.get("corner_tuning", ())):
+            curves.insert(1, (corner_t, s["corner_tuning"][:, u], CORNER))
+        for t, r, colour in curves:
             rr = np.clip(r / scale, 0, 1.05) * rad
             pts = [(ox + a * np.cos(b), oy - a * np.sin(b)) for a, b in zip(rr, t)]
             draw.line([*pts, pts[0]], fill=colour, width=2)
@@ -47,7 +54,9 @@ def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 1
     base = img.height - 12
     draw.text((4, base), title, fill=(120, 120, 120))
     x = 4 + int(draw.textlength(title)) + 12
-    for text, colour in (("arc, preferred radius", (30, 80, 200)), ("straight line", (230, 130, 20))):
+    keys = [("arc, preferred radius", ARC), ("straight line", LINE)]
+    keys += [("best corner", CORNER)] if len(corner_t) else []
+    for text, colour in keys:
         draw.line([x, base + 5, x + 16, base + 5], fill=colour, width=2)
         draw.text((x + 20, base), text, fill="black")
         x += 20 + int(draw.textlength(text)) + 12

@@ -37,6 +37,7 @@ from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.curve_crop import Crop, plan_crop, verify
 from harness.probes.curve_plot import tuning_plot
 from harness.probes.curve_stimuli import Stimuli, make_stimuli
+from harness.probes.curve_tuning import tuning_stats
 from harness.probes.keys import (
     COVERAGE_BINS,
     DETECTORS,
@@ -50,6 +51,9 @@ from harness.probes.keys import (
 from harness.probes.probe_set import probe_layout
 
 log = logging.getLogger(__name__)
+# The per-unit table's statistic columns, after layer, unit and is_curve_detector.
+UNIT_COLUMNS = (PREFERRED_ORIENTATION, "preferred_radius", "selectivity", "circular_variance", "curve_over_line",
+                "curve_over_corner", "half_max_width", "peak")  # fmt: skip
 
 
 def _rf_centre(profile: torch.Tensor) -> float:
@@ -142,36 +146,12 @@ def stimulus_responses(
     return {name: torch.cat(p).double().numpy() for name, p in parts.items()}
 
 
-def tuning_stats(resp: np.ndarray, stim: Stimuli) -> dict[str, np.ndarray]:
-    """Per-unit radial tuning statistics from [N stimuli, C] responses (arrays of length C, tuning [K, C])."""
-    n_r, n_k = len(stim.radii), len(stim.orientations)
-    arcs = resp[: stim.n_arcs].reshape(2, n_r, n_k, -1).max(0)  # [R, K, C], max over polarity
-    lines = resp[stim.n_arcs :].reshape(2, n_r, len(stim.line_orientations), -1).max(0).max(0)  # [L, C]
-    line_peak = lines.max(0)
-    peak_r = arcs.max(1)  # [R, C]
-    pref_r = peak_r.argmax(0)
-    tuning = np.take_along_axis(arcs, pref_r[None, None, :], 0)[0]  # [K, C] at the preferred radius
-    peak, pref_k, mean = tuning.max(0), tuning.argmax(0), tuning.mean(0)
-    theta = np.deg2rad(stim.orientations.double().numpy())[:, None]
-    total = tuning.sum(0)
-    resultant = np.hypot((tuning * np.cos(theta)).sum(0), (tuning * np.sin(theta)).sum(0))
-    step = 360.0 / n_k
-    above = tuning >= peak / 2  # contiguous run around the peak, walked both ways round the circle
-    fwd = np.cumprod(np.take_along_axis(above, (pref_k + np.arange(n_k)[:, None]) % n_k, 0), 0).sum(0)
-    bwd = np.cumprod(np.take_along_axis(above, (pref_k - np.arange(n_k)[:, None]) % n_k, 0), 0).sum(0)
-    pref_deg = pref_k * step
-    shift = np.abs((arcs.argmax(1) * step - pref_deg + 180.0) % 360.0 - 180.0)  # [R, C] drift per radius
-    with np.errstate(divide="ignore", invalid="ignore"):
-        selectivity = np.where(mean > 0, peak / mean, 0.0)
-        cv = np.where(total > 0, 1.0 - resultant / total, 1.0)
-        col = np.where(line_peak > 0, peak / line_peak, np.where(peak > 0, np.inf, 0.0))
-    return {
-        "peak": peak, "preferred_orientation": pref_deg, "preferred_radius_index": pref_r,
-        "preferred_radius": stim.radii.double().numpy()[pref_r], "selectivity": selectivity,
-        "circular_variance": cv, "curve_over_line": np.minimum(col, 1e3),  # capped: no line response at all
-        "half_max_width": np.minimum(fwd + bwd - 1, n_k) * step, "peak_per_radius": peak_r,
-        "orientation_shift": shift, "tuning": tuning, "line_tuning": lines,
-    }  # fmt: skip
+def _angles_ok(angles) -> bool:
+    """A non-empty list of numbers strictly between 0 and 180 degrees."""
+    try:
+        return len(angles) > 0 and all(0 < float(a) < 180 for a in angles)
+    except (TypeError, ValueError):
+        return False
 
 
 class CurveCensus(Probe):
@@ -193,6 +173,8 @@ class CurveCensus(Probe):
         min_selectivity: float = 3.0,
         max_circular_variance: float = 0.5,
         min_curve_over_line: float = 2.0,
+        corner_angles: Sequence[float] = (45.0, 60.0, 90.0),
+        min_curve_over_corner: float = 1.0,
         half_max_width: Sequence[float] = (30.0, 150.0),
         stable_tolerance: float = 30.0,
         stable_min_frac: float = 0.5,
@@ -210,6 +192,14 @@ class CurveCensus(Probe):
             raise ConfigError(f"curves needs orientations >= 36 and >= 3 radii, got {orientations}, {list(radii)}")
         if large_image_orientations is not None and large_image_orientations < 36:
             raise ConfigError(f"curves.large_image_orientations must be >= 36 or null, got {large_image_orientations}")
+        if min_curve_over_corner < 0:
+            raise ConfigError(f"probes.curves.min_curve_over_corner must be >= 0, got {min_curve_over_corner}")
+        if not _angles_ok(corner_angles):
+            raise ConfigError(
+                "probes.curves.corner_angles must be a non-empty list of opening angles in degrees, each strictly "
+                f"between 0 and 180 (180 is the line control), got {list(corner_angles or [])}"
+            )
+        self.corner_angles, self.min_coc = [float(a) for a in corner_angles], float(min_curve_over_corner)
         self.large_image_px, self.large_image_orientations = large_image_px, large_image_orientations
         self.orientations, self.radii, self.arc_span, self.stroke = orientations, list(radii), arc_span, stroke
         self.min_selectivity, self.max_cv, self.min_col = min_selectivity, max_circular_variance, min_curve_over_line
@@ -236,7 +226,8 @@ class CurveCensus(Probe):
     def stimuli(self, size: int) -> Stimuli:
         if size not in self._stimuli:
             self._stimuli[size] = make_stimuli(
-                size, self.orientations_at(size), [f * size for f in self.radii], self.arc_span, self.stroke
+                size, self.orientations_at(size), [f * size for f in self.radii], self.arc_span, self.stroke,
+                corner_angles=self.corner_angles,
             )
         return self._stimuli[size]
 
@@ -246,6 +237,7 @@ class CurveCensus(Probe):
         responsive = s["peak_per_radius"] >= self.stable_min_frac * s["peak"]
         ok = (s["peak"] > 0) & (s["selectivity"] >= self.min_selectivity)
         ok &= (s["circular_variance"] <= self.max_cv) & (s["curve_over_line"] >= self.min_col)
+        ok &= s["curve_over_corner"] >= self.min_coc
         ok &= (s["half_max_width"] >= self.width_range[0]) & (s["half_max_width"] <= self.width_range[1])
         ok &= ~(responsive & (s["orientation_shift"] > self.stable_tolerance)).any(0)
         if self.mid_radius:
@@ -256,7 +248,7 @@ class CurveCensus(Probe):
         """What the census depends on besides the model, image size and layers (the random-init cache key)."""
         keys = ("orientations", "radii", "arc_span", "stroke", "min_selectivity", "max_cv", "min_col", "width_range",
                 "stable_tolerance", "stable_min_frac", "mid_radius", "large_image_px",
-                "large_image_orientations")  # fmt: skip
+                "large_image_orientations", "corner_angles", "min_coc")  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 
     def census(
@@ -347,7 +339,8 @@ class CurveCensus(Probe):
             "centre_index": {k: [v[0], v[1]] for k, v in positions.items()},
             "rf_centre_offset_px": {k: round(v[2], 2) for k, v in positions.items()},
             "stimuli": f"{shown} orientations x radii {[round(f * size, 1) for f in self.radii]} px, "
-                       f"{self.arc_span} deg arcs, {self.stroke} px stroke, both polarities, + chord lines",
+                       f"{self.arc_span} deg arcs, {self.stroke} px stroke, both polarities, + chord lines, + corners "
+                       f"opening {self.corner_angles} deg",
             "crop": crop.describe(size) if crop else "full images" + ("" if self.crop else " (crop disabled)"),
         })  # fmt: skip
         if skipped := [n for n in self.target_layers(ctx) if n not in positions]:
@@ -375,8 +368,7 @@ class CurveCensus(Probe):
             result.scalars[f"{name}/{ORIENTATION_COVERAGE}"] = len(bins) / self.coverage_bins
             for u in range(len(det)):
                 rows.append({"layer": name, "unit": u, IS_CURVE_DETECTOR: bool(det[u]),
-                             **{k: float(s[k][u]) for k in (PREFERRED_ORIENTATION, "preferred_radius", "selectivity",
-                                "circular_variance", "curve_over_line", "half_max_width", "peak")}})  # fmt: skip
+                             **{k: float(s[k][u]) for k in UNIT_COLUMNS}})  # fmt: skip
         counts = {name: int(s["detector"].sum()) for name, s in stats.items()}
         result.info["curve_cluster_layer"] = max(counts, key=counts.get) if any(counts.values()) else None
         result.tables[UNITS_TABLE] = rows
