@@ -7,7 +7,11 @@ a change to the model interface probes rely on (`hook_points`, `channels`) is ma
 
 from __future__ import annotations
 
+import csv
+import json
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -128,3 +132,40 @@ TINY_JOB = [
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
 ]
+
+
+def write_record(root: Path, name: str, *, variant: str = "base", seed: int = 0, status: str = "finished",
+                 metrics: dict[str, Any] | None = None, test: dict[str, Any] | None = None,
+                 widen: dict[str, int] | None = None, probes: dict[str, Any] | None = None,
+                 error: str | None = None, params: int = 1000, channels: dict[str, int] | None = None,
+                 tables: dict[str, list[dict[str, Any]]] | None = None) -> Path:  # fmt: skip
+    """Write `<root>/<name>/record.json` shaped like harness.records.RunRecord output (synthetic runs for
+    harness-compare); `tables`: probe -> per-unit rows, written as the probe's units CSV and listed in the record."""
+    run = root / name
+    run.mkdir(parents=True)
+    probes = dict(probes or {})
+    for probe, rows in (tables or {}).items():
+        (run / "probes").mkdir(exist_ok=True)
+        path = run / "probes" / f"{probe}_units.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+            writer.writeheader()
+            writer.writerows(rows)
+        entry = probes.setdefault(probe, {"scalars": {}, "error": None, "skipped": None, "files": {}})
+        entry.setdefault("files", {})["table/units"] = f"probes/{probe}_units.csv"
+    record = {
+        "schema": 1,
+        "status": status,
+        "variant": variant,
+        "seed": seed,
+        "config": {"model": {"widen": widen or {}, "insert": []}},
+        "metrics": metrics or {},
+        "test": test or {},
+        "probes": probes,
+        "model": {"params/total": params, "params/trainable": params, "channels": channels or {"mixed3b": 120}},
+        "wall_seconds": 12.5,
+    }
+    if error:
+        record["error"] = error
+    (run / "record.json").write_text(json.dumps(record))
+    return run

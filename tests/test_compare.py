@@ -23,35 +23,11 @@ from harness.compare.stats import metric_effect, variant_effects
 from harness.compare.variants import choose_baseline, split_overrides, variant_labels
 from harness.runs import flatten
 from harness.stats import bh_adjust, separated_p
+from tests.helpers import write_record
 
 BASE = "data.batch_size=32,probes=[curves,cka],trainer.max_epochs=2"
 WIDE = "data.batch_size=32,model.widen.mixed3b_5x5=8,probes=[curves,cka],trainer.max_epochs=2"
 PLANTED = "curves/mixed3b/detectors"  # baseline 2,3,4 (sd 1) vs 12,13,14: +10 sd
-
-
-def write_record(root: Path, name: str, *, variant: str = "base", seed: int = 0, status: str = "finished",
-                 metrics: dict[str, Any] | None = None, test: dict[str, Any] | None = None,
-                 widen: dict[str, int] | None = None, probes: dict[str, Any] | None = None,
-                 error: str | None = None, params: int = 1000) -> Path:  # fmt: skip
-    """Write `<root>/<name>/record.json` shaped like harness.records.RunRecord output."""
-    run = root / name
-    run.mkdir(parents=True)
-    record = {
-        "schema": 1,
-        "status": status,
-        "variant": variant,
-        "seed": seed,
-        "config": {"model": {"widen": widen or {}, "insert": []}},
-        "metrics": metrics or {},
-        "test": test or {},
-        "probes": probes or {},
-        "model": {"params/total": params, "params/trainable": params, "channels": {"mixed3b": 120}},
-        "wall_seconds": 12.5,
-    }
-    if error:
-        record["error"] = error
-    (run / "record.json").write_text(json.dumps(record))
-    return run
 
 
 def make_experiment(root: Path) -> Path:
@@ -112,8 +88,8 @@ def test_planted_effect_is_flagged_and_null_is_not(compared) -> None:
     planted, null = effects[PLANTED], effects["null/a"]
     assert planted.diff == pytest.approx(10.0) and planted.effect == pytest.approx(10.0)
     assert planted.beyond_noise is True and planted.q < 0.05
-    assert null.beyond_noise is False and null.p > 0.5
-    assert effects["curves/mixed3a/detectors"].beyond_noise is False  # identical distributions
+    assert null.beyond_noise is None and null.role == "exploratory" and null.p > 0.5  # not a headline metric
+    assert effects["curves/mixed3a/detectors"].beyond_noise is None  # identical distributions
     assert "lr-AdamW" not in effects and "curves/seconds" not in effects  # bookkeeping is not tested
     assert "model/params/total" in effects  # model/params/* are metrics too
 
@@ -190,7 +166,8 @@ def test_headline_counts_and_verdict(compared) -> None:
     assert entry["label"] == "model.widen.mixed3b_5x5=8" and data["baseline_label"] == "base"
     assert PLANTED in entry["beyond_noise"] and "null/a" not in entry["beyond_noise"]
     assert entry["verdict"]["metric"] == "test/acc" and entry["verdict"]["beyond_noise"] is False
-    line = f"{entry['metrics_beyond_noise']} of {entry['metrics_tested']} metrics differ beyond seed noise"
+    line = f"{entry['findings']} findings beyond noise (replication needs 4+ seeds per side) in a family of " \
+           f"{entry['metrics_tested']} tests"
     assert line in (compared.out_dir / "headline.txt").read_text()
     assert "test/acc 0.620 → 0.623 (not significant" in entry["text"]
 
@@ -204,7 +181,7 @@ def test_one_seed_per_variant_has_no_p_values(tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "out" / "effects.csv")
     assert rows and all(r["p"] == "" and r["q_bh"] == "" and r["beyond_noise"] == "" for r in rows)
     assert next(r for r in rows if r["metric"] == "val/acc")["diff"] != ""
-    assert "no p-values" in result.headline.lines[1] and "test/acc 0.600 → 0.700" in result.headline.lines[1]
+    assert "no test possible" in result.headline.lines[1] and "effect sizes only" in result.headline.lines[1] and "test/acc 0.600 → 0.700" in result.headline.lines[1]
     assert json.loads((tmp_path / "out" / "headline.json").read_text())["variants"][0]["p_values"] is False
 
 
@@ -243,7 +220,7 @@ def test_cli_writes_every_output_in_process(compared, tmp_path: Path, capsys) ->
     assert {p.name for p in (out / "plots").glob("*.png")} == {"curves.png", "dissect.png", "cka.png",
                                                                "acc_per_class.png", "lineage.png"}  # fmt: skip
     printed = capsys.readouterr().out
-    assert "metrics differ beyond seed noise" in printed and "failed" in printed and PLANTED in printed
+    assert "findings beyond noise" in printed and "failed" in printed and PLANTED in printed
 
 
 def test_cli_user_errors_exit_2_with_one_line(tmp_path: Path, compared, capsys) -> None:

@@ -12,10 +12,11 @@ import numpy as np
 from harness.compare import compare
 from harness.compare.load import Run
 from harness.compare.replication import split_half
-from tests.test_compare import write_record
+from tests.helpers import write_record
 
 SEEDS = range(4)
 WIDE = "model.widen.mixed3b_5x5=8"
+HEADLINE = ("real/*", "noise/*", "artefact/*")  # planted metrics tested in the family (--headline)
 
 
 def _experiment(root: Path, real: int, random_noise: int, artefacts: int, seeds=SEEDS) -> Path:
@@ -36,7 +37,8 @@ def _experiment(root: Path, real: int, random_noise: int, artefacts: int, seeds=
 
 
 def test_planted_real_effects_replicate(tmp_path: Path) -> None:
-    result = compare([_experiment(tmp_path / "mr", real=12, random_noise=40, artefacts=0)], out=tmp_path / "out")
+    result = compare([_experiment(tmp_path / "mr", real=12, random_noise=40, artefacts=0)], out=tmp_path / "out",
+                     headline_keys=HEADLINE[:2])  # fmt: skip
     rep = result.replication[WIDE]
     real_found = [m for m in rep.beyond_noise if m.startswith("real/")]
     assert len(real_found) >= 6  # 2 vs 2 seeds per half: Welch has 1-2 degrees of freedom
@@ -51,7 +53,8 @@ def test_planted_real_effects_replicate(tmp_path: Path) -> None:
 
 
 def test_planted_noise_does_not_replicate(tmp_path: Path) -> None:
-    result = compare([_experiment(tmp_path / "mr", real=0, random_noise=40, artefacts=12)], out=tmp_path / "out")
+    result = compare([_experiment(tmp_path / "mr", real=0, random_noise=40, artefacts=12)], out=tmp_path / "out",
+                     headline_keys=HEADLINE[1:])  # fmt: skip
     rep = result.replication[WIDE]
     assert len([m for m in rep.beyond_noise if m.startswith("artefact/")]) >= 10  # looks real in the first half
     assert not [m for m in rep.replicate if m.startswith("artefact/")]  # and reverses in the second

@@ -39,8 +39,9 @@ def test_report_lists_failed_run_with_error(report: Path) -> None:
 def test_effects_table_sorted_by_abs_effect(report: Path) -> None:
     table = report.read_text().split("Effects against the baseline")[1]
     metrics = re.findall(r'<tr class="[a-z]*"><td class="text">([^<]+)</td>', table)
-    # params: constant per side (infinite effect) > planted (+10 sd) > cka (-0.1 over sd 0.05) > null
-    order = [metrics.index(m) for m in ("model/params/total", PLANTED, "cka/mixed3a/cka_to_reference", "null/a")]
+    # the headline family (planted) first, then config facts and constant metrics (params), then the exploratory
+    # rest by |effect size|: cka (-0.1 over sd 0.05) > null
+    order = [metrics.index(m) for m in (PLANTED, "model/params/total", "cka/mixed3a/cka_to_reference", "null/a")]
     assert order == sorted(order)
     assert re.search(rf'<tr class="beyond"><td class="text">{re.escape(PLANTED)}</td>', table)
 

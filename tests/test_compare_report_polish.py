@@ -15,7 +15,7 @@ import pytest
 from harness.compare import compare
 from harness.compare.plots import PlotSpec, draw
 from harness.compare.report import TOP_EFFECTS
-from tests.test_compare import write_record
+from tests.helpers import write_record
 from tests.test_compare_report import _chromium
 
 WIDE = "model.widen.mixed3b_5x5=8"
@@ -58,7 +58,7 @@ def test_main_table_shows_the_top_effects_with_q(report: Path) -> None:
     main = report.read_text().split("effects by |effect size|")[1]
     rows = re.findall(r'<tr class="[a-z]*"><td class="text">([^<]+)</td>', main)
     assert len(rows) == TOP_EFFECTS and "q (BH)" in main
-    assert f"Top {TOP_EFFECTS} of " in report.read_text() and "effects.csv" in report.read_text()
+    assert f"top {TOP_EFFECTS} of " in report.read_text() and "effects.csv" in report.read_text()
     effects = (report.parent / "effects.csv").read_text()
     assert effects.count("\n") > TOP_EFFECTS + 3  # the full list stays in the CSV
 

@@ -39,7 +39,7 @@ def test_folders_without_a_record_are_skipped_with_one_warning(tmp_path: Path, c
     captured = capsys.readouterr()
     warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "stray_a" in warnings[0] and "1 more" in warnings[0]
-    assert "metrics differ beyond seed noise" in captured.out or "metrics compared" in captured.out
+    assert "findings beyond noise" in captured.out or "metrics compared" in captured.out
     assert (tmp_path / "cmp" / "report.html").is_file()
 
 

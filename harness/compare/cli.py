@@ -22,7 +22,7 @@ from rich.table import Table
 from harness.compare.headline import fmt
 from harness.compare.load import short_dirs
 from harness.compare.pipeline import Comparison, compare
-from harness.compare.stats import ALPHA, by_effect_size
+from harness.compare.stats import ALPHA, FAMILY, by_effect_size
 from harness.errors import ConfigError
 
 STATUS_STYLE = {"finished": "green", "failed": "bold red", "running": "yellow"}
@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--baseline", help="baseline variant (full variant string or its short label)")
     parser.add_argument("--alpha", type=float, default=ALPHA, help="false discovery rate for Benjamini-Hochberg")
     parser.add_argument("--top", type=int, default=10, help="effects per variant shown in the terminal")
+    parser.add_argument("--headline", action="append", default=[], metavar="METRIC",
+                        help="add metrics (fnmatch pattern, e.g. 'spectra/mixed3b_*/stable_rank') to the headline "
+                        "family that BH runs over; repeatable")  # fmt: skip
     return parser
 
 
@@ -63,9 +66,10 @@ def _runs_table(result: Comparison) -> Table:
 
 def _effects_table(result: Comparison, variant: str, top: int) -> Table:
     table = Table(title=escape(f"top effects: {result.labels[variant]} vs {result.labels[result.baseline]}"))
-    for name in ("metric", "baseline", "variant", "diff", "effect", "p", "q", "beyond noise"):
+    for name in ("metric", "baseline", "variant", "diff", "effect", "p", "q", "beyond noise", "role"):
         table.add_column(name, overflow="fold", justify="left" if name == "metric" else "right")
     compared = [e for e in by_effect_size(result.effects[variant]) if e.diff is not None]
+    compared.sort(key=lambda e: e.role != FAMILY)  # the headline family first, each part by |effect size|
     for e in compared[:top]:
         flag = {True: "[bold green]yes[/]", False: "no", None: ""}[e.beyond_noise]
         table.add_row(
@@ -77,6 +81,7 @@ def _effects_table(result: Comparison, variant: str, top: int) -> Table:
             "" if e.p is None else f"{e.p:.2g}",
             "" if e.q is None else f"{e.q:.2g}",
             flag,
+            e.role,
         )
     return table
 
@@ -100,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     try:
-        result = compare(args.inputs, out=args.out, baseline=args.baseline, alpha=args.alpha)
+        result = compare(args.inputs, out=args.out, baseline=args.baseline, alpha=args.alpha,
+                         headline_keys=args.headline)  # fmt: skip
     except ConfigError as err:
         print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2

@@ -1,8 +1,10 @@
-"""The headline: per variant, how many metrics moved beyond seed noise, next to the loss/accuracy verdict.
+"""The headline: per variant, the findings beyond seed noise and how many replicate, next to the loss verdict.
 
-Why: a single accuracy number hides most of what an architecture edit did; the count of metrics that
-differ beyond noise is the number of "bits of feedback" the experiment produced. The same facts go to
-headline.txt (people) and headline.json (scripts, CI).
+Why: a single accuracy number hides most of what an architecture edit did; the findings beyond noise in the
+headline family (:mod:`harness.compare.family`) are the "bits of feedback" the experiment produced. The lead
+says "N findings beyond noise (K replicate on the split halves)"; then the config facts (never tested), what the
+design could not resolve and the seeds it would take (:mod:`harness.compare.power`), and the exploratory rest.
+The same facts go to headline.txt (people) and headline.json (scripts, CI).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.compare.load import Run
-from harness.compare.stats import Effect
+from harness.compare.power import power_text
+from harness.compare.stats import EXPLORATORY, FACT, FAMILY, Effect
 
 VERDICT_METRICS = ("test/acc", "val/acc", "test/loss", "val/loss")
 
@@ -30,6 +33,8 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _significance(e: Effect) -> str:
+    if e.role == EXPLORATORY:
+        return f"exploratory, p={e.p:.2g}" if e.p is not None else "exploratory"
     if e.beyond_noise:
         return f"beyond seed noise, q={e.q:.2g}"
     if e.beyond_noise is False:
@@ -72,11 +77,35 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _variant_entry(variant: str, label: str, runs: Sequence[Run], base_n: int, effects: Sequence[Effect]) -> dict:
+def _facts_line(label: str, effects: Sequence[Effect]) -> str | None:
+    facts = [e for e in effects if e.role == FACT and e.diff]
+    if not facts:
+        return None
+    shown = "; ".join(f"{e.metric} {fmt(e.base_mean)} → {fmt(e.variant_mean)}" for e in facts[:4])
+    more = f" (+{len(facts) - 4} more)" if len(facts) > 4 else ""
+    return f"{label}: config facts (not tested): {shown}{more}"
+
+
+def _power(label: str, tested: Sequence[Effect]) -> tuple[str | None, dict | None]:
+    """The family metric closest to being resolved (fewest seeds needed; else the largest effect)."""
+    open_ = [e for e in tested if not e.beyond_noise]
+    if not open_:
+        return None, None
+    e = min(open_, key=lambda e: (e.seeds_needed is None, e.seeds_needed or 0, -abs(e.effect or 0.0)))
+    text = f"{label}: power: {power_text(e.n_base, e.n_variant, e.metric, e.seeds_needed)}"
+    return text, {"metric": e.metric, "seeds_needed_per_arm": e.seeds_needed, "effect": e.effect, "p": e.p}
+
+
+def _variant_entry(
+    variant: str, label: str, runs: Sequence[Run], base_n: int, effects: Sequence[Effect], replication: Any
+) -> dict:
     finished = [r for r in runs if r.finished]
     compared = [e for e in effects if e.diff is not None]
-    tested = [e for e in effects if e.p is not None]
+    family = [e for e in compared if e.role == FAMILY]
+    tested = [e for e in family if e.p is not None]
     beyond = [e for e in tested if e.beyond_noise]
+    exploratory = [e for e in compared if e.role == EXPLORATORY]
+    replicate = None if replication is None else len(replication.replicate)
     best = verdict(effects)
     entry: dict[str, Any] = {
         "variant": variant,
@@ -86,20 +115,29 @@ def _variant_entry(variant: str, label: str, runs: Sequence[Run], base_n: int, e
         "metrics_compared": len(compared),
         "metrics_tested": len(tested),
         "metrics_beyond_noise": len(beyond),
+        "findings": len(beyond),
+        "replicate": replicate,
         "beyond_noise": [e.metric for e in beyond],
+        "family": [e.metric for e in family],
+        "facts": {e.metric: [e.base_mean, e.variant_mean] for e in effects if e.role == FACT and e.diff is not None},
+        "exploratory": len(exploratory),
         "p_values": bool(tested),
         "verdict": None,
+        "power": None,
+        "extra_lines": [],
     }
     if not finished:
         entry["text"] = f"{label}: no finished runs ({len(runs)} not finished); nothing to compare"
         return entry
-    if tested:
-        count = f"{len(beyond)} of {len(tested)} metrics differ beyond seed noise"
-    elif min(len(finished), base_n) < 2:
-        count = (f"no p-values ({len(finished)} seed(s) vs {base_n} baseline seed(s); a test needs 2+ per side); "
-                 f"{len(compared)} metrics compared")  # fmt: skip
+    if min(len(finished), base_n) < 2:
+        count = (f"no test possible ({len(finished)} seed(s) vs {base_n} baseline seed(s); a test needs 2+ per "
+                 f"side): effect sizes only, {len(compared)} metrics compared")  # fmt: skip
+    elif tested:
+        rep = ("replication needs 4+ seeds per side" if replicate is None
+               else f"{replicate} replicate on the split halves")  # fmt: skip
+        count = f"{len(beyond)} findings beyond noise ({rep}) in a family of {len(tested)} tests"
     else:
-        count = f"no p-values (no metric varies across seeds); {len(compared)} metrics compared"
+        count = f"no p-values (no family metric varies across seeds); {len(compared)} metrics compared"
     text = f"{label}: {count}"
     if best is not None:
         text += f"; {best.metric} {fmt(best.base_mean)} → {fmt(best.variant_mean)} ({_significance(best)})"
@@ -114,6 +152,14 @@ def _variant_entry(variant: str, label: str, runs: Sequence[Run], base_n: int, e
             "beyond_noise": best.beyond_noise,
         }
     entry["text"] = text
+    power, entry["power"] = _power(label, tested)
+    facts = _facts_line(label, effects)
+    units = [e for e in exploratory if e.test == "unit bootstrap"]
+    apart = [e for e in exploratory if e.ci is not None and (e.ci[0] > 0 or e.ci[1] < 0)]
+    explore = (f"{label}: exploratory (effect sizes with 95% intervals, never called beyond noise): "
+               f"{len(exploratory)} metrics, {len(units)} of them unit-level shifts; {len(apart)} intervals exclude 0"
+               )  # fmt: skip
+    entry["extra_lines"] = [line for line in (power, facts, explore if exploratory else None) if line]
     return entry
 
 
@@ -123,15 +169,23 @@ def make_headline(
     baseline: str,
     effects: Mapping[str, Sequence[Effect]],
     alpha: float,
+    replication: Mapping[str, Any] | None = None,
 ) -> Headline:
-    """One line per non-baseline variant, framed by the baseline and the run counts."""
+    """One lead line per non-baseline variant (then its power, facts and exploratory lines), framed by the
+    baseline and the run counts."""
     base_n = sum(1 for r in runs if r.variant == baseline and r.finished)
-    entries = [_variant_entry(v, labels[v], [r for r in runs if r.variant == v], base_n, effects[v]) for v in effects]
+    replication = replication or {}
+    entries = [_variant_entry(v, labels[v], [r for r in runs if r.variant == v], base_n, effects[v],
+                              replication.get(v)) for v in effects]  # fmt: skip
     status = Counter(r.status for r in runs)
     counts = ", ".join(f"{n} {s}" for s, n in status.most_common())
     lines = [f"baseline: {labels[baseline]} ({base_n} finished seed(s))"]
-    lines += [e["text"] for e in entries] or ["no other variant to compare with the baseline"]
-    lines.append(f"runs: {counts} (only finished runs enter the statistics; BH alpha {alpha})")
+    for entry in entries:
+        lines += [entry["text"], *entry.pop("extra_lines")]
+    if not entries:
+        lines.append("no other variant to compare with the baseline")
+    lines.append(f"runs: {counts} (only finished runs enter the statistics; BH alpha {alpha} within each "
+                 f"variant's headline family; other metrics exploratory)")  # fmt: skip
     data = {
         "baseline": baseline,
         "baseline_label": labels[baseline],

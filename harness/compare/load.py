@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.probes.keys import TABLE_FILE
 from harness.runs import Value, as_number, find_records, flatten, load_record, model_config
 
 
@@ -33,6 +34,8 @@ class Run:
     widen: dict[str, Any] = field(default_factory=dict)
     inserts: list[Any] = field(default_factory=list)
     probe_errors: dict[str, str] = field(default_factory=dict)
+    channels: dict[str, int] = field(default_factory=dict)  # layer -> units, in model order (record's model section)
+    tables: dict[str, Path] = field(default_factory=dict)  # probe -> its per-unit table (CSV) in the run dir
 
     @property
     def finished(self) -> bool:
@@ -68,6 +71,13 @@ def load_run(record_path: Path) -> Run:
             name: str(entry["error"])
             for name, entry in (record.get("probes") or {}).items()
             if isinstance(entry, dict) and entry.get("error")
+        },
+        channels={str(k): int(v) for k, v in ((record.get("model") or {}).get("channels") or {}).items()
+                  if isinstance(v, int | float) and not isinstance(v, bool)},  # fmt: skip
+        tables={
+            name: run_dir / entry["files"][TABLE_FILE]
+            for name, entry in (record.get("probes") or {}).items()
+            if isinstance(entry, dict) and isinstance(entry.get("files"), dict) and entry["files"].get(TABLE_FILE)
         },
     )
 

@@ -8,8 +8,8 @@ direction in the other half. Real effects replicate; chance findings replicate a
 seed-level artefact (one half's seeds happen to favour the variant) not at all.
 
 Each side's finished runs are sorted by seed and split into a first and a second half (the extra seed of an
-odd count goes to the second half). Discovery uses the same test and BH level as the full comparison
-(`variant_effects`); a metric replicates when its difference of means in the second half has the same,
+odd count goes to the second half). Discovery uses the same tests, headline family and BH level as the full
+comparison (`variant_effects`); a metric replicates when its difference of means in the second half has the same,
 non-zero sign. Needs `MIN_SEEDS` finished seeds on each side, so each half has at least two (a t-test).
 """
 
@@ -69,14 +69,16 @@ def _mean(runs: Sequence[Run], metric: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def split_half(base_runs: Sequence[Run], variant_runs: Sequence[Run], alpha: float = ALPHA) -> Replication | None:
+def split_half(
+    base_runs: Sequence[Run], variant_runs: Sequence[Run], alpha: float = ALPHA, family: set[str] | None = None
+) -> Replication | None:
     """The split-half check of one variant against the baseline (finished runs), or None with too few seeds."""
     base = [r for r in base_runs if r.finished]
     variant = [r for r in variant_runs if r.finished]
     if min(len(base), len(variant)) < MIN_SEEDS:
         return None
     (base_a, base_b), (var_a, var_b) = _halves(base), _halves(variant)
-    found = [e for e in variant_effects(base_a, var_a, alpha) if e.beyond_noise]
+    found = [e for e in variant_effects(base_a, var_a, alpha, family) if e.beyond_noise]
     result = Replication(([r.seed for r in base_a], [r.seed for r in var_a]),
                          ([r.seed for r in base_b], [r.seed for r in var_b]))  # fmt: skip
     for e in found:
@@ -90,23 +92,15 @@ def split_half(base_runs: Sequence[Run], variant_runs: Sequence[Run], alpha: flo
 
 
 def add_replication(
-    headline: Headline,
-    runs: Sequence[Run],
-    baseline: str,
-    variants: Sequence[str],
-    labels: Mapping[str, str],
-    alpha: float = ALPHA,
-) -> dict[str, Replication | None]:
-    """Run the check for every variant; add a line under each variant's headline line and `replication` to its
-    headline.json entry (null with `replication_note` when there are too few seeds)."""
-    base_runs = [r for r in runs if r.variant == baseline]
-    out: dict[str, Replication | None] = {}
+    headline: Headline, replication: Mapping[str, Replication | None], labels: Mapping[str, str]
+) -> None:
+    """Add each variant's split-half line under its headline line and `replication` to its headline.json entry
+    (null with `replication_note` when there are too few seeds)."""
     for entry in headline.data.get("variants", []):
         variant = entry["variant"]
-        if variant not in variants:
+        if variant not in replication:
             continue
-        result = split_half(base_runs, [r for r in runs if r.variant == variant], alpha)
-        out[variant] = result
+        result = replication[variant]
         entry["replication"] = None if result is None else result.as_dict()
         if result is None:
             entry["replication_note"] = f"split-half check needs {MIN_SEEDS}+ finished seeds per side"
@@ -117,4 +111,3 @@ def add_replication(
         else:
             headline.lines.append(line)
     headline.data["lines"] = headline.lines
-    return out

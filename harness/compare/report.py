@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.compare.headline import Headline, fmt
 from harness.compare.load import Run, short_dirs
 from harness.compare.plots import Plot
-from harness.compare.stats import Effect, by_effect_size
+from harness.compare.stats import FAMILY, Effect, by_effect_size
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; background: #fff; }
@@ -47,6 +47,26 @@ def _num(value: float | None) -> str:
 
 def _p(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}"
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f"{_e(fmt(ci[0]))} .. {_e(fmt(ci[1]))}"
+
+
+FAMILY_RULE = (
+    "<p>What is tested (the headline family): each probe's headline metrics (harness.probes.keys.HEADLINE: a few "
+    "per layer) at the layers the edit touches and their neighbours in model order (every layer when the arms "
+    "differ by no architecture edit), plus the task metrics (test accuracy and loss) and any <code>--headline</code> "
+    "pattern. Benjamini-Hochberg runs within that family only; a metric is <em>beyond noise</em> when its q &le; "
+    "alpha. Config facts (<code>model/params/*</code>) are reported, never tested. Every other metric is "
+    "<em>exploratory</em>: effect size and 95% interval, never called beyond noise. Tests: Welch's t-test; counts "
+    "of units (curve detectors, dissect detector and polysemantic units, dead units: k of N units per seed) a "
+    "quasi-binomial likelihood-ratio F-test across seeds, so constant arms are no longer floored at the exact "
+    "permutation p (0.1 at 3 vs 3 seeds). Unit-level shifts (<code>.../unit_median</code>): mean over seeds of the "
+    "median over units of a per-unit table column, with a hierarchical bootstrap interval (seeds, then units "
+    "within each seed); exploratory. Effect size = |difference| / pooled seed sd. Failed and running runs are "
+    "excluded.</p>"
+)
 
 
 def runs_table(runs: Sequence[Run], labels: Mapping[str, str]) -> str:
@@ -101,14 +121,24 @@ def special_table(effects: Sequence[Effect]) -> str:
 
 
 def effects_section(effects: Sequence[Effect], top: int = TOP_EFFECTS) -> str:
-    """Constant/missing metrics in their own short table, then the top `top` effects by |effect size|."""
-    special = special_table(effects)
-    main = [e for e in effects if not _special(e)]
+    """The headline family (every test), unit-level shifts, constant/missing metrics in their own short table,
+    then the top `top` exploratory effects by |effect size|."""
+    family = [e for e in effects if e.role == FAMILY and e.diff is not None]
+    units = [e for e in effects if e.test == "unit bootstrap"]
+    rest = [e for e in effects if e not in family and e not in units]
+    special = special_table(rest)
+    main = [e for e in rest if not _special(e)]
     shown = by_effect_size(main)[:top]
     parts = []
+    if family:
+        parts.append(f"<h4>Headline family: {len(family)} metrics (BH within the family)</h4>" + effects_table(family))
+    if units:
+        parts.append(f"<h4>Unit-level shifts: {len(units)} (exploratory; hierarchical bootstrap intervals)</h4>")
+        parts.append(effects_table(units))
     if special:
         parts.append("<h4>Constant within each side, or missing on one side</h4>" + special)
-    parts.append(f"<h4>Top {len(shown)} of {len(main)} effects by |effect size| (every metric: effects.csv)</h4>")
+    parts.append(f"<h4>Exploratory: top {len(shown)} of {len(main)} effects by |effect size| "
+                 f"(every metric: effects.csv)</h4>")  # fmt: skip
     parts.append(effects_table(shown))
     return "\n".join(parts)
 
@@ -123,13 +153,15 @@ def effects_table(effects: Sequence[Effect]) -> str:
         rows.append(
             f'<tr class="{"beyond" if e.beyond_noise else ""}"><td class="text">{_e(e.metric)}</td>'
             f"<td>{base}</td><td>{var}</td><td>{e.n_base}/{e.n_variant}</td><td>{_e(fmt(e.diff))}</td>"
-            f"<td>{_e(fmt(e.effect, 2))}</td><td>{_p(e.p)}</td><td>{_p(e.q)}</td><td>{flag}</td>"
-            f'<td class="text">{_e(e.note)}</td></tr>'
+            f"<td>{_e(fmt(e.effect, 2))}</td><td>{_ci(e.ci)}</td><td>{_p(e.p)}</td><td>{_p(e.q)}</td><td>{flag}</td>"
+            f'<td class="text">{_e(e.role)}</td><td class="text">{_e(e.note)}</td></tr>'
         )
     return (
         '<table class="effects"><tr><th class="text">metric</th><th>baseline mean ± sd</th>'
-        "<th>variant mean ± sd</th><th>seeds</th><th>difference</th><th>effect size</th><th>p (Welch)</th>"
-        '<th>q (BH)</th><th>beyond noise</th><th class="text">note</th></tr>' + "".join(rows) + "</table>"
+        "<th>variant mean ± sd</th><th>seeds</th><th>difference</th><th>effect size</th><th>95% interval</th>"
+        '<th>p</th><th>q (BH)</th><th>beyond noise</th><th class="text">role</th><th class="text">note</th></tr>'
+        + "".join(rows)
+        + "</table>"
     )
 
 
@@ -168,9 +200,7 @@ def render(
         "<h2>Plots</h2>",
         plots_section(plots),
         "<h2>Effects against the baseline</h2>",
-        "<p>Sorted by |effect size| = |difference| / pooled seed sd. p: Welch t-test; q: Benjamini-Hochberg "
-        "adjusted across each variant's metrics; <em>beyond noise</em> when q &le; alpha. Failed and running "
-        "runs are excluded.</p>",
+        FAMILY_RULE,
     ]
     if not effects:
         sections.append('<p class="skipped">no variant other than the baseline</p>')

@@ -19,6 +19,7 @@ RUN_COLUMNS = ["run_dir", "status", "variant", "label", "seed", "wall_seconds", 
 EFFECT_COLUMNS = [
     "variant", "label", "baseline", "metric", "n_baseline", "n_variant", "baseline_mean", "baseline_sd",
     "variant_mean", "variant_sd", "diff", "effect_size", "p", "q_bh", "beyond_noise", "note",
+    "role", "test", "ci_low", "ci_high", "seeds_needed_per_arm",
 ]  # fmt: skip
 
 
@@ -56,7 +57,8 @@ def write_summary(runs: Sequence[Run], labels: Mapping[str, str], path: Path) ->
 def effect_row(variant: str, label: str, baseline: str, e: Effect) -> list[Any]:
     """The EFFECT_COLUMNS values of one effect."""
     return [variant, label, baseline, e.metric, e.n_base, e.n_variant, e.base_mean, e.base_sd, e.variant_mean,
-            e.variant_sd, e.diff, e.effect, e.p, e.q, e.beyond_noise, e.note]  # fmt: skip
+            e.variant_sd, e.diff, e.effect, e.p, e.q, e.beyond_noise, e.note, e.role, e.test,
+            *(e.ci or (None, None)), e.seeds_needed]  # fmt: skip
 
 
 def write_effects(

@@ -93,3 +93,30 @@ def linear_acc(target: str) -> str:
 def key(probe: str, layer: str, metric: str) -> str:
     """The record / logger key of one probe scalar: ``curves/mixed3b/detectors``."""
     return f"{probe}/{layer}/{metric}"
+
+
+# --- what harness-compare tests (issue 29): headline metrics, counts of units, per-unit columns ------------
+# A few metrics per layer that an experiment's test family is built from (the rest is exploratory); each name
+# is one a probe above reports as <layer>/<metric>.
+SPECTRA = "spectra"
+HEADLINE: dict[str, tuple[str, ...]] = {
+    ACTIVATIONS: (DEAD_FRACTION, SPARSITY),
+    CURVES: (DETECTORS,),
+    DISSECT: ("detector_units", UNIQUE_CONCEPTS),
+    LINEAR: (linear_acc("class"),),
+    CKA: (CKA_TO_REFERENCE,),
+    SPECTRA: ("stable_rank",),
+}
+# Metrics that count k of a layer's N units, tested as counts (None: already a count; "fraction": k / N).
+UNIT_COUNTS: dict[tuple[str, str], str | None] = {
+    (CURVES, DETECTORS): None,
+    (DISSECT, "detector_units"): None,
+    (DISSECT, "polysemantic_units"): None,
+    (ACTIVATIONS, DEAD_FRACTION): "fraction",
+}
+# Per-unit table columns whose distribution harness-compare compares between arms (seed- and unit-level bootstrap).
+UNIT_COLUMNS: dict[str, tuple[str, ...]] = {
+    CURVES: ("selectivity", "circular_variance"),
+    DISSECT: ("iou",),
+    ACTIVATIONS: ("frac_active", "mean"),
+}
