@@ -88,8 +88,37 @@ def probe(cfg: DictConfig) -> dict[str, Any]:
         save_outcomes(outcomes, run_dir)
         record.update(model=model_summary(net, ctx.layers, datamodule.image_size), classes=list(datamodule.classes))
         record_outcomes(record, outcomes, epoch=None)
+        _log_wandb(cfg, record, outcomes, config)
         record.update(status="finished")
         return record.data["metrics"]
+
+
+def _log_wandb(cfg: DictConfig, record: RunRecord, outcomes: list, config: dict[str, Any]) -> None:
+    """The round as a wandb run (job_type probe) in the probed run's group, named like it: `<variant>-s<seed>`."""
+    lg_cfg = (cfg.get("logger") or {}).get("wandb")
+    if lg_cfg is None:
+        return
+    from harness.builders import summary_metrics
+    from harness.runs import record_of_checkpoint
+    from harness.wandb_layout import run_group, run_name
+
+    source = record.data.get("source") or {}
+    variant = source.get("variant") or record.data["variant"]
+    seed = source.get("seed") if source.get("seed") is not None else cfg.seed
+    found = record_of_checkpoint(cfg.ckpt) if cfg.get("ckpt") else None
+    trained = (RunRecord.load(found.parent).get("wandb") or {}) if found else {}  # the run's own group
+    group = lg_cfg.get("group") or trained.get("group") or run_group(variant)
+    extra = {"name": run_name(variant, seed), "group": group, "job_type": "probe",
+             "tags": list(cfg.tags), "run_config": {**config, "variant": variant, "source": source}}  # fmt: skip
+    logger = hydra.utils.instantiate(lg_cfg, _partial_=True)(**extra)
+    try:
+        logger.log_probe_round(outcomes)
+        logger.log_summary(summary_metrics(record.data["model"]))
+        run = logger.experiment
+        record.update(wandb={"mode": logger.wandb_mode, "id": run.id, "dir": str(Path(run.dir).parent),
+                             "group": run.group, "name": run.name})  # fmt: skip
+    finally:
+        logger.finish(exit_code=0)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="probe")

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 from pytorch_lightning.loggers import WandbLogger
 
 from harness.errors import ConfigError
+from harness.wandb_layout import PROBE_EPOCH, PROBE_ROUND, PROBE_SECONDS, TRAIN_PREFIXES, TRAIN_STEP, VAL_ACC
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "online", "offline", "disabled")
@@ -73,7 +74,10 @@ class SafeWandbLogger(WandbLogger):
         self.wandb_mode = wandb_mode  # the run record reports where the data went
         self.failure: str | None = None  # the first error; wandb calls are skipped from then on
         self._step: int | None = None
+        self._max_step = 0  # trainer/global_step as logged: never goes back (testing reloads an earlier checkpoint)
         self._finished = False
+        self._probe_round = 0
+        self._probe_axes: set[str] = set()
 
     @property
     def experiment(self) -> Any:
@@ -91,9 +95,31 @@ class SafeWandbLogger(WandbLogger):
             return None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if step is not None:  # `test/*` comes at the best checkpoint's step, earlier than the last: chart it last
+            step = self._max_step = max(int(step), self._max_step)
         self._step = step if step is not None else self._step
         if self.failure is None:
             self.guard(super().log_metrics, metrics, step)
+
+    def log_probe_round(self, outcomes: Sequence[Any], epoch: int | None = None) -> None:
+        """One probing round as one history row on the `probe/round` axis (see :mod:`harness.wandb_probes`)."""
+        if self.failure is not None or self._finished or self._experiment is None:
+            return
+        from harness.wandb_probes import round_payload
+
+        row, summary = round_payload(outcomes, self._probe_round, epoch)  # bad data raises: the caller's error
+        new = {o.name for o in outcomes} - self._probe_axes
+        for name in sorted(new):
+            self.guard(self._experiment.define_metric, f"{name}/*", step_metric=PROBE_ROUND)
+        self._probe_axes |= new
+        self.guard(self._experiment.log, row)
+        self.log_summary(summary)
+        self._probe_round += 1
+
+    def log_summary(self, values: Mapping[str, Any]) -> None:
+        """Values for the run's summary only (constants, timings): shown in the runs table, not as charts."""
+        if values and self._experiment is not None:
+            self.guard(self._experiment.summary.update, dict(values))
 
     def log_hyperparams(self, params: Any) -> None:
         self.guard(super().log_hyperparams, params)  # writes `experiment.config`, which the run guard misses
@@ -234,6 +260,7 @@ def make_wandb_logger(
     init_timeout: float = 30.0,
     finish_timeout: float | None = 120.0,
     run_id: str | None = None,
+    log_model: bool | str | None = False,
 ) -> SafeWandbLogger:
     """Start a wandb run (online, falling back to offline, then to none) and wrap it for Lightning.
 
@@ -245,10 +272,11 @@ def make_wandb_logger(
     import wandb
 
     resolved = resolve_mode(mode)
+    log_model = check_log_model(log_model)
     from harness.distributed import is_rank_zero
 
     if not is_rank_zero():  # DDP: one wandb run, rank 0's; here Lightning hands out a dummy experiment
-        return SafeWandbLogger(save_dir=str(save_dir), project=project, wandb_mode=resolved)
+        return SafeWandbLogger(save_dir=str(save_dir), project=project, wandb_mode=resolved, log_model=log_model)
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     init = dict(
         dir=str(save_dir),
@@ -293,7 +321,34 @@ def make_wandb_logger(
         )
         resolved = "disabled"
         run = wandb.init(mode="disabled", settings=settings, dir=str(save_dir), config=init["config"])
-    return SafeWandbLogger(experiment=run, save_dir=str(save_dir), project=project, wandb_mode=resolved)
+    if resolved != "disabled":
+        define_axes(run)
+    return SafeWandbLogger(experiment=run, save_dir=str(save_dir), project=project, wandb_mode=resolved,
+                           log_model=log_model)  # fmt: skip
+
+
+def check_log_model(value: Any) -> bool | str:
+    """`logger.wandb.log_model`: false (default), true (checkpoints at the end) or `all` (as they are written)."""
+    value = False if value is None else value
+    if not (isinstance(value, bool) or value == "all"):
+        raise ConfigError(f"logger.wandb.log_model must be true, false or all, got {value!r}")
+    return value
+
+
+def define_axes(run: Any) -> None:
+    """Tie each chart to its axis: training metrics to `trainer/global_step`, probe rounds to `probe/round`.
+
+    Why here: Lightning defines its axes only for a run it starts itself, and the harness hands it a started run.
+    `val/acc` is summarised as its max (the checkpoint and `test/acc` use the best epoch, not the last).
+    Probe prefixes get their axis when a probe first logs (`SafeWandbLogger.log_probe_round`).
+    """
+    run.define_metric(TRAIN_STEP)
+    run.define_metric(PROBE_ROUND)
+    for prefix in TRAIN_PREFIXES:
+        run.define_metric(prefix if prefix == "epoch" else f"{prefix}*", step_metric=TRAIN_STEP)
+    run.define_metric(VAL_ACC, step_metric=TRAIN_STEP, summary="max")
+    for name in (PROBE_EPOCH, PROBE_SECONDS):
+        run.define_metric(name, step_metric=PROBE_ROUND)
 
 
 def _leave_inherited_service() -> None:

@@ -1,4 +1,4 @@
-"""Read back what wandb wrote offline: history rows, summary, config, group and tags of a run.
+"""Read back what wandb wrote offline: history rows, summary, config, name, group, tags and axes of a run.
 
 Why hand-written: wandb (0.31) ships no public reader for its `run-<id>.wandb` files and writes no
 summary JSON offline, yet tests and users must check what a run logged without a server. The file is
@@ -60,12 +60,15 @@ class OfflineRun:
     summary: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     group: str = ""
+    name: str = ""  # the display name
     job_type: str = ""
     tags: list[str] = field(default_factory=list)
     run_id: str = ""
     exit_code: int | None = None
     paths: list[Path] = field(default_factory=list)  # every file read, oldest first (a resumed run has several)
     run_ids: list[str] = field(default_factory=list)
+    # define_metric: metric name or glob (`train/*`) -> {"step_metric": ..., "summary": ["max", ...]}
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def keys(self) -> set[str]:
         """Every key that appears in any history row or the summary."""
@@ -134,9 +137,39 @@ def _read_file(path: Path, out: OfflineRun) -> None:
                 out.config[_key(i)] = json.loads(i.value_json)
         elif kind == "run":
             out.group, out.job_type, out.run_id = rec.run.run_group, rec.run.job_type, rec.run.run_id
+            out.name = rec.run.display_name
             out.run_ids.append(rec.run.run_id)
             out.tags = list(rec.run.tags)
             for i in rec.run.config.update:
                 out.config[_key(i)] = json.loads(i.value_json)
+        elif kind == "metric":
+            m = rec.metric
+            summary = [f.name for f, v in m.summary.ListFields() if v is True]
+            out.metrics[m.name or m.glob_name] = {"step_metric": m.step_metric, "summary": summary}
         elif kind == "exit":
             out.exit_code = rec.exit.exit_code
+
+
+@dataclass
+class KeyCensus:
+    """What a run's history charts: scalar keys, and media keys by wandb type (table-file, image-file, histogram)."""
+
+    scalars: set[str]
+    media: dict[str, str]  # key -> wandb `_type`
+
+    def count(self, kind: str) -> int:
+        return sum(1 for t in self.media.values() if t == kind)
+
+
+def key_census(run: OfflineRun) -> KeyCensus:
+    """Sort a run's history keys into scalars (one chart each) and media (the reader flattens a media value into
+    `<key>/_type`, `<key>/path`, ...; wandb's own `_step`, `_runtime`, `_timestamp` are left out)."""
+    media: dict[str, str] = {}
+    keys: set[str] = set()
+    for row in run.history:
+        keys.update(row)
+        for k, v in row.items():
+            if k.endswith("/_type") and isinstance(v, str):
+                media[k[: -len("/_type")]] = v
+    scalars = {k for k in keys if not k.startswith("_") and not any(k.startswith(f"{m}/") for m in media)}
+    return KeyCensus(scalars=scalars - set(media), media=media)

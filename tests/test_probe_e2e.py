@@ -43,15 +43,22 @@ def test_training_run_logs_probe_results(make_cfg) -> None:
 
     run = read_offline_run(run_dir)
     keys = run.keys()
-    assert {"activations/mixed3b/dead_fraction", "activations/conv2d2/sparsity", "broken/failed"} <= keys
+    # headlines stay charts; every other scalar is a column of the probe's per_layer table
+    assert {"activations/mixed3b/dead_fraction", "broken/failed"} <= keys
+    assert "activations/conv2d2/sparsity" not in keys and run.summary["activations/per_layer/_type"] == "table-file"
     assert run.summary["activations/mixed4b/dead_fraction"] == entry["scalars"]["mixed4b/dead_fraction"]
-    # per-unit rows as a wandb.Table, pictures as wandb.Image
+    # per-unit rows as a wandb.Table, pictures as captioned wandb.Images, timings under perf/
     assert run.summary["activations/units/_type"] == "table-file"
     assert int(run.summary["activations/units/nrows"]) == sum(record["model"]["channels"][layer] for layer in
                                                              ("conv2d0", "conv2d1", "conv2d2", "mixed3a", "mixed3b",
                                                               "mixed4a", "mixed4b"))
-    assert run.summary["examples/mixed4b/_type"] == "images/separated"
+    assert run.summary["examples/image/mixed4b/_type"] == "image-file" and run.summary["examples/image/mixed4b/caption"]
+    assert "examples/seconds" not in keys and "perf/probes/examples_seconds" in run.summary
     assert (run_dir / record["probes"]["examples"]["files"]["image/mixed4b"]).is_file()
+    # two rounds (cheap after epoch 0, all at the end), each one row on the monotonic probe/round axis
+    rounds = [row for row in run.history if "probe/round" in row]
+    assert [r["probe/round"] for r in rounds] == [0, 1] and [r["probe/epoch"] for r in rounds] == [1, 2]
+    assert all(run.metrics[f"{p}/*"]["step_metric"] == "probe/round" for p in ("activations", "examples", "broken"))
 
 
 def test_harness_probe_on_a_checkpoint(make_cfg, tmp_path: Path) -> None:

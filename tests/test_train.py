@@ -33,21 +33,35 @@ def test_wandb_offline_run_holds_logged_keys(make_cfg) -> None:
 
     run = read_offline_run(run_dir)  # the offline files live inside the run directory
     classes = objects["datamodule"].classes
-    expected = {"train/loss_epoch", "val/loss", "val/acc", "test/acc", "model/params/total",
+    expected = {"train/loss", "val/loss", "val/acc", "val/acc_best", "test/acc", "model/params/total",
                 "model/params/trainable", "model/channels/mixed3b_5x5", "perf/train_images_per_s"}
     expected |= {f"val/acc/{c}" for c in classes} | {f"test/acc/{c}" for c in classes}
     assert expected <= run.keys(), expected - run.keys()
     assert "model.widen.mixed3b_5x5=8" in run.group.split(",") and "seed" not in run.group  # the variant
-    assert run.tags == ["unit"]
+    assert run.name == f"{run.group}-s3" and run.job_type == "train"  # a single run: the group is its variant
+    assert run.tags == ["unit"] and run.config["variant"] == run.group
     assert run.config["seed"] == 3 and run.config["model"]["widen"] == {"mixed3b_5x5": 8}
     base_5x5 = 24  # 96 * 0.25
     assert run.summary["model/channels/mixed3b_5x5"] == base_5x5 + 8
+    assert not any(k.startswith("model/") for row in run.history for k in row)  # constants: summary, not charts
     assert run.summary["test/acc"] == pytest.approx(metrics["test/acc"])
     assert run.exit_code == 0
 
+    # axes: training metrics on trainer/global_step, which never goes back (test/* comes at the best
+    # checkpoint's step); val/acc summarised as its max, and val/acc_best logged
+    for name in ("train/*", "val/*", "test/*", "val/acc"):
+        assert run.metrics[name]["step_metric"] == "trainer/global_step", name
+    assert run.metrics["val/acc"]["summary"] == ["max"]
+    steps = [row["trainer/global_step"] for row in run.history if "trainer/global_step" in row]
+    assert steps == sorted(steps) and len(steps) > 2
+    assert [row["train/loss"] for row in run.history if "train/loss" in row]  # the epoch mean, not `_epoch`
+    val_acc = [row["val/acc"] for row in run.history if "val/acc" in row]
+    assert len(val_acc) == 2 and run.summary["val/acc"] == {"max": max(val_acc)}
+    assert run.summary["val/acc_best"] == max(val_acc)
+
     record = RunRecord.load(run_dir)
     assert [row["epoch"] for row in record["epochs"]] == [0, 1]
-    assert all("val/acc" in row and "train/loss_epoch" in row for row in record["epochs"])
+    assert all("val/acc" in row and "train/loss" in row for row in record["epochs"])
     assert record["test"]["test/acc"] == pytest.approx(metrics["test/acc"])
     assert record["wandb"]["mode"] == "offline" and record["wandb"]["group"] == run.group
     assert Path(record["checkpoints"]["last"]).is_file()

@@ -33,6 +33,9 @@ class ProbeResult:
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # name -> per-unit rows
     images: dict[str, np.ndarray] = field(default_factory=dict)  # name -> HxWx3 uint8
     info: dict[str, Any] = field(default_factory=dict)  # small non-scalar facts (e.g. curve_cluster_layer)
+    # (layer, unit) -> HxWx3 uint8 picture of that unit (its feature visualisation, its top examples): wandb
+    # shows it as an image cell of the unit's table row; the composite in `images` holds the same pixels on disk.
+    unit_images: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
 
 @dataclass

@@ -100,10 +100,10 @@ class ProbeCallback(pl.Callback):
         outcomes = run_probes(self.probes, ctx, self.budget_s, cheap_only=cheap_only, timeout_s=self.probe_timeout_s)
         if self.run_dir is not None and not cheap_only:
             save_outcomes(outcomes, self.run_dir)
-        publish(outcomes, trainer.loggers, step=trainer.global_step)
+        done = epoch + 1 if cheap_only else epoch  # one-based, like the bar; at fit end the loop has counted it
+        publish(outcomes, trainer.loggers, step=trainer.global_step, epoch=done)  # wandb: probe/epoch = epochs trained
         seconds = time.perf_counter() - started
         self.seconds += seconds
-        done = epoch + 1 if cheap_only else epoch  # one-based, like the bar; at fit end the loop has counted it
         log.info("probes (%s) after epoch %d/%s: %.1f s", "cheap" if cheap_only else "all", done,
                  trainer.max_epochs, seconds)  # fmt: skip
         if self.record is not None:

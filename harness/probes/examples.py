@@ -90,5 +90,7 @@ class TopExamples(Probe):
                 )
             labels = [f"{u} {v:.2f}" for u, vs in zip(units, values.tolist()) for v in vs]
             result.images[layer] = image_grid(ps.images[order.flatten()], nrow=k, labels=labels)
+            for unit, idx in zip(units, order):  # a unit's top-k strip: an image cell of its wandb table row
+                result.unit_images[(layer, unit)] = image_grid(ps.images[idx], nrow=k)
         result.tables["units"] = rows
         return result

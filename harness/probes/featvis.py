@@ -195,6 +195,8 @@ class FeatVisProbe(Probe):
             rows = [i for i, (name, _) in enumerate(chosen) if name == layer]
             labels = [f"{chosen[i][1]}: {float(final[i]):.2f}" for i in rows]  # unit: final pre-ReLU value
             result.images[layer] = image_grid(images[rows], nrow=min(self.grid_columns, len(rows)), labels=labels)
+            for i in rows:  # one picture per unit: an image cell of its row in wandb's featvis/units table
+                result.unit_images[chosen[i]] = image_grid(images[i : i + 1], nrow=1)
             result.scalars[f"{layer}/mean_start_activation"] = float(start[rows].mean())
             result.scalars[f"{layer}/mean_final_activation"] = float(final[rows].mean())
         return result

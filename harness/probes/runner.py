@@ -268,13 +268,20 @@ def record_outcomes(record: Any, outcomes: Sequence[ProbeOutcome], epoch: int | 
     record.save()
 
 
-def publish(outcomes: Sequence[ProbeOutcome], loggers: Sequence[Any], step: int) -> None:
-    """Scalars to every logger; tables and images to loggers that take them (wandb). Never raises: the
+def publish(outcomes: Sequence[ProbeOutcome], loggers: Sequence[Any], step: int, epoch: int | None = None) -> None:
+    """Scalars to every logger; tables and images to loggers that take them. A logger with `log_probe_round`
+    (wandb: headlines, tables with image cells, on the probe axis) gets the round whole. Never raises: the
     results are in the run record whatever a logger does."""
     scalars: dict[str, float] = {}
     for outcome in outcomes:
         scalars.update(outcome.scalars())
     for lg in loggers:
+        if hasattr(lg, "log_probe_round"):
+            try:
+                lg.log_probe_round(outcomes, epoch=epoch)
+            except Exception as err:
+                log.warning("could not log the probe round to %s: %s: %s", type(lg).__name__, type(err).__name__, err)
+            continue
         try:
             lg.log_metrics(scalars, step=step)
         except Exception as err:
