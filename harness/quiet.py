@@ -15,7 +15,9 @@ only these known, harmless messages are dropped, by their text:
 - `The srun command is available on your system but is not used` (printed on any machine with SLURM tools;
   `hydra/launcher=slurm` submits jobs itself);
 - `Restoring states from the checkpoint path at ...`: `harness-train` says which checkpoint it tests instead;
-- ``Trainer.fit` stopped: `max_epochs=N` reached.``: the epoch lines and the summary say so.
+- ``Trainer.fit` stopped: `max_epochs=N` reached.``: the epoch lines and the summary say so;
+- `Using bfloat16 Automatic Mixed Precision (AMP)`: the closing summary's `precision` row and the record's
+  `config.trainer.precision` say which precision ran (bf16-mixed is the default on CPUs with native bf16).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ NOISE_LOGS = (
     "Restoring states from the checkpoint path at",
     "Loaded model weights from the checkpoint at",
     "`Trainer.fit` stopped: `max_epochs=",
+    "Using bfloat16 Automatic Mixed Precision (AMP)",
+    "Using 16bit Automatic Mixed Precision (AMP)",
 )
 # Regular expressions matched against the start of each silenced warning message.
 NOISE_WARNINGS = (

@@ -40,6 +40,8 @@ def _curves(m: Mapping[str, Any]) -> str | None:
              for layer, n in found.items()]  # fmt: skip
     best = max(found, key=lambda layer: found[layer] - control.get(layer, 0.0))
     ctl = " (random-init control)" if control else ""
+    if found[best] - control.get(best, 0.0) <= 0:  # an argmax of ties at zero names a layer that found nothing
+        return f"curve detectors per layer{ctl}: {', '.join(parts[:6])}; none above the control in any layer"
     return f"curve detectors per layer{ctl}: {', '.join(parts[:6])}; most above control: {best}"
 
 
@@ -136,6 +138,9 @@ def summary_rows(record: Mapping[str, Any], run_dir: str | Path) -> list[tuple[s
         rows.append(("val/acc", val))
     if isinstance(params, int | float):
         rows.append(("parameters", f"{int(params):,}"))
+    precision = ((record.get("config") or {}).get("trainer") or {}).get("precision")
+    if precision:  # the resolved value (harness.precision); Lightning's own "Using bfloat16 AMP" line is silenced
+        rows.append(("precision", str(precision)))
     rows.append(("wall time", _duration(record.get("wall_seconds"))))
     wandb = record.get("wandb") or {}
     if wandb.get("mode") == "offline" and wandb.get("dir"):

@@ -76,3 +76,17 @@ def test_log_files_get_unfolded_paths() -> None:
     long_dir = "/scratch/user/harness/multirun/2026-12-01/11-28-30/17/a/much/longer/path/than/eighty/columns"
     print_summary(RECORD, long_dir, console=Console(file=out, width=80, force_terminal=False))
     assert long_dir in out.getvalue()
+
+
+def test_no_layer_above_the_control_is_said_so() -> None:
+    """Every layer at 0 detectors (0 at random init): no layer is named "most above control" (an argmax of ties)."""
+    metrics = {"curves/conv2d2/detectors": 0.0, "curves/conv2d2/detectors_random_init": 0.0,
+               "curves/mixed3a/detectors": 1.0, "curves/mixed3a/detectors_random_init": 1.0}  # fmt: skip
+    line = next(line for line in findings(metrics) if line.startswith("curve detectors"))
+    assert "none above the control in any layer" in line and "most above control" not in line
+
+
+def test_precision_row_says_what_ran() -> None:
+    record = {**RECORD, "config": {"trainer": {"max_epochs": 8, "precision": "bf16-mixed"}}}
+    assert dict(summary_rows(record, "/r"))["precision"] == "bf16-mixed"
+    assert "precision" not in dict(summary_rows(RECORD, "/r"))  # an older record without it: no row
