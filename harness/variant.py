@@ -15,6 +15,7 @@ model edits and model/data choices, data content (`data.classes`), recipe keys (
 (`BUDGET`: data sizes, batch size, epochs and step limits) and its logging and probe settings name nothing, so
 `harness-train data.train_size=1024 trainer.max_epochs=1 +model.widen.mixed3b_5x5=16` is the variant
 `model.widen.mixed3b_5x5=16`, and single runs of one edit at different budgets compare as seeds of one variant.
+A model of your own (`model=custom model._target_=mynet.MyNet`) is named by its class: `MyNet,model.widen.body.4=8`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ BUDGET = re.compile(r"^(debug|resume|data\.(train_size|val_size|test_size|batch_
                     r"num_sanity_val_steps|enable_\w+|fast_dev_run|profiler|default_root_dir|deterministic|"
                     r"benchmark))(\.|=|$)")  # fmt: skip
 _ZERO_WIDEN = re.compile(r"^model\.widen\.[A-Za-z0-9_]+=0$")
+# `model._target_=pkg.module.MyNet` (model=custom): the class names the model, and `model=custom` adds nothing.
+_TARGET = re.compile(r"^model\._target_=(?:.*\.)?(?P<cls>[^.]+)$")
 
 
 def variant_name(overrides: Iterable[str], shared: Iterable[str] = (), single: bool = False) -> str:
@@ -42,9 +45,16 @@ def variant_name(overrides: Iterable[str], shared: Iterable[str] = (), single: b
     `single`: a single run, whose budget keys (`BUDGET`) are left out too.
     """
     drop = {key.lstrip("+~") for key in shared}
+    overrides = list(overrides)
+    own_class = any(_TARGET.match(o.lstrip("+~")) for o in overrides)
     kept = []
     for override in overrides:
         item = override.lstrip("+~")
+        if own_class and item == "model=custom":
+            continue
+        if (target := _TARGET.match(item)) and item.split("=", 1)[0] not in drop:
+            kept.append(target["cls"])  # "MyNet,model.widen.body.4=8", not "model._target_=mynet.MyNet,..."
+            continue
         if _IGNORED.match(item) or _ZERO_WIDEN.match(item) or item.split("=", 1)[0] in drop:
             continue
         if single and BUDGET.match(item):

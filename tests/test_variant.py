@@ -56,3 +56,10 @@ def test_single_run_keeps_what_changes_the_model_or_the_task() -> None:
 def test_sweeps_keep_budget_keys_that_vary() -> None:
     # In a sweep an epoch scan is the experiment: only shared keys are dropped (see shared_sweep_keys).
     assert variant_name(["trainer.max_epochs=2", "seed=0"], shared=["data.train_size"]) == "trainer.max_epochs=2"
+
+
+def test_own_model_is_named_by_its_class() -> None:
+    overrides = ["model=custom", "model._target_=mynet.MyNet", "+model.widen.body.4=8", "seed=1"]
+    assert variant_name(overrides, single=True) == "MyNet,model.widen.body.4=8"
+    assert variant_name(["model=custom", "model._target_=MyNet"]) == "MyNet"
+    assert variant_name(["model=custom"]) == "model=custom"  # no class given: nothing to shorten
