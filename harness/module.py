@@ -132,12 +132,19 @@ class ClassifierModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_class_acc("test")
 
+    # A continued, grown run's carried optimizer state and new-unit LR (harness.grow.carry.Growth), set by the entry
+    # point; the schedule then goes on from the carried step and ends at this run's last step.
+    growth: Any = None
+
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())
+        offset = self.growth.attach(optimizer, self) if self.growth is not None else 0
         if self.scheduler_factory is None:
             return optimizer
         kwargs = {}
         if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches) + offset
         scheduler = self.scheduler_factory(optimizer, **kwargs)
+        if self.growth is not None:
+            self.growth.advance(scheduler)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

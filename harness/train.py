@@ -35,6 +35,7 @@ from harness.builders import (
     summary_metrics,
 )
 from harness.errors import config_error
+from harness.grow.carry import growth_from_config
 from harness.grow.widen_init import init_from_config
 from harness.progress import progress_callbacks, testing_line
 from harness.quiet import silence
@@ -104,8 +105,8 @@ def _wandb_names(cfg: DictConfig, variant: str) -> dict[str, Any]:
     return {"name": run_name(variant, cfg.seed, job), "group": run_group(variant, sweep), "tags": tags, "sweep": sweep}
 
 
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
 def _callbacks(cfg: DictConfig, with_logger: bool) -> list[pl.Callback]:
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     # Lightning refuses an LR monitor without a logger; `logger=null` must still train.
     return [c for c in callbacks if with_logger or not isinstance(c, pl.callbacks.LearningRateMonitor)]
 
@@ -170,6 +171,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             # Partial first: instantiate would otherwise recurse into the `_target_` inside `meta`.
             make_module = hydra.utils.instantiate(cfg.module, _partial_=True)
             module = make_module(net=net, class_names=datamodule.classes, checkpoint_meta=meta)
+            module.growth = growth_from_config(cfg.model, net, datamodule.image_size)  # carry_optimizer, new_lr_scale
             if ckpt is not None:
                 check_matches(ckpt, module, cfg.ckpt_path)
             summary = model_summary(net, (cfg.get("probing") or {}).get("layers"), datamodule.image_size)

@@ -155,3 +155,29 @@ def test_a_gate_on_the_path_is_refused_in_one_line() -> None:
     with pytest.raises(ConfigError, match=r"model.widen_init=gradmax cannot serve model.widen.a: .*gate.*zero or "
                                           r"net2net"):  # fmt: skip
         init_units(net, {"a": [4, 5]}, _batches((3, 8, 8), 4), "gradmax", image_size=8)
+
+
+def test_a_continued_run_with_gradmax_carried_state_and_a_new_lr(make_cfg, tmp_path) -> None:
+    """harness-train model.init_from=... +model.widen...=3 model.widen_init=gradmax model.carry_optimizer=true."""
+    from omegaconf import open_dict
+
+    from harness.records import RunRecord
+    from harness.train import train
+
+    small = ["logger=none", "test=false", "data.train_size=64", "data.val_size=32", "data.test_size=32",
+             "data.batch_size=16", "trainer.num_sanity_val_steps=0"]  # fmt: skip
+    cfg = make_cfg(*small)
+    train(cfg)
+    ckpt = RunRecord.load(cfg.paths.output_dir)["checkpoints"]["last"]
+    for init in ("gradmax", "tiny"):
+        cfg = make_cfg(*small, f"model.init_from={ckpt}", "+model.widen.mixed3b_5x5=3", f"model.widen_init={init}",
+                       "model.widen_batches=2", "model.carry_optimizer=true", "model.new_lr_scale=2.0")  # fmt: skip
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / init)
+        _, objects = train(cfg)
+        record = RunRecord.load(cfg.paths.output_dir)
+        assert record["status"] == "finished" and record["widen_init"]["batches"] == 2
+        target = record["widen_init"]["targets"]["mixed3b_5x5"]
+        assert target["init"] == init and (init == "gradmax" or target["loss_change"] <= 1e-7)
+        growth = objects["module"].growth
+        assert growth.step > 0 and not growth.fresh and growth.hooks is not None

@@ -69,6 +69,7 @@ def init_from_config(model_cfg: Mapping[str, Any], net: nn.Module, datamodule: A
     added = added_by_config(model_cfg, net)
     if not added:
         return None
+    new_units(net, added, int(datamodule.image_size), str(init))  # a target it cannot serve fails before the data
     batches = fixed_batches(datamodule, int(model_cfg.get("widen_batches") or WIDEN_BATCHES))
     targets = init_units(net, added, batches, str(init), int(datamodule.image_size))
     return {"init": init, "batches": len(batches), "images": sum(len(y) for _, y in batches), "targets": targets}

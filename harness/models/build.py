@@ -42,7 +42,7 @@ from harness.runs import RECORD_NAME, load_record, record_of_checkpoint
 
 # Keys that say where weights come from and how edits treat them (not architecture).
 LOADING_KEYS: tuple[str, ...] = ("weights", "init_from", "widen_init", "widen_noise", "freeze_old", "train_also",
-                                  "widen_batches", "new_lr_scale")
+                                  "widen_batches", "new_lr_scale", "carry_optimizer")
 # Architecture keys a loaded InceptionV1 fixes; `widen` is added on top of the loaded network's own.
 ARCH_KEYS: tuple[str, ...] = ("width", "batch_norm", "lrn", "insert", "last_layer", "input_transform")
 LUCID = {"width": 1.0, "batch_norm": False, "lrn": True, "insert": [], "widen": {}}
@@ -183,6 +183,7 @@ def inception_v1(
     train_also: Sequence[str] | None = None,
     widen_batches: int = 4,
     new_lr_scale: float = 1.0,
+    carry_optimizer: bool = False,
     **arch: Any,
 ) -> InceptionV1:
     """An InceptionV1 from its config, through every step of the pipeline (the `_target_` of conf/model/inception_v1*).
@@ -192,7 +193,8 @@ def inception_v1(
     ``widen_init``), negative widths prune, and ``freeze_old`` trains only the new units.
 
     ``widen_init`` gradmax / tiny build their units like zero; the entry point rewrites them on ``widen_batches``
-    training batches (:mod:`harness.grow.widen_init`); ``new_lr_scale`` is read by the training module.
+    training batches (:mod:`harness.grow.widen_init`); ``new_lr_scale`` and ``carry_optimizer`` are read by the
+    training module (:mod:`harness.grow.carry`).
 
     Usage: ``inception_v1(weights="inception5h.pth", num_classes=1008, widen={"mixed3b_5x5": 8})``
     """
