@@ -36,7 +36,8 @@ def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 1
     corner_t = np.deg2rad(stim.corner_orientations.double().numpy())
     for k, (sel, name, u) in enumerate(units):
         s, ox, oy = stats[name], (k % 4) * cell + cell / 2, (k // 4) * (cell + 12) + 12 + cell / 2
-        rad, scale = cell / 2 - 8, max(s["peak"][u], 1e-12)
+        corner_peak = float(s["corner_tuning"][:, u].max()) if len(s.get("corner_tuning", ())) else 0.0
+        rad, scale = cell / 2 - 8, max(s["peak"][u], corner_peak, 1e-12)  # a corner unit's corners fit the plot too
         for ring in (0.5, 1.0):
             draw.ellipse([ox - ring * rad, oy - ring * rad, ox + ring * rad, oy + ring * rad], outline=(200, 200, 200))
         draw.line([ox - rad, oy, ox + rad, oy], fill=(220, 220, 220))
@@ -55,7 +56,7 @@ def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 1
     draw.text((4, base), title, fill=(120, 120, 120))
     x = 4 + int(draw.textlength(title)) + 12
     keys = [("arc, preferred radius", ARC), ("straight line", LINE)]
-    keys += [("best corner", CORNER)] if len(corner_t) else []
+    keys += [("best corner (any angle, size)", CORNER)] if len(corner_t) else []
     for text, colour in keys:
         draw.line([x, base + 5, x + 16, base + 5], fill=colour, width=2)
         draw.text((x + 20, base), text, fill="black")
