@@ -18,7 +18,6 @@ scipy leaves undefined are decided here:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -65,6 +64,17 @@ def constant_arms(a: Sequence[float], b: Sequence[float]) -> bool:
     return len(set(a)) == 1 and len(set(b)) == 1
 
 
+def _welch_parts(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), its standard error, Welch-Satterthwaite degrees of freedom): scipy's Welch t-test by
+    hand, a hundred times faster than `stats.ttest_ind` (harness-compare runs thousands of them per A/A check)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    se2 = vx + vy
+    with np.errstate(all="ignore"):
+        dof = se2**2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    return float(x.mean() - y.mean()), math.sqrt(se2), float(dof)
+
+
 def welch_p(base: Sequence[float], variant: Sequence[float]) -> float | None:
     """Two-sided Welch t-test p; None with fewer than 2 values on a side or identical constants.
 
@@ -74,9 +84,8 @@ def welch_p(base: Sequence[float], variant: Sequence[float]) -> float | None:
         return None
     if constant_arms(base, variant):
         return None if base[0] == variant[0] else separated_p(len(base), len(variant))
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        p = float(stats.ttest_ind(base, variant, equal_var=False).pvalue)
+    diff, se, dof = _welch_parts(variant, base)
+    p = float(2 * stats.t.sf(abs(diff) / se, dof)) if se > 0 else math.nan
     return p if math.isfinite(p) else None
 
 
@@ -90,11 +99,11 @@ def welch(
     diff = float(np.mean(a)) - float(np.mean(b))
     if len(a) < 2 or len(b) < 2:
         return diff, None, None
-    if constant_arms(a, b):  # no spread at all: scipy's t is undefined
+    if constant_arms(a, b):  # no spread at all: the t statistic is undefined
         return diff, (diff, diff), welch_p(a, b)
-    result = stats.ttest_ind(a, b, equal_var=False)
-    ci = result.confidence_interval(level)
-    return diff, (float(ci.low), float(ci.high)), welch_p(a, b)
+    diff, se, dof = _welch_parts(a, b)
+    half = float(stats.t.ppf(0.5 + level / 2, dof)) * se
+    return diff, (diff - half, diff + half), welch_p(a, b)
 
 
 def bh_adjust(p_values: Sequence[float]) -> list[float]:

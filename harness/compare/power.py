@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from scipy import stats
 
 from harness.stats import separated_p
@@ -21,28 +22,28 @@ from harness.stats import separated_p
 MAX_SEEDS = 64  # beyond this per arm the headline says "more than 64"
 
 
+_N = np.arange(2, MAX_SEEDS + 1)  # candidate seeds per arm
+
+
+def _first(p: np.ndarray, threshold: float) -> int | None:
+    hits = np.flatnonzero(p <= threshold)
+    return int(_N[hits[0]]) if len(hits) else None
+
+
 def seeds_for_effect(effect: float | None, threshold: float) -> int | None:
     """Smallest seeds per arm (2..MAX_SEEDS) whose expected Welch/permutation p reaches `threshold`; None if never."""
     if effect is None or effect == 0 or math.isnan(effect):
         return None
-    for n in range(2, MAX_SEEDS + 1):
-        if math.isinf(effect):
-            p = separated_p(n, n)
-        else:
-            p = 2 * float(stats.t.sf(abs(effect) * math.sqrt(n / 2), 2 * n - 2))
-        if p <= threshold:
-            return n
-    return None
+    if math.isinf(effect):
+        return _first(np.array([separated_p(n, n) for n in _N]), threshold)
+    return _first(2 * stats.t.sf(abs(effect) * np.sqrt(_N / 2), 2 * _N - 2), threshold)
 
 
 def seeds_for_count(f_stat: float | None, seeds_per_arm: float, threshold: float) -> int | None:
     """Smallest seeds per arm at which the count test's F (scaled with the seeds) reaches `threshold`."""
     if not f_stat or math.isnan(f_stat) or seeds_per_arm <= 0:
         return None
-    for n in range(2, MAX_SEEDS + 1):
-        if float(stats.f.sf(f_stat * n / seeds_per_arm, 1, 2 * n - 2)) <= threshold:
-            return n
-    return None
+    return _first(stats.f.sf(f_stat * _N / seeds_per_arm, 1, 2 * _N - 2), threshold)
 
 
 def power_text(n_base: int, n_variant: int, metric: str, needed: int | None) -> str:
