@@ -79,7 +79,10 @@ class World:
     Knobs (sizes in px at 64 px, scaled with image_size): `thickness` stroke width range
     (never below 1 px), `noise` amplitude of the weak background texture on every image,
     `texture_strength` std of the texture class's mottled texture, `min_contrast` minimum
-    luminance difference between stroke and background (<= 0.5).
+    luminance difference between stroke and background (<= 0.5). Nuisances (off by default; `data=world_hard`):
+    `clutter` short distractor strokes per image (2-5 px at 64 px, below the line class's length, in a colour of
+    their own, under the shape), `occlusion` the fraction of images with a background-coloured square (20-35% of
+    the side) over the shape; occluded pixels leave the concept masks.
     """
 
     def __init__(
@@ -90,6 +93,8 @@ class World:
         noise: float = 0.05,
         texture_strength: float = 0.25,
         min_contrast: float = 0.3,
+        clutter: int = 0,
+        occlusion: float = 0.0,
     ) -> None:
         classes = (classes,) if isinstance(classes, str) else tuple(str(c) for c in classes)
         valid = ", ".join(ALL_CLASSES)
@@ -117,6 +122,10 @@ class World:
         self.noise = float(noise)
         self.texture_strength = float(texture_strength)
         self.min_contrast = float(min_contrast)
+        if isinstance(clutter, bool) or int(clutter) != clutter or clutter < 0 or not 0 <= occlusion <= 1:
+            raise ConfigError(f"clutter must be an integer >= 0 and occlusion a fraction in [0, 1], got {clutter!r}, "
+                              f"{occlusion!r}")  # fmt: skip
+        self.clutter, self.occlusion = int(clutter), float(occlusion)
         # Dense enough for sub-pixel accurate strokes; coarser for big (thick-stroked) images.
         self.spacing = 0.5 * max(1.0, self.scale) ** 0.5
         self.chunk = max(8, int(_CHUNK_AT_64 / self.scale**2))
@@ -198,7 +207,12 @@ class World:
         if is_texture is not None and bool(is_texture.any()):
             k = int(is_texture.sum())
             img[is_texture] += render.strong_texture(k, self.texture_strength * 255, self.texture_up, gen)
+        if self.clutter:
+            img.lerp_(*self._clutter(m, gen))
         img.lerp_((stroke_rgb * 255 + 0.5)[:, :, None, None].expand_as(img), stroke_cov[:, None])
+        hidden = self._occluder(m, gen) if self.occlusion > 0 else None
+        if hidden is not None:
+            img = torch.where(hidden[:, None], (bg_rgb * 255 + 0.5)[:, :, None, None], img)
         out.copy_(img.clamp_(0.0, 255.0))
         if masks is not None:
             torch.ge(cov, 0.5, out=masks[:, 0:2])
@@ -208,7 +222,37 @@ class World:
                 radius = _CORNER_RADIUS * self.scale
                 masks[torch.cat(vertex_images), 2] = render.disc_mask(torch.cat(vertices), radius, size)
             masks[:, 4] = is_texture[:, None, None] if is_texture is not None else False
+            if hidden is not None:
+                masks[:, :4] &= ~hidden[:, None]
         return attrs
+
+    def _clutter(self, m: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(colour [m, 3, 1, 1] in 8-bit units, coverage [m, 1, H, W]) of `clutter` short random segments."""
+        size, k = self.image_size, self.clutter
+        length = (2.0 + 3.0 * torch.rand(m * k, generator=gen)) * self.scale
+        theta = torch.rand(m * k, generator=gen) * torch.pi
+        start = torch.rand(m * k, 2, generator=gen) * (size - 1)
+        t = torch.linspace(0, 1, max(2, int(5 * self.scale) + 1))
+        step = length[:, None] * torch.stack([theta.cos(), theta.sin()], 1)  # [m*k, 2]: each segment's extent
+        pts = start[:, None] + t[None, :, None] * step[:, None]  # [m*k, points, 2]
+        pts = pts.clamp(0, size - 1)
+        image = torch.arange(m).repeat_interleave(k)[:, None].expand(-1, len(t)).reshape(-1)
+        half = torch.full((m,), max(0.5, self.thickness[0] / 2))
+        cov = render.splat_strokes(pts[..., 0].reshape(-1), pts[..., 1].reshape(-1), image,
+                                   torch.zeros_like(image), half[image], m, 1, size, float(half[0]))  # fmt: skip
+        colour, _ = render.random_colours(m, self.min_contrast, gen)
+        return (colour * 255 + 0.5)[:, :, None, None].expand(m, 3, size, size), cov
+
+    def _occluder(self, m: int, gen: torch.Generator) -> torch.Tensor:
+        """[m, H, W] bool: a square of 20-35% of the side at a random place, on `occlusion` of the images."""
+        size = self.image_size
+        on = torch.rand(m, generator=gen) < self.occlusion
+        side = ((0.20 + 0.15 * torch.rand(m, generator=gen)) * size).round()
+        x0, y0 = (torch.rand(m, generator=gen) * (size - side)), (torch.rand(m, generator=gen) * (size - side))
+        grid = torch.arange(size, dtype=torch.float32)
+        inx = (grid[None] >= x0[:, None]) & (grid[None] < x0[:, None] + side[:, None])
+        iny = (grid[None] >= y0[:, None]) & (grid[None] < y0[:, None] + side[:, None])
+        return on[:, None, None] & iny[:, :, None] & inx[:, None, :]
 
 
 def _cat(parts: list[torch.Tensor], dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -7,13 +7,15 @@ are taken by index from in-memory tensors (no per-image collation), which keeps 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from harness.data.world import CLASSES, World
+from harness.errors import ConfigError
 
 # Each split draws from its own seed stream so that growing one split never changes another.
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
@@ -71,6 +73,20 @@ def batch_loader(ds: TensorBatches, batch_size: int, shuffle: bool, seed: int | 
     return DataLoader(ds, sampler=EpochBatches(sampler, batch_size, drop_last=drop_last), batch_size=None)
 
 
+NUISANCE_KEYS: tuple[str, ...] = ("noise", "min_contrast", "thickness", "clutter", "occlusion")
+
+
+def _knobs(nuisance: Mapping[str, Any] | None) -> dict[str, Any]:
+    """data.nuisance as World keyword arguments; an unknown key fails naming the valid ones."""
+    knobs = dict(nuisance or {})
+    unknown = sorted(set(knobs) - set(NUISANCE_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown data.nuisance key {unknown[0]!r}; valid: {', '.join(NUISANCE_KEYS)}")
+    if "thickness" in knobs:
+        knobs["thickness"] = tuple(knobs["thickness"])
+    return knobs
+
+
 class WorldDataModule(pl.LightningDataModule):
     """Train/val/test splits of the stimulus world; images are uint8 [N, 3, H, W].
 
@@ -86,9 +102,11 @@ class WorldDataModule(pl.LightningDataModule):
         test_size: int = 2000,
         seed: int = 0,
         batch_size: int = 128,
+        nuisance: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.world = World(classes=list(classes), image_size=image_size)  # validates eagerly
+        # `nuisance`: World's knobs (noise, min_contrast, thickness, clutter, occlusion); data=world_hard sets them.
+        self.world = World(classes=list(classes), image_size=image_size, **_knobs(nuisance))  # validates eagerly
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.seed = seed
         self.batch_size = batch_size
