@@ -5,7 +5,6 @@ interval that holds it, the headline names the seeds an unresolved effect needs,
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from pathlib import Path
@@ -19,6 +18,7 @@ from harness.compare.cli import main
 from harness.compare.counts import count_test
 from harness.compare.family import family, family_layers
 from harness.compare.load import Run
+from harness.compare.splits import aa_splits, seed_curve
 from harness.compare.stats import EXPLORATORY, FACT, FAMILY, variant_effects
 from harness.compare.units import shift
 from harness.probes import keys as pk
@@ -116,19 +116,16 @@ def test_planted_effects_of_known_size_are_resolved_at_three_seeds() -> None:
 
 
 def test_aa_splits_of_one_config_stay_within_the_nominal_fdr() -> None:
-    """Six seeds of one config, every 3 vs 3 split, five datasets: 50 experiments with no true effect. Every finding
-    is false, so the share of experiments with any finding is the FDR; BH promises <= 0.05."""
-    experiments, with_findings, findings = 0, 0, 0
+    """Six seeds of one config, every 3 vs 3 split, five datasets: 50 experiments with no true effect, each tested
+    on the family of a widened mixed3b_5x5. Every finding is false, so the share of experiments with any finding is
+    the FDR; BH promises <= 0.05."""
+    points = []
     for dataset in range(5):
         rng = np.random.default_rng(100 + dataset)
-        runs = [_run("a", s, _metrics(rng, CHANNELS)) for s in range(6)]
-        for arm in itertools.combinations(range(6), 3):
-            if 0 not in arm:
-                continue  # each split once (not also its mirror)
-            a = [r for r in runs if r.seed in arm]
-            b = [r for r in runs if r.seed not in arm]
-            found = sum(bool(e.beyond_noise) for e in variant_effects(a, b, family=_fam(a, b)))
-            experiments, with_findings, findings = experiments + 1, with_findings + (found > 0), findings + found
+        points += aa_splits([_run("a", s, _metrics(rng, CHANNELS)) for s in range(6)], 3, {"mixed3b_5x5"})
+    experiments = len(points)
+    with_findings = sum(bool(p.findings) for p in points)
+    findings = sum(len(p.findings) for p in points)
     assert experiments == 50
     assert with_findings / experiments <= 0.05 + 0.04  # nominal 0.05; 50 correlated splits: allow sampling error
     assert findings / experiments <= 0.1
@@ -219,3 +216,15 @@ def test_bad_input_headline_key_and_one_seed(tmp_path: Path, capsys) -> None:
     assert "no test possible (1 seed(s) vs 1 baseline seed(s)" in out and "effect sizes only" in out
     rows = (tmp_path / "o" / "effects.csv").read_text()
     assert "curves/mixed3b/detectors" in rows and "true" not in rows  # a difference, never a finding
+
+
+def test_seed_curve_and_aa_splits_use_the_comparison_functions() -> None:
+    base, wide = _experiment(6, planted=PLANTED)
+    curve = seed_curve(base, wide, [2, 3, 6, 8])
+    assert [len(p.seeds[0]) for p in curve] == [2, 3, 6]  # 8 is more than the arms hold
+    assert curve[1].seeds == ([0, 1, 2], [0, 1, 2]) and curve[0].replicate is None and curve[2].replicate is not None
+    assert len(curve[2].findings) >= len(curve[0].findings) and 10 <= curve[1].family_size <= 30
+    splits = aa_splits(base, 3, {"mixed3b_5x5"})
+    assert len(splits) == 10 and all(sorted(p.seeds[0] + p.seeds[1]) == list(range(6)) for p in splits)
+    assert splits[0].family_size == curve[1].family_size  # the planned edit's family, though the arms are one config
+    assert len(aa_splits(base, 2, None, limit=7)) == 7  # 45 disjoint 2 vs 2 pairs of six seeds, 7 drawn

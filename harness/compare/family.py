@@ -108,10 +108,13 @@ def family(
     base_runs: Sequence[Run],
     variant_runs: Sequence[Run],
     extra: Sequence[str] = (),
+    touched: set[str] | None = None,
 ) -> set[str]:
-    """The metrics BH is applied to for this pair of arms (see the module docstring)."""
+    """The metrics BH is applied to for this pair of arms (see the module docstring); `touched` overrides the
+    layers the edit touches (an A/A check of one config asked for the family of a planned edit)."""
     metrics = list(metrics)
-    layers = family_layers(touched_layers(base_runs, variant_runs), layer_order([*base_runs, *variant_runs]))
+    touched = touched_layers(base_runs, variant_runs) if touched is None else touched
+    layers = family_layers(touched, layer_order([*base_runs, *variant_runs]))
     chosen = set(task_metrics(metrics))
     for m in metrics:
         parts = split_key(m)
