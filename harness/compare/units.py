@@ -24,6 +24,7 @@ from harness.compare.stats import EXPLORATORY, Effect
 from harness.probes import keys as pk
 
 DRAWS = 1000
+MIN_SEEDS = 2  # per arm: with one seed the bootstrap resamples units only and calls seed noise a shift
 STAT = "unit_median"  # metric suffix: <probe>/<layer>/<column>/unit_median
 
 
@@ -70,7 +71,7 @@ def unit_shifts(
     base_runs: Sequence[Run], variant_runs: Sequence[Run], layers: set[str] | None
 ) -> list[tuple[str, int, int, tuple[float, float, float, float, float]]]:
     """(metric, base seeds, variant seeds, `shift` result) per probe column and layer (None: every layer) that
-    both arms hold for at least one seed each."""
+    both arms hold for at least `MIN_SEEDS` seeds each."""
     out = []
     for probe, columns in pk.UNIT_COLUMNS.items():
         tables = [[read_units(r.tables[probe], columns) for r in runs if probe in r.tables]
@@ -79,7 +80,7 @@ def unit_shifts(
         for layer in (n for n in names if layers is None or n in layers):
             for column in columns:
                 arms = [[t[layer][column] for t in side if layer in t and len(t[layer][column])] for side in tables]
-                if all(arms):
+                if all(len(arm) >= MIN_SEEDS for arm in arms):
                     out.append((f"{probe}/{layer}/{column}/{STAT}", len(arms[0]), len(arms[1]), shift(*arms)))
     return out
 
