@@ -141,9 +141,12 @@ def test_config_facts_are_reported_never_tested(tmp_path: Path) -> None:
     assert effects["test/acc"].role == FAMILY
     for i, (variant, widen) in enumerate((("base", 0), (WIDE, 32)) * 2):
         write_record(tmp_path / "mr", str(i), variant=variant, seed=i // 2, widen={"mixed3b_5x5": widen},
-                     params=1000 + widen, test={"test/acc": 0.9 + 0.01 * i})  # fmt: skip
-    headline = compare([tmp_path / "mr"], out=tmp_path / "out").headline.text
-    assert "config facts (not tested): model/params/total 1000 → 1032" in headline
+                     params=1000 + widen, test={"test/acc": 0.9 + 0.01 * i},
+                     channels={"mixed3b": 120 + widen, "mixed3b_5x5": 24 + widen})  # fmt: skip
+    result = compare([tmp_path / "mr"], out=tmp_path / "out")
+    assert "config facts (not tested): model/params/total 1000 → 1032; model/params/trainable 1000 → 1032; " \
+           "channels/mixed3b 120 → 152; channels/mixed3b_5x5 24 → 56" in result.headline.text
+    assert not [e for e in result.effects[WIDE] if e.metric.startswith("model/") and e.p is not None]
 
 
 def test_constant_arm_counts_are_not_floored_at_the_permutation_p() -> None:

@@ -77,12 +77,24 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _facts_line(label: str, effects: Sequence[Effect]) -> str | None:
-    facts = [e for e in effects if e.role == FACT and e.diff]
+def channel_facts(base_runs: Sequence[Run], variant_runs: Sequence[Run]) -> dict[str, list[int]]:
+    """`channels/<layer>` -> [baseline, variant] units where the arms' records differ (first finished run of each)."""
+    base = next((r.channels for r in base_runs if r.finished), {})
+    variant = next((r.channels for r in variant_runs if r.finished), {})
+    return {f"channels/{k}": [base.get(k), variant.get(k)] for k in dict.fromkeys([*base, *variant])
+            if base.get(k) != variant.get(k)}  # fmt: skip
+
+
+def _facts_line(label: str, effects: Sequence[Effect], channels: dict[str, list[int]]) -> str | None:
+    facts = [(e.metric, e.base_mean, e.variant_mean) for e in effects if e.role == FACT and e.diff]
+    facts += [(k, *v) for k, v in channels.items()]
     if not facts:
         return None
-    shown = "; ".join(f"{e.metric} {fmt(e.base_mean)} → {fmt(e.variant_mean)}" for e in facts[:4])
-    more = f" (+{len(facts) - 4} more)" if len(facts) > 4 else ""
+    def show(x: float | None) -> str:
+        return str(int(x)) if x is not None and float(x).is_integer() else (fmt(x) or "none")
+
+    shown = "; ".join(f"{k} {show(b)} → {show(v)}" for k, b, v in facts[:5])
+    more = f" (+{len(facts) - 5} more)" if len(facts) > 5 else ""
     return f"{label}: config facts (not tested): {shown}{more}"
 
 
@@ -97,9 +109,12 @@ def _power(label: str, tested: Sequence[Effect]) -> tuple[str | None, dict | Non
 
 
 def _variant_entry(
-    variant: str, label: str, runs: Sequence[Run], base_n: int, effects: Sequence[Effect], replication: Any
+    variant: str, label: str, runs: Sequence[Run], base_runs: Sequence[Run], effects: Sequence[Effect],
+    replication: Any,
 ) -> dict:
     finished = [r for r in runs if r.finished]
+    base_n = sum(r.finished for r in base_runs)
+    channels = channel_facts(base_runs, runs)
     compared = [e for e in effects if e.diff is not None]
     family = [e for e in compared if e.role == FAMILY]
     tested = [e for e in family if e.p is not None]
@@ -119,7 +134,8 @@ def _variant_entry(
         "replicate": replicate,
         "beyond_noise": [e.metric for e in beyond],
         "family": [e.metric for e in family],
-        "facts": {e.metric: [e.base_mean, e.variant_mean] for e in effects if e.role == FACT and e.diff is not None},
+        "facts": {e.metric: [e.base_mean, e.variant_mean] for e in effects if e.role == FACT and e.diff is not None}
+        | channels,
         "exploratory": len(exploratory),
         "p_values": bool(tested),
         "verdict": None,
@@ -153,7 +169,7 @@ def _variant_entry(
         }
     entry["text"] = text
     power, entry["power"] = _power(label, tested)
-    facts = _facts_line(label, effects)
+    facts = _facts_line(label, effects, channels)
     units = [e for e in exploratory if e.test == "unit bootstrap"]
     apart = [e for e in exploratory if e.ci is not None and (e.ci[0] > 0 or e.ci[1] < 0)]
     explore = (f"{label}: exploratory (effect sizes with 95% intervals, never called beyond noise): "
@@ -175,7 +191,8 @@ def make_headline(
     baseline and the run counts."""
     base_n = sum(1 for r in runs if r.variant == baseline and r.finished)
     replication = replication or {}
-    entries = [_variant_entry(v, labels[v], [r for r in runs if r.variant == v], base_n, effects[v],
+    base_runs = [r for r in runs if r.variant == baseline]
+    entries = [_variant_entry(v, labels[v], [r for r in runs if r.variant == v], base_runs, effects[v],
                               replication.get(v)) for v in effects]  # fmt: skip
     status = Counter(r.status for r in runs)
     counts = ", ".join(f"{n} {s}" for s, n in status.most_common())
