@@ -2,7 +2,7 @@
 
 Usage:
   python scripts/compare_seeds.py curve BASE_DIRS... --variant VARIANT_DIRS... [--sizes 2 3 5 8]
-  python scripts/compare_seeds.py aa RUN_DIRS... [--per-arm 3 4] [--touched mixed3b_5x5] [--limit 100]
+  python scripts/compare_seeds.py aa RUN_DIRS... [--per-arm 3 2x3] [--touched mixed3b_5x5] [--limit 100]
 
 `curve` compares the first n seeds (by seed number) of each arm for every n; `aa` splits one config's runs into
 two arms every way and counts the findings (all false), with the headline family of the planned edit `--touched`.
@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", help="run folders (or folders above them) of the base / the one config")
     parser.add_argument("--variant", nargs="*", default=[], help="curve: run folders of the variant")
     parser.add_argument("--sizes", type=int, nargs="*", default=[2, 3, 5, 8])
-    parser.add_argument("--per-arm", type=int, nargs="*", default=[3])
+    parser.add_argument("--per-arm", nargs="*", default=["3"], help="aa: arm sizes, '3' or '2x3' (2 vs 3 seeds)")
     parser.add_argument("--touched", nargs="*", default=["mixed3b_5x5"], help="aa: the planned edit's layers")
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--alpha", type=float, default=ALPHA)
@@ -37,12 +37,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{len(p.seeds[0])} vs {len(p.seeds[1])} seeds {p.seeds}: {len(p.findings)} findings beyond noise "
                   f"of {p.family_size} tests, {rep} replicate; {p.verdict}\n    findings: {', '.join(p.findings)}")
         return 0
-    for per_arm in args.per_arm:
-        points = aa_splits(runs, per_arm, set(args.touched), args.alpha, args.limit)
+    for sizes in args.per_arm:
+        per_arm, _, other = sizes.partition("x")
+        per_arm, other = int(per_arm), int(other or per_arm)
+        points = aa_splits(runs, per_arm, set(args.touched), args.alpha, args.limit, other_arm=other)
         with_any = sum(bool(p.findings) for p in points)
         total = sum(len(p.findings) for p in points)
         sizes = sorted({p.family_size for p in points})
-        print(f"A/A {per_arm} vs {per_arm} seeds of {len(runs)} runs: {len(points)} splits, family {sizes} tests; "
+        print(f"A/A {per_arm} vs {other} seeds of {len(runs)} runs: {len(points)} splits, family {sizes} tests; "
               f"splits with any finding {with_any}/{len(points)} = {with_any / max(len(points), 1):.3f} "
               f"(nominal FDR {args.alpha}); false findings per split {total / max(len(points), 1):.3f}")
         for p in points:

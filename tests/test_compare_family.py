@@ -231,3 +231,4 @@ def test_seed_curve_and_aa_splits_use_the_comparison_functions() -> None:
     assert len(splits) == 10 and all(sorted(p.seeds[0] + p.seeds[1]) == list(range(6)) for p in splits)
     assert splits[0].family_size == curve[1].family_size  # the planned edit's family, though the arms are one config
     assert len(aa_splits(base, 2, None, limit=7)) == 7  # 45 disjoint 2 vs 2 pairs of six seeds, 7 drawn
+    assert len(aa_splits(base[:5], 2, None, other_arm=3)) == 10  # 2 vs 3 of five seeds: C(5, 2)

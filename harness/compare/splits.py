@@ -58,13 +58,15 @@ def seed_curve(base_runs: Sequence[Run], variant_runs: Sequence[Run], sizes: Seq
 
 
 def aa_splits(runs: Sequence[Run], per_arm: int, touched: set[str] | None, alpha: float = ALPHA,
-              limit: int = 100, seed: int = 0) -> list[Point]:  # fmt: skip
-    """Every split of one config's runs into two arms of `per_arm` seeds (each split once, not its mirror; at most
-    `limit`, drawn at random when there are more); `touched`: the planned edit whose family is tested."""
+              limit: int = 100, seed: int = 0, other_arm: int | None = None) -> list[Point]:  # fmt: skip
+    """Every split of one config's runs into two disjoint arms of `per_arm` and `other_arm` (default: the same)
+    seeds, each split once (not also its mirror), at most `limit` (drawn at random when there are more);
+    `touched`: the planned edit whose family is tested."""
     runs = _by_seed(runs)
-    index = range(len(runs))
+    index, other = range(len(runs)), other_arm or per_arm
     splits = [(a, b) for a in itertools.combinations(index, per_arm)
-              for b in itertools.combinations([i for i in index if i not in a], per_arm) if a < b]  # fmt: skip
+              for b in itertools.combinations([i for i in index if i not in a], other)
+              if a < b or other != per_arm]  # fmt: skip
     if len(splits) > limit:
         splits = random.Random(seed).sample(splits, limit)
     return [compare_arms([runs[i] for i in a], [runs[i] for i in b], alpha, touched) for a, b in splits]
