@@ -67,6 +67,8 @@ class OfflineRun:
     exit_code: int | None = None
     paths: list[Path] = field(default_factory=list)  # every file read, oldest first (a resumed run has several)
     run_ids: list[str] = field(default_factory=list)
+    # logged artifacts (a table is one: its JSON and its image cells): name -> {path in artifact: local file}
+    artifacts: dict[str, dict[str, str]] = field(default_factory=dict)
     # define_metric: metric name or glob (`train/*`) -> {"step_metric": ..., "summary": ["max", ...]}
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -142,12 +144,25 @@ def _read_file(path: Path, out: OfflineRun) -> None:
             out.tags = list(rec.run.tags)
             for i in rec.run.config.update:
                 out.config[_key(i)] = json.loads(i.value_json)
+        elif kind == "artifact":
+            out.artifacts[rec.artifact.name] = {c.path: c.local_path for c in rec.artifact.manifest.contents}
         elif kind == "metric":
             m = rec.metric
             summary = [f.name for f, v in m.summary.ListFields() if v is True]
             out.metrics[m.name or m.glob_name] = {"step_metric": m.step_metric, "summary": summary}
         elif kind == "exit":
             out.exit_code = rec.exit.exit_code
+
+
+def read_table(run: OfflineRun, key: str) -> dict[str, Any]:
+    """A logged wandb.Table (`{"columns": [...], "data": [[...]]}`) as wandb will upload it: read from the run's
+    table artifact, whose rows hold image cells as `{"_type": "image-file", ...}` (the copy under `files/media/`
+    names them only). Offline the artifact's files wait in wandb's staging folder until `wandb sync`."""
+    wanted = f"{key}.table.json"
+    for contents in reversed(list(run.artifacts.values())):  # the last round's table
+        if wanted in contents:
+            return json.loads(Path(contents[wanted]).read_text())
+    raise KeyError(f"no table {key!r} among the run's artifacts")
 
 
 @dataclass

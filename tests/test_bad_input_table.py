@@ -66,6 +66,7 @@ CASES = [
     (["module.optimizer.weight_decay=-0.1"], ["weight_decay"]),
     (["probing.every_n_epochs=-1"], ["probing.every_n_epochs"]),
     (["logger=wandb", "logger.wandb.mode=bogus"], ["logger.wandb.mode", "offline", "disabled"]),
+    (["logger=wandb", "logger.wandb.log_model=sometimes"], ["logger.wandb.log_model", "true, false or all"]),
     (["+model.widen.mixed3b_7x7=8"], ["mixed3b_7x7", "mixed3b_5x5"]),
     (["+model.widen.mixed3b_5x5=1.5"], ["mixed3b_5x5", "integer"]),
     (["model.widen_init=gradmux"], ["gradmux", "zero", "net2net", "gradmax", "tiny"]),

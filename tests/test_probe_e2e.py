@@ -9,7 +9,7 @@ from pathlib import Path
 from harness.probes import Probe, ProbeContext, ProbeResult
 from harness.records import RunRecord
 from harness.train import train
-from harness.wandb_offline import read_offline_run
+from harness.wandb_offline import key_census, read_offline_run, read_table
 
 
 class Broken(Probe):
@@ -62,7 +62,7 @@ def test_training_run_logs_probe_results(make_cfg) -> None:
 
 
 def test_harness_probe_on_a_checkpoint(make_cfg, tmp_path: Path) -> None:
-    cfg = make_cfg("probes=none", "trainer.max_epochs=1", "logger=none")
+    cfg = make_cfg("probes=none", "trainer.max_epochs=1", "seed=2")
     train(cfg)
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     out = tmp_path / "probe_run"
@@ -75,15 +75,23 @@ def test_harness_probe_on_a_checkpoint(make_cfg, tmp_path: Path) -> None:
     assert record["source"]["ckpt"] == str(ckpt)
     assert "activations/mixed3a/dead_fraction" in record["metrics"]
     assert record["probes"]["activations"]["files"]["table/units"].endswith(".csv")
+    # the round is a wandb run of its own (job_type probe), in the probed run's group and named like it
+    trained, probed = read_offline_run(cfg.paths.output_dir), read_offline_run(out)
+    assert (probed.job_type, probed.group, probed.name) == ("probe", trained.group, "base-s2")
+    assert probed.config["variant"] == "base" and probed.config["source"]["ckpt"] == str(ckpt)
+    assert [row["probe/round"] for row in probed.history if "probe/round" in row] == [0]
+    assert "activations/mixed3a/dead_fraction" in probed.keys() and probed.summary["model/params/total"] > 0
+    assert record["wandb"]["group"] == trained.group
 
 
 def test_default_probe_set_runs_without_failures(make_cfg) -> None:
     # No time budget: this checks that every default probe runs; on a loaded machine the 60 s budget would skip
     # the last ones (the budget has its own tests).
-    cfg = make_cfg("probes=default", "trainer.max_epochs=1", "probing.probe_set_size=64", "logger=none",
+    cfg = make_cfg("probes=default", "trainer.max_epochs=1", "probing.probe_set_size=64",
                    "probing.budget_s=null")  # fmt: skip
     train(cfg)
     record = RunRecord.load(cfg.paths.output_dir)
+    _default_run_reaches_wandb_as_a_dashboard(Path(cfg.paths.output_dir), record)
     probes = record["probes"]
     assert set(probes) == {"activations", "curves", "dissect", "linear", "cka", "spectra", "lineage", "examples",
                            "featvis"}
@@ -92,3 +100,23 @@ def test_default_probe_set_runs_without_failures(make_cfg) -> None:
     assert "curves/mixed3b/detectors" in metrics and "curves/mixed3b/detectors_random_init" in metrics
     assert "dissect/mixed3b/unique_concepts" in metrics and "cka/mixed3b/cka_to_reference" in metrics
     assert (Path(cfg.paths.output_dir) / probes["curves"]["files"]["image/tuning"]).is_file()
+
+
+def _default_run_reaches_wandb_as_a_dashboard(run_dir: Path, record: dict) -> None:
+    """The default run's wandb history: a few dozen charts (it had ~270), tables with image cells, histograms."""
+    run = read_offline_run(run_dir)
+    census = key_census(run)
+    assert len(census.scalars) <= 80, sorted(census.scalars)
+    assert {"train/loss", "val/acc", "val/acc_best", "curves/mixed3b/detectors", "curves/mixed3b/detectors_random_init",
+            "cka/mixed3b/cka_to_reference", "dissect/mixed3b/unique_concepts"} <= census.scalars  # fmt: skip
+    # nothing lost: every probe scalar of the record is a cell of its probe's per_layer table
+    table = read_table(run, "dissect/per_layer")
+    cells = {(row[0], column) for row in table["data"] for column in table["columns"][1:]}
+    assert {tuple(k.split("/", 1)) for k in record["probes"]["dissect"]["scalars"]} <= cells
+    # a unit's picture is an image cell of its table row (featvis: its visualisation; examples: its top images)
+    for probe in ("featvis", "examples"):
+        units = read_table(run, f"{probe}/units")
+        assert units["columns"][-1] == "image"
+        assert all(row[-1]["_type"] == "image-file" for row in units["data"]), probe
+    assert census.count("histogram") >= 1 and "curves/hist/mixed3b/selectivity" in census.media
+    assert census.count("image-file") >= 3 and run.summary["curves/image/tuning/caption"]
