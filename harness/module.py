@@ -51,6 +51,7 @@ class ClassifierModule(pl.LightningModule):
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         channels_last: bool = True,
         checkpoint_meta: Mapping[str, Any] | None = None,
+        schedule_steps: int | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -60,6 +61,8 @@ class ClassifierModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.channels_last = channels_last
+        # The schedule's length when it spans several runs (a grow chain's budget); None: this run's steps.
+        self.schedule_steps = None if schedule_steps is None else int(schedule_steps)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         n = len(self.class_names)
@@ -74,6 +77,10 @@ class ClassifierModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the architecture with the weights (as nanoGPT stores `model_args`): see harness.models.build."""
+        from harness.grow.carry import SCHEDULE_STEP_KEY
+
+        offset = self.growth.step if self.growth is not None and self.growth.old_state is not None else 0
+        checkpoint[SCHEDULE_STEP_KEY] = offset + int(self.global_step)  # where a carried schedule goes on
         checkpoint["val_acc_best"] = self.val_acc_best
         if self.checkpoint_meta is not None:
             from harness.models.build import CHECKPOINT_KEY
@@ -143,7 +150,7 @@ class ClassifierModule(pl.LightningModule):
             return optimizer
         kwargs = {}
         if "total_steps" in inspect.signature(self.scheduler_factory).parameters:
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches) + offset
+            kwargs["total_steps"] = self.schedule_steps or int(self.trainer.estimated_stepping_batches) + offset
         scheduler = self.scheduler_factory(optimizer, **kwargs)
         if self.growth is not None:
             self.growth.advance(scheduler)

@@ -53,6 +53,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.widen_batches": _int(1),
     "model.new_lr_scale": _num(0, strict=True),
     "model.carry_optimizer": _one_of(True, False),
+    "module.schedule_steps": _int(1),
     "probing.every_n_epochs": _int(0),
     "probing.budget_s": _num(0, strict=True),
     "probing.probe_set_size": _int(2),

@@ -121,8 +121,11 @@ def test_new_lr_scale_scales_only_the_new_entries_steps() -> None:
     torch.testing.assert_close(moved[3.0]["fc1.weight"], moved[1.0]["fc1.weight"])
 
 
-def test_carrying_needs_a_checkpoint() -> None:
+def test_carrying_without_a_checkpoint_is_a_fresh_start_and_a_checkpoint_needs_optimizer_state(tmp_path) -> None:
     cfg = {"_target_": "harness.models.build.inception_v1", "carry_optimizer": True}
-    with pytest.raises(ConfigError, match="model.carry_optimizer=true .* needs model.init_from"):
-        growth_from_config(cfg, TinyResNet(), 8)
+    assert growth_from_config(cfg, TinyResNet(), 8) is None  # a grow chain's base round: nothing to carry
     assert growth_from_config({"_target_": "x"}, TinyResNet(), 8) is None
+    weights_only = tmp_path / "weights.ckpt"
+    torch.save({"state_dict": {}}, weights_only)
+    with pytest.raises(ConfigError, match="holds no optimizer state .* model.carry_optimizer=false"):
+        growth_from_config({**cfg, "init_from": str(weights_only)}, TinyResNet(), 8)

@@ -13,7 +13,9 @@ zero-pads the new entries; Variance Transfer (Yuan et al. 2023) gives new parame
   parameter whose growth no mask explains (a depthwise conv on the path, a layer scale) starts fresh.
 * :class:`NewLR`: step hooks that scale each new entry's step by ``new_lr_scale`` (any optimizer: the entry is
   moved ``scale`` times as far as the optimizer moved it; weight decay included).
-* the schedule continues at the carried global step (:func:`advance`), ending at this run's last step.
+* the schedule continues at the carried step (:func:`advance`; a chain's steps add up through
+  ``SCHEDULE_STEP_KEY`` in each checkpoint) and ends at this run's last step, or at ``module.schedule_steps``
+  when that is set (one schedule over a whole grow chain: ``experiment=grow_early``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from torch import nn
 
 from harness.grow.new_units import NewUnits, bias_before_activation
 from harness.models.consumers import wirings
+
+SCHEDULE_STEP_KEY = "harness_schedule_step"  # a checkpoint's step on its schedule (carried steps included)
 
 
 def new_entry_masks(
@@ -158,18 +162,16 @@ class Growth:
 
 
 def growth_from_config(model_cfg: Mapping[str, Any], net: nn.Module, image_size: int) -> Growth | None:
-    """The :class:`Growth` of a run's model config: ``carry_optimizer`` (with ``init_from``) and ``new_lr_scale``;
-    None when neither applies (a run from scratch, or the defaults: a fresh optimizer, one LR)."""
+    """The :class:`Growth` of a run's model config: ``carry_optimizer`` (with ``init_from``; without it, as in a grow
+    chain's base round, there is nothing to carry) and ``new_lr_scale``; None when neither applies."""
     from harness.errors import ConfigError
     from harness.grow.widen_init import added_by_config
 
-    carry, scale = bool(model_cfg.get("carry_optimizer", False)), float(model_cfg.get("new_lr_scale", 1.0) or 1.0)
+    init_from = model_cfg.get("init_from")
+    carry = bool(model_cfg.get("carry_optimizer", False)) and bool(init_from)  # a chain's base round: nothing to carry
+    scale = float(model_cfg.get("new_lr_scale", 1.0) or 1.0)
     if not carry and scale == 1.0:
         return None
-    init_from = model_cfg.get("init_from")
-    if carry and not init_from:
-        raise ConfigError("model.carry_optimizer=true carries a checkpoint's optimizer state: it needs model.init_from "
-                          "(a harness-train checkpoint); set it, or model.carry_optimizer=false")  # fmt: skip
     added = added_by_config(model_cfg, net)
     masks = new_entry_masks(net, added, image_size)
     if not carry:
@@ -183,4 +185,5 @@ def growth_from_config(model_cfg: Mapping[str, Any], net: nn.Module, image_size:
         raise ConfigError(f"model.init_from={init_from} holds no optimizer state (saved weights only); set "
                           f"model.carry_optimizer=false")  # fmt: skip
     old_names = [n for n, _ in load_net(init_from)[0].named_parameters()]
-    return Growth(masks, scale, states[0], old_names, int(ckpt.get("global_step", 0)))
+    step = ckpt.get(SCHEDULE_STEP_KEY, ckpt.get("global_step", 0))  # a chain of continued runs: its total
+    return Growth(masks, scale, states[0], old_names, int(step))

@@ -59,6 +59,15 @@ def check(grow: Any) -> None:
         raise ConfigError(f"grow.budget must be a number of parameters >= 1 or null (10% of the base), got {budget!r}")
 
 
+def _target_width(grow: Any, base_model: dict[str, Any]) -> float:
+    """grow.target_width of the to_width policy: a number above the base model's width."""
+    value, base = grow.get("target_width"), float(base_model.get("width", 1.0))
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > base:
+        raise ConfigError(f"grow.policy=to_width needs grow.target_width > the base model.width ({base:g}), "
+                          f"got {value!r}")  # fmt: skip
+    return float(value)
+
+
 def _suggest_cfg(grow: Any) -> Any:
     from harness.suggest.cli import load_with_weights
 
@@ -77,7 +86,8 @@ def next_model(mode: str, base_model: dict, prev_model: dict, prev_ckpt: str, pi
     if mode == "continue":
         if pick.insert:
             raise ConfigError("grow.mode=continue cannot insert blocks function-preservingly; use grow.mode=scratch")
-        keep = {k: base_model[k] for k in ("widen_init", "widen_noise") if k in base_model}
+        keep = {k: base_model[k] for k in ("widen_init", "widen_noise", "widen_batches", "new_lr_scale",
+                                           "carry_optimizer") if k in base_model}  # fmt: skip
         return {**_arch(prev_model), **keep, "widen": dict(pick.widen), "init_from": str(prev_ckpt)}
     arch = _arch(base_model)
     return {**arch, "widen": add_widen(arch.get("widen"), total["widen"]),
@@ -111,6 +121,8 @@ def run_chain(cfg: DictConfig, train: TrainFn) -> dict[str, float]:
     need = list(probes_of.get(policy) or [])
     suggest_cfg = _suggest_cfg(grow) if policy == "suggest" else None
     base_model = dict(job["model"])
+    if policy == "to_width":
+        _target_width(grow, base_model)  # before anything trains
     model, total = base_model, {"widen": {}, "insert": []}
     metrics: dict[str, float] = {}
     images, cpu_start = None, time.process_time()
@@ -148,7 +160,10 @@ def run_chain(cfg: DictConfig, train: TrainFn) -> dict[str, float]:
             arch = _arch(model)
             rng = random.Random(f"grow/{cfg.seed}/{k}")
             summary = load_run(rounds.round_dir(job_dir, k) / RECORD_NAME)
-            pick = policies.choose(policy, arch, n_classes, budget, summary, rng, suggest_cfg, mode == "scratch")
+            if policy == "to_width":
+                pick = policies.to_width(_arch(base_model), arch, _target_width(grow, base_model), k + 1, n_rounds)
+            else:
+                pick = policies.choose(policy, arch, n_classes, budget, summary, rng, suggest_cfg, mode == "scratch")
             ckpt = (data.get("checkpoints") or {}).get("last") or (data.get("checkpoints") or {}).get("best")
             if mode == "continue" and not ckpt:
                 raise ConfigError(f"round {k} left no checkpoint to grow from (callbacks.model_checkpoint is needed)")

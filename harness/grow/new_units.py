@@ -94,7 +94,7 @@ def _width(module: nn.Module) -> int:
     return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
 
 
-def _bias_of(net: nn.Module, w: Wiring) -> torch.Tensor | None:
+def bias_before_activation(net: nn.Module, w: Wiring) -> torch.Tensor | None:
     """The per-channel bias right before the target's activation (see the module docstring)."""
     points = net.hook_points() if hasattr(net, "hook_points") and hasattr(net, "plan") else {}
     unit = points.get(w.target)
@@ -116,7 +116,7 @@ def new_units(net: nn.Module, added: Mapping[str, Sequence[int]], image_size: in
             if why:
                 raise ConfigError(f"model.widen_init={init} cannot serve model.widen.{w.target}: its new units reach "
                                   f"{why}; use model.widen_init=zero or net2net for it")  # fmt: skip
-        found.append(NewUnits(w, list(added[w.target]), _bias_of(net, w)))
+        found.append(NewUnits(w, list(added[w.target]), bias_before_activation(net, w)))
     return found
 
 

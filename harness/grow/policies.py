@@ -11,6 +11,9 @@ arm differs from another only in *where* it grows:
 * ``random``         a seeded draw among the same equal-cost candidates.
 * ``uniform``        the budget spread over every branch of every mixed block in proportion to its width.
 * ``none``           no growth: the compute control.
+* ``to_width``       every widen target (stem and branches) grows toward its width at ``grow.target_width``, an
+                     equal share per round, so the last round ends at the target architecture (``grow_early``);
+                     the budget does not apply.
 
 Candidates and their budget-sized amounts come from :func:`harness.oracle.candidates.enumerate_candidates`
 (one source of truth for "an edit of about this many parameters"); this module only chooses among them.
@@ -29,7 +32,7 @@ from harness.oracle.signals import probe_signal
 from harness.probes.keys import EFFECTIVE_RANK, GRADMAX
 from harness.suggest.load import RunSummary
 
-POLICIES: tuple[str, ...] = ("suggest", GRADMAX, EFFECTIVE_RANK, "random", "uniform", "none")
+POLICIES: tuple[str, ...] = ("suggest", GRADMAX, EFFECTIVE_RANK, "random", "uniform", "none", "to_width")
 PROBE_POLICIES: tuple[str, ...] = (GRADMAX, EFFECTIVE_RANK)  # policies that read their own probe's score
 UNIFORM_STEPS = 16  # bisection steps for the uniform policy's width fraction (f to 1/65536 of its bracket)
 
@@ -138,6 +141,22 @@ def uniform_widen(arch: Mapping[str, Any], num_classes: int, budget: int) -> tup
         lo, hi = (mid, hi) if cost(mid) < budget else (lo, mid)
     best = min((lo, hi), key=lambda f: abs(cost(f) - budget))
     return edit(best), cost(best), best
+
+
+def to_width(base: Mapping[str, Any], arch: Mapping[str, Any], target_width: float, k: int, rounds: int) -> Pick:
+    """Round ``k`` of ``rounds``: each widen target of ``arch`` grows to ``base + (goal - base) * k / rounds`` units,
+    ``base`` its width in the base model and ``goal`` at ``target_width`` (the base's own widen edits kept)."""
+    from harness.models.edits import widen_targets
+    from harness.suggest.overrides import channels
+
+    start, now, goal = channels(base), channels(arch), channels({**base, "width": target_width})
+    widen = {}
+    for t in widen_targets(arch.get("insert"), arch.get("last_layer")):
+        want = start[t] + round((goal[t] - start[t]) * k / rounds)
+        if want > now[t]:
+            widen[t] = want - now[t]
+    text = f"to_width: round {k}/{rounds} toward width {target_width:g} ({len(widen)} targets widened)"
+    return Pick(widen=widen, evidence=[text], detail={"target_width": target_width})
 
 
 def candidates_for(arch: Mapping[str, Any], num_classes: int, budget: int, inserts: bool) -> list[Candidate]:

@@ -1,0 +1,63 @@
+"""experiment=grow_early: a chain from 1/4 width that ends at the target architecture, one schedule across the
+rounds (carried optimizer state and step), the same total steps as the static baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from harness.errors import ConfigError
+from harness.grow.carry import SCHEDULE_STEP_KEY
+from harness.grow.loop import run_chain
+from harness.records import RunRecord
+from harness.suggest.overrides import channels
+from harness.train import train
+from tests.conftest import CONF_DIR
+
+TINY = ["data.train_size=128", "data.val_size=32", "data.test_size=32", "data.batch_size=32",
+        "trainer.accelerator=cpu", "grow.base_steps=3", "grow.steps=2", "grow.rounds=2", "module.schedule_steps=7",
+        "model.widen_batches=1"]  # fmt: skip
+
+
+def _compose(tmp_path: Path, *extra: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", return_hydra_config=True, overrides=["experiment=grow_early", *TINY, *extra])
+    with open_dict(cfg):
+        cfg.paths.output_dir = cfg.hydra.runtime.output_dir = str(tmp_path / "chain")
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def test_grow_early_ends_at_the_target_width_in_the_static_budget(tmp_path: Path, one_thread) -> None:
+    cfg = _compose(tmp_path)
+    try:
+        run_chain(cfg, train)
+    finally:
+        GlobalHydra.instance().clear()
+    record = RunRecord.load(tmp_path / "chain")
+    rounds = record["grow"]["rounds"]
+    assert [r["steps"] for r in rounds] == [3, 2, 2] and sum(r["steps"] for r in rounds) == 7
+    target = channels({**record["config"]["model"], "width": 0.25, "widen": {}})
+    assert record["model"]["channels"]["conv2d0"] == target["conv2d0"] == 16
+    assert all(record["model"]["channels"][t] == target[t] for t in ("mixed3b_5x5", "mixed4a_3x3", "conv2d2"))
+    last = RunRecord.load(rounds[-1]["run_dir"])
+    assert last["widen_init"]["init"] == "gradmax"
+    ckpt = torch.load(last["checkpoints"]["last"], map_location="cpu", weights_only=False)
+    assert ckpt[SCHEDULE_STEP_KEY] == 7  # 3 + 2 carried + 2 of its own: one schedule across the chain
+
+
+def test_to_width_needs_a_target_above_the_base(tmp_path: Path) -> None:
+    cfg = _compose(tmp_path, "grow.target_width=0.05")
+    try:
+        with pytest.raises(ConfigError, match="grow.target_width > the base model.width"):
+            run_chain(cfg, train)
+    finally:
+        GlobalHydra.instance().clear()
