@@ -12,8 +12,11 @@ per-unit rows in `<probe>/<table>` tables, and everything in the run record.
 
 from __future__ import annotations
 
+import netrc
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 from harness.probes import keys as K
 
@@ -94,3 +97,16 @@ def run_tags(tags: Sequence[str], choices: Mapping[str, str | None], recipes: Se
     if sweep:
         out.append(f"sweep:{sweep}")
     return [t[:64] for t in dict.fromkeys(out)]
+
+
+def wandb_configured(env: Mapping[str, str] | None = None) -> bool:
+    """True when wandb has credentials: WANDB_API_KEY, or a netrc entry for the wandb host."""
+    env = os.environ if env is None else env
+    if env.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(env.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    path = Path(env.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return netrc.netrc(str(path)).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False

@@ -16,35 +16,28 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import netrc
 import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from pytorch_lightning.loggers import WandbLogger
 
 from harness.errors import ConfigError
-from harness.wandb_layout import PROBE_EPOCH, PROBE_ROUND, PROBE_SECONDS, TRAIN_PREFIXES, TRAIN_STEP, VAL_ACC
+from harness.wandb_layout import (
+    PROBE_EPOCH,
+    PROBE_ROUND,
+    PROBE_SECONDS,
+    TRAIN_PREFIXES,
+    TRAIN_STEP,
+    VAL_ACC,
+    wandb_configured,
+)
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "online", "offline", "disabled")
-
-
-def wandb_configured(env: Mapping[str, str] | None = None) -> bool:
-    """True when wandb has credentials: WANDB_API_KEY, or a netrc entry for the wandb host."""
-    env = os.environ if env is None else env
-    if env.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(env.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
-    path = Path(env.get("NETRC", Path.home() / ".netrc"))
-    try:
-        return netrc.netrc(str(path)).authenticators(host) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
 
 
 def resolve_mode(mode: str, env: Mapping[str, str] | None = None) -> str:

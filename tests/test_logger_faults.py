@@ -118,9 +118,9 @@ def test_killed_wandb_service_leaves_the_run_complete(make_cfg, caplog, tmp_path
     _check_finished(cfg, 2, caplog)
     # the next run in this process (a sweep's next job) starts a fresh service
     logger = make_wandb_logger(save_dir=str(tmp_path / "next"))
-    logger.log_metrics({"val/acc": 0.25}, step=0)
+    logger.log_metrics({"val/loss": 0.25}, step=0)
     logger.experiment.finish()
-    assert logger.failure is None and read_offline_run(tmp_path / "next").summary["val/acc"] == 0.25
+    assert logger.failure is None and read_offline_run(tmp_path / "next").summary["val/loss"] == 0.25
 
 
 def test_a_project_name_wandb_rejects_means_no_wandb_not_no_run(make_cfg, caplog, one_thread) -> None:

@@ -89,3 +89,14 @@ def test_pip_installed_wheel_trains_from_another_folder(wheel: Path, tmp_path: P
     assert run.returncode == 0, run.stderr[-2000:]
     assert str(venv) in subprocess.run([str(venv / "bin" / "python"), "-c", "import harness; print(harness.__file__)"],
                                        cwd=tmp_path, env=env, capture_output=True, text=True).stdout  # fmt: skip
+
+
+def test_wheel_ships_the_dashboard_command(wheel: Path, tmp_path: Path) -> None:
+    """`harness-dashboard` is a console script of the package itself (not scripts/), so a plain install has it."""
+    archive = zipfile.ZipFile(wheel)
+    entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))
+    assert "harness-dashboard = harness.dashboard:main" in archive.read(entry_points).decode()
+    archive.extractall(tmp_path / "site")
+    out = subprocess.run([sys.executable, "-m", "harness.dashboard", "--dry-run"], cwd=tmp_path,
+                         env=_plain_env(tmp_path / "site"), capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0 and '"dry_run": true' in out.stdout, out.stderr[-2000:]
