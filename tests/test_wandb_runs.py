@@ -70,3 +70,16 @@ def test_log_model_takes_a_boolean_or_all(value) -> None:
 def test_log_model_refuses_anything_else(value) -> None:
     with pytest.raises(ConfigError, match="logger.wandb.log_model must be true, false or all"):
         check_log_model(value)
+
+
+def test_oracle_summary_is_a_named_run_with_group_and_config(tmp_path: Path) -> None:
+    from harness.oracle.report import log_wandb
+    from harness.wandb_logger import _wait_for_exit_record
+
+    rows = [{"candidate": "mixed3b_5x5", "gain_val_loss": 0.1}]
+    log_wandb(tmp_path, rows, [], "offline", name="base-s0-oracle", group="oracle/base", config={"steps": 8})
+    # wandb's finish() returns before its service has written the file's end: wait for the exit record
+    assert _wait_for_exit_record(next((tmp_path / "wandb").glob("offline-run-*")), timeout=20)
+    run = read_offline_run(tmp_path)
+    assert (run.job_type, run.name, run.group, run.config["steps"]) == ("oracle", "base-s0-oracle", "oracle/base", 8)
+    assert run.summary["oracle/candidates/_type"] == "table-file"

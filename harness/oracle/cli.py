@@ -197,7 +197,10 @@ def score(base: str | Path, oracle_dir: Path, out: Path, notes: list[str] | None
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if _wandb_mode(meta.get("overrides") or []):
-        report.log_wandb(out, rows, scores, _wandb_mode(meta["overrides"]))
+        from harness.wandb_layout import run_name
+
+        name = f"{run_name(run.variant, run.seed or 0)}-oracle"  # the base run's name; its own group, not the base's
+        report.log_wandb(out, rows, scores, _wandb_mode(meta["overrides"]), name, f"oracle/{run.variant}", meta)
 
 
 def _wandb_mode(overrides: list[str]) -> str | None:

@@ -153,12 +153,15 @@ def print_tables(rows: Sequence[Mapping[str, Any]], scores: Sequence[SignalScore
     console.print(table)
 
 
-def log_wandb(out: Path, rows: Sequence[Mapping[str, Any]], scores: Sequence[SignalScore], mode: str) -> None:
-    """Both tables to a wandb run (job_type oracle) in ``out``; a wandb failure only logs a warning."""
+def log_wandb(out: Path, rows: Sequence[Mapping[str, Any]], scores: Sequence[SignalScore], mode: str,
+              name: str | None = None, group: str | None = None, config: Mapping[str, Any] | None = None) -> None:
+    """Both tables to a wandb run (job_type oracle, named after its base run, group `oracle/<variant>`, the oracle's
+    settings as config) in ``out``; a wandb failure only logs a warning."""
     try:
         import wandb
 
-        run = wandb.init(project="harness", job_type="oracle", dir=str(out), mode=mode)
+        run = wandb.init(project="harness", job_type="oracle", dir=str(out), mode=mode, name=name, group=group,
+                         config=dict(config or {}))  # fmt: skip
         cols = list(rows[0]) if rows else list(CANDIDATE_COLUMNS)
         candidates = wandb.Table(columns=cols, data=[[_cell(r.get(c)) for c in cols] for r in rows])
         values = [list(map(_cell, s.as_dict().values())) for s in scores]
