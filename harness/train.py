@@ -82,8 +82,9 @@ def _loggers(
             extra = {"run_config": {**config, "variant": variant, "sweep": names.pop("sweep")}, **names}
             if resume_id:
                 extra["run_id"] = resume_id  # the resumed run continues the same wandb run
-            if lg_cfg.get("group") is not None:
-                extra.pop("group")
+            for key in ("group", "name"):  # set in the logger config (e.g. by a grow-loop round): that one wins
+                if lg_cfg.get(key) is not None:
+                    extra.pop(key)
         # Partial first: instantiate would otherwise recurse into the run config's own `_target_`s.
         loggers.append(hydra.utils.instantiate(lg_cfg, _partial_=True)(**extra))
         log.info("logger %s ready", name)
@@ -92,14 +93,10 @@ def _loggers(
 
 def _wandb_names(cfg: DictConfig, variant: str) -> dict[str, Any]:
     """wandb name `<variant>-s<seed>[-j<job>]`, group sweep + variant, tags + experiment/recipe/sweep (wandb_layout)."""
-    from harness.wandb_layout import run_group, run_name, run_tags, sweep_id
+    from harness.wandb_layout import hydra_sweep, run_group, run_name, run_tags
 
-    sweep, job, choices = None, None, {}
-    if HydraConfig.initialized():
-        hc = HydraConfig.get()
-        choices = dict(hc.runtime.choices)
-        if hc.mode == RunMode.MULTIRUN:
-            sweep, job = sweep_id(hc.sweep.dir), hc.job.num
+    sweep, job = hydra_sweep()
+    choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
     recipes = [key for key in ("curve_widen", "random_tweak") if cfg.get(key) is not None]
     tags = run_tags(list(cfg.tags), choices, recipes, sweep)
     return {"name": run_name(variant, cfg.seed, job), "group": run_group(variant, sweep), "tags": tags, "sweep": sweep}

@@ -75,6 +75,17 @@ def sweep_id(sweep_dir: str | Path) -> str:
     return "_".join(parts)
 
 
+def hydra_sweep() -> tuple[str | None, int | None]:
+    """(sweep id, job number) of the Hydra multirun this process runs a job of; (None, None) outside one."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None, None
+    hc = HydraConfig.get()
+    return sweep_id(hc.sweep.dir), hc.job.num
+
+
 def run_name(variant: str, seed: int, job: int | None = None) -> str:
     """`<variant>-s<seed>`, plus `-j<job>` in a sweep (the job number tells repeats of one variant apart)."""
     name = f"{variant}-s{seed}"

@@ -49,7 +49,13 @@ def test_two_sweeps_of_one_variant_are_two_groups(tmp_path: Path, make_cfg) -> N
     with open_dict(cfg):
         cfg.hydra.mode, cfg.hydra.sweep.dir = RunMode.MULTIRUN, str(tmp_path / "second")
     HydraConfig.instance().set_config(cfg)
-    again = _wandb_names(cfg, "base")
+    try:
+        again = _wandb_names(cfg, "base")
+    finally:  # HydraConfig is process-global: leave a single run's, as every make_cfg test does
+        OmegaConf.set_readonly(cfg.hydra, False)
+        with open_dict(cfg):
+            cfg.hydra.mode = RunMode.RUN
+        HydraConfig.instance().set_config(cfg)
     assert again["name"] == "base-s0-j0" and again["group"] == f"{sweep_id(tmp_path / 'second')}/base" != runs[0].group
 
 
@@ -83,3 +89,21 @@ def test_oracle_summary_is_a_named_run_with_group_and_config(tmp_path: Path) -> 
     run = read_offline_run(tmp_path)
     assert (run.job_type, run.name, run.group, run.config["steps"]) == ("oracle", "base-s0-oracle", "oracle/base", 8)
     assert run.summary["oracle/candidates/_type"] == "table-file"
+
+
+def test_grow_loop_rounds_are_grow_runs_in_the_chains_group(make_cfg, tmp_path: Path) -> None:
+    from harness.grow.rounds import round_loggers
+    from harness.train import _loggers
+
+    # a single run's Hydra state (HydraConfig is process-global: no earlier test's sweep may leak in)
+    cfg = make_cfg("+logger.wandb.name=gradmax-s1-r2", "logger.wandb.group=gradmax", "logger.wandb.job_type=grow")
+    wandb_cfg = {"_target_": "harness.wandb_logger.make_wandb_logger", "group": None, "job_type": "train"}
+    job = {"variant": "gradmax", "seed": 1, "logger": {"wandb": wandb_cfg, "csv": None}}
+    assert round_loggers(job, 2) == {"wandb": {**wandb_cfg, "job_type": "grow", "group": "gradmax",
+                                               "name": "gradmax-s1-r2"}}  # fmt: skip
+    assert round_loggers({**job, "logger": None}, 2) == {}  # experiment=grow_loop's default: no wandb
+    # a name and group set in the logger config (as a round's) win over the run's own `<variant>-s<seed>`
+    (logger,) = _loggers(cfg, "gradmax/round2", {}, tmp_path)
+    logger.finish()
+    run = read_offline_run(tmp_path / "run")
+    assert (run.name, run.group, run.job_type) == ("gradmax-s1-r2", "gradmax", "grow")

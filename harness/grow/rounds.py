@@ -74,7 +74,7 @@ def round_config(
         data=shared_data(job["data"]),
         probes={p: job["probes"][p] for p in probes},
         test=bool(test),
-        logger={},  # the chain's record is the result; rounds do not open wandb runs of their own
+        logger=round_loggers(job, k),  # wandb only (the chain's record is the result): job_type grow
     )
     cfg["paths"] = {**cfg["paths"], "output_dir": str(where)}
     cfg["probing"] = {**(cfg.get("probing") or {}), "every_n_epochs": 0}
@@ -87,6 +87,21 @@ def round_config(
                       "val_check_interval": int(steps), "check_val_every_n_epoch": None, "num_sanity_val_steps": 0,
                       "enable_progress_bar": False}  # fmt: skip
     return OmegaConf.create(cfg)
+
+
+def round_loggers(job: Mapping[str, Any], k: int) -> dict[str, Any]:
+    """The job's wandb logger, if it has one, for round ``k``: a run of job_type `grow` named `<variant>-s<seed>-r<k>`
+    in the chain's group (sweep + variant), so a chain's rounds chart together. Other loggers are left out."""
+    from harness.wandb_layout import hydra_sweep, run_group, run_name
+
+    sweep, num = hydra_sweep()
+    variant = str(job.get("variant"))
+    out = {}
+    for name, lg in (job.get("logger") or {}).items():
+        if lg and str(lg.get("_target_", "")).endswith("make_wandb_logger"):
+            out[name] = {**lg, "job_type": "grow", "group": lg.get("group") or run_group(variant, sweep),
+                         "name": f"{run_name(variant, job['seed'], num)}-r{k}"}  # fmt: skip
+    return out
 
 
 class FirstBatches(pl.Callback):
