@@ -27,7 +27,8 @@ def test_fast_dev_run_writes_record(make_cfg) -> None:
 
 
 def test_wandb_offline_run_holds_logged_keys(make_cfg) -> None:
-    cfg = make_cfg("+model.widen.mixed3b_5x5=8", "trainer.max_epochs=2", "seed=3", "tags=[unit]")
+    cfg = make_cfg("+model.widen.mixed3b_5x5=8", "trainer.max_epochs=2", "seed=3", "tags=[unit]",
+                   "logger.wandb.log_model=true")
     metrics, objects = train(cfg)
     run_dir = Path(cfg.paths.output_dir)
 
@@ -58,6 +59,9 @@ def test_wandb_offline_run_holds_logged_keys(make_cfg) -> None:
     val_acc = [row["val/acc"] for row in run.history if "val/acc" in row]
     assert len(val_acc) == 2 and run.summary["val/acc"] == {"max": max(val_acc)}
     assert run.summary["val/acc_best"] == max(val_acc)
+    # log_model=true: the checkpoints as a model artifact, uploaded at the end of training
+    (model,) = [files for name, files in run.artifacts.items() if name == f"model-{run.run_id}"]
+    assert any(path.endswith(".ckpt") for path in model)
 
     record = RunRecord.load(run_dir)
     assert [row["epoch"] for row in record["epochs"]] == [0, 1]
