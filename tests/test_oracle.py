@@ -171,7 +171,7 @@ def test_ablation_and_random_signals() -> None:
 def test_oracle_end_to_end_two_candidates_one_seed(base: Path, tmp_path: Path) -> None:
     out = tmp_path / "oracle"
     cmd = [sys.executable, "-m", "harness.oracle", str(base), "--out", str(out), "--candidates",
-           "mixed3b_5x5,conv2d1", "--seeds", "1", "--steps", "3", "--bootstrap", "50",
+           "mixed3b_5x5,conv2d1", "--tier", "1", "--seeds", "1", "--steps", "3", "--bootstrap", "50",
            "hydra.launcher.n_jobs=2"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -217,8 +217,8 @@ def test_oracle_end_to_end_two_candidates_one_seed(base: Path, tmp_path: Path) -
     "args, expected",
     [(["/nonexistent/run"], "not a harness-train run directory"),
      (["BASE", "--candidates", "nope"], "unknown candidate(s) nope"),
-     (["BASE", "--seeds", "0"], "--seeds must be >= 1"),
-     (["BASE", "--lr-scale", "0"], "--lr-scale must be > 0")],
+     (["BASE", "--tier", "1", "--seeds", "0"], "--seeds must be >= 1"),
+     (["BASE", "--tier", "1", "--lr-scale", "0"], "--lr-scale must be > 0")],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2(base: Path, args: list[str], expected: str, capsys) -> None:
     from harness.oracle.cli import main
@@ -235,7 +235,7 @@ def test_an_out_dir_with_jobs_is_refused(base: Path, tmp_path: Path, capsys) -> 
 
     (tmp_path / "jobs" / "0").mkdir(parents=True)
     with pytest.raises(SystemExit):
-        main([str(base), "--out", str(tmp_path), "--candidates", "conv2d1", "--seeds", "1"])
+        main([str(base), "--out", str(tmp_path), "--candidates", "conv2d1", "--seeds", "1", "--tier", "1"])
     assert "already holds an oracle run" in capsys.readouterr().err
 
 
@@ -252,3 +252,87 @@ def test_scaled_lr_scales_only_a_numeric_optimizer_lr() -> None:
     assert scaled_lr(module, 0.1)["optimizer"]["lr"] == pytest.approx(0.0004) and module["optimizer"]["lr"] == 0.004
     assert scaled_lr(module, 1.0) == module
     assert scaled_lr({"optimizer": {"lr": "${oc.env:LR}"}}, 0.1) == {"optimizer": {"lr": "${oc.env:LR}"}}
+
+
+# --- tier 0 -------------------------------------------------------------------------------------------------
+
+
+def test_tier0_bootstrap_is_paired_and_resolves_a_planted_effect() -> None:
+    from harness.oracle.tier0 import bootstrap_indices, interval, winner_resolved
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1, 400)
+    idx = bootstrap_indices(400, reps=500)
+    mean, low, high = interval(noise + 0.5, idx)  # planted: +0.5 on every image
+    assert low > 0.3 and high < 0.7 and mean == pytest.approx(0.5 + noise.mean())
+    _, low, high = interval(noise, idx)  # negative control: no effect, the interval covers 0
+    assert low < 0 < high
+    # winner vs runner-up on the same images: a shared per-image component cancels (pairing), so +0.05 resolves
+    shared = rng.normal(0, 5, 400)
+    first, second, (d, lo, hi) = winner_resolved({"a": shared + 0.05, "b": shared, "c": shared - 1})
+    assert (first, second) == ("a", "b") and d == pytest.approx(0.05) and lo > 0
+    assert np.array_equal(idx, bootstrap_indices(400, reps=500))  # the same draws for every candidate
+
+
+def test_tier0_sets_are_disjoint_training_images_and_bad_sizes_are_one_line(base: Path) -> None:
+    from harness.oracle.tier0 import fixed_sets
+
+    record, _ = base_run(base)
+    sets = fixed_sets(record["config"]["data"], 40, 60)
+    a = torch.cat([x for x, _ in sets.a])
+    assert len(a) == 40 and len(sets.b_images) == 60 and len(sets.b_labels) == 60
+    seen = {hash(img.numpy().tobytes()) for img in a}
+    assert not seen & {hash(img.numpy().tobytes()) for img in sets.b_images}
+    again = fixed_sets(record["config"]["data"], 40, 60)
+    assert torch.equal(again.b_images, sets.b_images)  # fixed: the same images every time
+    with pytest.raises(ConfigError, match=r"exceed the training split \(256 images\)"):
+        fixed_sets(record["config"]["data"], 200, 100)
+
+
+def test_tier0_end_to_end_three_candidates(base: Path, tmp_path: Path, one_thread) -> None:
+    """Deterministic gains on set B with bootstrap CIs, TINY's loss on set A never worse (its line search keeps
+    gamma = 0), no fine-tune jobs, signals scored against tier 0; a rerun gives the same numbers."""
+    from harness.oracle.cli import main
+
+    out = tmp_path / "t0"
+    (out / "probe_run").mkdir(parents=True)  # planted growth probes: gradmax ranks conv2d1 > conv2d2 > mixed3b_5x5
+    planted = {"gradmax/conv2d1/score": 3.0, "gradmax/conv2d2/score": 2.0, "gradmax/mixed3b_5x5/score": 1.0}
+    (out / "probe_run" / "record.json").write_text(json.dumps({"status": "finished", "metrics": planted}))
+    args = [str(base), "--out", str(out), "--candidates", "conv2d1,conv2d2,mixed3b_5x5", "--set-a", "48",
+            "--set-b", "64", "--bootstrap", "50"]  # fmt: skip
+    main(args)
+    with open(out / "candidates.csv") as fh:
+        rows = {r["candidate"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"conv2d1", "conv2d2", "mixed3b_5x5"} and not (out / "jobs").exists()
+    for r in rows.values():
+        assert r["gain_val_loss"] == "" and r["n_seeds"] == ""  # tier 1 did not run: its columns are empty
+        assert float(r["gain_train_loss_low"]) <= float(r["gain_train_loss"]) <= float(r["gain_train_loss_high"])
+        assert float(r["loss_change_a"]) <= 0
+    with open(out / "signals.csv") as fh:
+        signals = {s["signal"]: s for s in csv.DictReader(fh)}
+    assert {s["tier"] for s in signals.values()} == {"0"} and signals["gradmax"]["n_candidates"] == "3"
+    meta = json.loads((out / "oracle.json").read_text())
+    assert meta["tier"] == 0 and meta["set_b"] == 64
+    page = (out / "report.html").read_text()
+    assert "tier 0" in page and "Tied scores" in page
+    first = {k: r["gain_train_loss"] for k, r in rows.items()}
+    main([*args, "--out", str(tmp_path / "again")])
+    with open(tmp_path / "again" / "candidates.csv") as fh:
+        assert {r["candidate"]: r["gain_train_loss"] for r in csv.DictReader(fh)} == first  # no seed noise
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [(["BASE", "--tier", "2"], "--tier must be 0"),
+     (["BASE", "--tier", "1", "--top", "0"], "--top must be >= 1"),
+     (["BASE", "--top", "3"], "use it with --tier 1"),
+     (["BASE", "--set-a", "300", "--candidates", "conv2d1"], "exceed the training split")],
+)  # fmt: skip
+def test_tier_bad_input_is_one_line(base: Path, args: list[str], expected: str, capsys) -> None:
+    from harness.oracle.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(base) if a == "BASE" else a for a in args])
+    assert exit_.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], lines

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from harness.oracle.candidates import Candidate, check_preserving, enumerate_can
 from harness.oracle.gains import gains as oracle_gains
 from harness.oracle.gains import paired_diffs
 from harness.oracle.launch import JOBS_DIR, command, read_jobs, run_jobs, write_group
-from harness.oracle.scoring import BOOTSTRAP_REPS, SIGNALS_COLUMNS, score_signal
+from harness.oracle.scoring import BOOTSTRAP_REPS, SIGNALS_COLUMNS, SignalScore, score_signal, spearman
 from harness.oracle.signals import all_signals
 from harness.probes.keys import GROWTH_SCORES
 from harness.records import RECORD_NAME, RunRecord
@@ -51,6 +52,7 @@ DEFAULT_LR_SCALE = 0.1
 ORACLE_JSON = "oracle.json"
 PROBE_RUN = "probe_run"
 CHECK_IMAGES = 64  # validation images the step-0 function check runs on
+TIERS = (0, 1)
 
 
 def base_run(run_dir: str | Path) -> tuple[dict[str, Any], str]:
@@ -82,10 +84,109 @@ def _steps_of(record: dict[str, Any]) -> int:
     return int(max((row.get("step") or 0 for row in epochs), default=0))
 
 
+def check_tier_args(args: argparse.Namespace) -> None:
+    """The tier flags' bad values, each one line (before anything is computed)."""
+    if args.tier not in TIERS:
+        raise ConfigError(f"--tier must be 0 (deterministic: add, line-search, measure) or 1 (fine-tune), "
+                          f"got {args.tier}")  # fmt: skip
+    if args.top is not None and args.top <= 0:
+        raise ConfigError(f"--top must be >= 1 (the tier-0 top K candidates tier 1 fine-tunes), got {args.top}")
+    if args.top is not None and args.tier != 1:
+        raise ConfigError("--top picks tier 1's candidates from tier 0's ranking; use it with --tier 1")
+
+
+Tier0 = tuple[list[dict[str, Any]], dict[str, Any], list[SignalScore], list[str]]
+
+
+def run_tier0(args: argparse.Namespace, candidates: list[Candidate] | None = None, out: Path | None = None,
+              write: bool = True) -> Tier0:  # fmt: skip
+    """Tier 0 on every candidate (or ``candidates``): gains, signals scored against them, outputs written.
+
+    Returns (candidate rows, per-image gains by candidate, signal scores, notes) so tier 1 can reuse them.
+    """
+    from harness.checkpoints import load_net
+    from harness.oracle import tier0
+
+    record, ckpt = base_run(args.base)
+    out = out or Path(args.out or Path(args.base) / "oracle")
+    only = [c for c in (args.candidates or "").split(",") if c] or None
+    config, n_classes = record["config"], len(record.get("classes") or [])
+    started = time.perf_counter()
+    if candidates is None:
+        candidates, budget = enumerate_candidates(config["model"], n_classes, args.budget, False, only)
+    else:
+        budget = args.budget
+    sets = tier0.fixed_sets(config["data"], args.set_a, args.set_b, args.signal_seed)
+    net, _ = load_net(ckpt)
+    image_size = int(sets.b_images.shape[-1])
+    rows_by_name, diffs = tier0.tier0(config["model"], ckpt, net, candidates, sets, n_classes, image_size,
+                                      args.signal_seed)  # fmt: skip
+    wall = round(time.perf_counter() - started, 1)
+    notes = [f"tier 0: base {args.base} ({ckpt}), budget {budget} parameters, {len(rows_by_name)} candidates grown "
+             f"with {tier0.INIT} on set A ({args.set_a} training images), gain measured on set B ({args.set_b} "
+             f"disjoint training images), batch norm in eval mode, paired bootstrap over B's images; {wall} s"]
+    if len(diffs) >= 2:
+        first, second, (d, lo, hi) = tier0.winner_resolved(diffs, args.signal_seed)
+        verdict = "resolved" if lo > 0 else "not resolved"
+        notes.append(f"tier 0 winner {first}, {verdict} against the runner-up {second}: difference {d:.3g} "
+                     f"[{lo:.3g}, {hi:.3g}]")  # fmt: skip
+    rows = []
+    for cand in candidates:
+        if cand.name in rows_by_name:
+            rows.append({"candidate": cand.name, "override": cand.override, "params_added": cand.params_added,
+                         **rows_by_name[cand.name]})  # fmt: skip
+    scores: list[SignalScore] = []
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
+        signals, signal_notes = _signals(args, ckpt, out, candidates)
+        notes += signal_notes
+        scores = [score_signal(name, s, diffs, args.bootstrap, args.signal_seed, tier=0) for name, s in signals.items()]
+        for row in rows:
+            row.update({f"{report.SCORE_PREFIX}{s}": v.get(row["candidate"], math.nan) for s, v in signals.items()})
+        meta = {"tier": 0, "base": str(Path(args.base).resolve()), "ckpt": ckpt, "budget": budget,
+                "set_a": args.set_a, "set_b": args.set_b, "init": tier0.INIT, "wall_s": wall,
+                "candidates": [c.as_dict() for c in candidates]}  # fmt: skip
+        (out / ORACLE_JSON).write_text(json.dumps(meta, indent=1))
+        title = f"Where to grow (tier 0): {args.base}"
+        _write_outputs(out, title, notes, rows, scores, list(signals), "gain_train_loss")
+    return rows, diffs, scores, notes
+
+
+def _signals(args: argparse.Namespace, ckpt: str, out: Path, candidates: list[Candidate]) -> tuple[dict, list[str]]:
+    run = load_run(Path(args.base) / RECORD_NAME)
+    extra, notes = probe_run(ckpt, run.metrics, out, out)
+    run.metrics.update({k: float(v) for k, v in extra.items() if isinstance(v, int | float) and v is not None})
+    signals, signal_notes = all_signals(run, load_config(), candidates, args.signal_seed)
+    return signals, [*notes, *signal_notes]
+
+
+def _write_outputs(out: Path, title: str, notes: list[str], rows: list[dict[str, Any]], scores: list[SignalScore],
+                   signals: list[str], gain: str) -> None:  # fmt: skip
+    rows = sorted(rows, key=lambda r: -r[gain] if math.isfinite(report._num(r.get(gain))) else math.inf)
+    report.write_csv(out / "candidates.csv", rows, report.candidate_columns(signals))
+    report.write_csv(out / "signals.csv", [s.as_dict() for s in scores], SIGNALS_COLUMNS)
+    report.write_html(out / "report.html", title, notes, rows, scores)
+    report.print_tables(rows, [s for s in scores if report.TIER_GAIN[s.tier] == gain], gain)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+
 def run_oracle(args: argparse.Namespace) -> Path:
+    check_tier_args(args)
+    if args.tier == 0:
+        if args.from_scratch:
+            raise ConfigError("--from-scratch retrains candidates: that is tier 1 (--tier 1)")
+        run_tier0(args)
+        return Path(args.out or Path(args.base) / "oracle")
     record, ckpt = base_run(args.base)
     out = Path(args.out or Path(args.base) / "oracle")
     only = [c for c in (args.candidates or "").split(",") if c] or None
+    first: Tier0 | None = None
+    if args.top is not None:  # tier 0 on every candidate first; tier 1 fine-tunes its top K plus --candidates
+        every = argparse.Namespace(**{**vars(args), "candidates": None})
+        first = run_tier0(every, out=out, write=False)
+        ranked = sorted(first[0], key=lambda r: -r["gain_train_loss"])
+        only = list(dict.fromkeys([*(r["candidate"] for r in ranked[: args.top]), *(only or [])]))
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     steps = args.steps if args.steps is not None else (_steps_of(record) if args.from_scratch else DEFAULT_STEPS)
@@ -134,7 +235,7 @@ def run_oracle(args: argparse.Namespace) -> Path:
     meta["wall_s"] = round(time.perf_counter() - started, 1)  # setup + training
     meta["launcher_exit_code"] = code
     (out / ORACLE_JSON).write_text(json.dumps(meta, indent=1))
-    score(args.base, out, out, notes, seed=args.signal_seed, reps=args.bootstrap)
+    score(args.base, out, out, notes, seed=args.signal_seed, reps=args.bootstrap, tier0_result=first)
     return out
 
 
@@ -165,12 +266,14 @@ def probe_run(ckpt: str, metrics: dict[str, float], oracle_dir: Path, out: Path)
 
 
 def score(base: str | Path, oracle_dir: Path, out: Path, notes: list[str] | None = None, seed: int = 0,
-          reps: int = BOOTSTRAP_REPS) -> None:  # fmt: skip
+          reps: int = BOOTSTRAP_REPS, tier0_result: Tier0 | None = None) -> None:  # fmt: skip
     """Gains from the oracle's jobs, every signal from the base, scored; write every output into ``out``."""
     meta_path = oracle_dir / ORACLE_JSON
     if not meta_path.is_file():
         raise ConfigError(f"{oracle_dir} is not a harness-oracle folder (no {ORACLE_JSON})")
     meta = json.loads(meta_path.read_text())
+    if meta.get("tier") == 0:
+        raise ConfigError(f"{oracle_dir} holds a tier-0 oracle (nothing to re-score: rerun harness-oracle --tier 0)")
     notes = list(notes or [])
     candidates = [Candidate(**{k: v for k, v in c.items() if k != "override"}) for c in meta["candidates"]]
     jobs, job_notes = read_jobs(oracle_dir)
@@ -190,12 +293,17 @@ def score(base: str | Path, oracle_dir: Path, out: Path, notes: list[str] | None
     loss_diffs = {name: d["val_loss"] for name, d in diffs.items()}
     scores = [score_signal(name, s, loss_diffs, reps, seed) for name, s in signals.items()]
     rows = report.candidate_rows(candidates, gains, signals)
-    report.write_csv(out / "candidates.csv", rows, report.candidate_columns(list(signals)))
-    report.write_csv(out / "signals.csv", [s.as_dict() for s in scores], SIGNALS_COLUMNS)
-    report.write_html(out / "report.html", f"Where to grow: {meta['base']}", notes, rows, scores)
-    report.print_tables(rows, scores)
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+    if tier0_result is not None:  # both tiers: tier 0's gains beside tier 1's, signals scored against both
+        rows0, diffs0, _, notes0 = tier0_result
+        by_name = {r["candidate"]: r for r in rows0}
+        for row in rows:
+            row.update({k: v for k, v in by_name.get(row["candidate"], {}).items() if k.startswith("gain_train")})
+        scores += [score_signal(name, s, diffs0, reps, seed, tier=0) for name, s in signals.items()]
+        both = [r for r in rows if math.isfinite(report._num(r.get("gain_train_loss")))]
+        rho = spearman([r["gain_train_loss"] for r in both], [r["gain_val_loss"] for r in both])
+        notes += [*notes0, f"tiers agree: Spearman rho {rho:.3g} between the tier-0 and tier-1 gains over the "
+                  f"{len(both)} candidates both scored"]  # fmt: skip
+    _write_outputs(out, f"Where to grow: {meta['base']}", notes, rows, scores, list(signals), "gain_val_loss")
     if _wandb_mode(meta.get("overrides") or []):
         from harness.wandb_layout import run_name
 
@@ -230,6 +338,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--from-scratch", action="store_true", help="retrain every candidate from initialisation")
     p.add_argument("--signal-seed", type=int, default=0, help="seed of the random signal and the bootstrap")
     p.add_argument("--bootstrap", type=int, default=BOOTSTRAP_REPS, help="bootstrap replicates for rho's CI")
+    p.add_argument("--tier", type=int, default=0, help="0 (default): add each candidate's units with TINY, line-search "
+                   "on set A, measure the train-loss drop on set B (deterministic, no seeds); 1: fine-tune every "
+                   "candidate and the control over --seeds (the earlier oracle)")  # fmt: skip
+    p.add_argument("--top", type=int, help="tier 1 only: fine-tune tier 0's top K candidates (plus --candidates)")
+    p.add_argument("--set-a", type=int, default=512, help="tier 0: training images of the line search (default 512)")
+    p.add_argument("--set-b", type=int, default=1024, help="tier 0: disjoint training images the gain is measured on "
+                   "(default 1024)")  # fmt: skip
     return p
 
 

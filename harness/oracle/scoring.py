@@ -21,7 +21,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 BOOTSTRAP_REPS = 1000
-SIGNALS_COLUMNS = ("signal", "spearman", "spearman_low", "spearman_high", "top1", "top3", "regret", "n_candidates")
+SIGNALS_COLUMNS = ("signal", "spearman", "spearman_low", "spearman_high", "top1", "top3", "regret", "n_candidates",
+                   "tier")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class SignalScore:
     top3: float
     regret: float
     n_candidates: int
+    tier: int = 1  # which oracle the signal is scored against: 0 (deterministic, tier0.py) or 1 (fine-tune)
 
     def as_dict(self) -> dict[str, float | str | int]:
         return asdict(self)
@@ -87,7 +89,12 @@ def bootstrap_ci(
 
 
 def score_signal(
-    name: str, scores: Mapping[str, float], diffs: Mapping[str, np.ndarray], reps: int = BOOTSTRAP_REPS, seed: int = 0
+    name: str,
+    scores: Mapping[str, float],
+    diffs: Mapping[str, np.ndarray],
+    reps: int = BOOTSTRAP_REPS,
+    seed: int = 0,
+    tier: int = 1,
 ) -> SignalScore:
     """Score one signal over the candidates that have both a finite score and oracle differences."""
     names = [c for c in diffs if c in scores and math.isfinite(scores[c]) and len(diffs[c])]
@@ -95,6 +102,7 @@ def score_signal(
     d = [np.asarray(diffs[c], dtype=float) for c in names]
     g = np.array([x.mean() for x in d])
     if len(names) == 0:
-        return SignalScore(name, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+        return SignalScore(name, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, 0, tier)
     low, high = bootstrap_ci(s, d, reps, seed) if len(names) >= 3 else (math.nan, math.nan)
-    return SignalScore(name, spearman(s, g), low, high, top_k(s, g, 1), top_k(s, g, 3), regret(s, g), len(names))
+    rho = spearman(s, g)
+    return SignalScore(name, rho, low, high, top_k(s, g, 1), top_k(s, g, 3), regret(s, g), len(names), tier)

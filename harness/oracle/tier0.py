@@ -1,0 +1,162 @@
+"""Tier-0 oracle: how much can a candidate's k new units lower the training loss right now? No seeds, no fine-tune.
+
+Why (docs/DESIGN.md, "Where to grow"): the fine-tune oracle (tier 1) measures the difference of two stochastic
+runs, and at its defaults the seed noise was 3-5x the spread between candidates. Tier 0 asks the first-order
+question GradMax, TINY and SENN estimate, by doing it: for each candidate it adds the budget's units to the trained
+base with TINY's init (fan-in and fan-out from the projected desired update, amplitude by a line search on a fixed
+set A of training images, :mod:`harness.grow.tiny_init`), then measures the realised loss decrease on a disjoint
+fixed set B, every network in eval mode so no batch-norm statistic moves. The gain of a candidate is
+``control loss - candidate loss`` on B (> 0 helps), with a paired bootstrap over B's images: every candidate and
+the control see the same images, and every bootstrap replicate draws the same indices for all of them.
+
+Why TINY and not GradMax: GradMax's units start with zero fan-in, so its realised step-0 change is exactly 0 for
+every candidate by design (function-preserving); only an init that moves the function at step 0 can be measured
+at step 0. Inserts are not scored: an inception block has no function-preserving or line-searchable identity
+initialisation here (its bottlenecks are narrower than its input), so tier 0 has nothing to add for them.
+
+Tier 0 is not neutral: it shares its mathematics with the gradient signals (TINY, GradMax). Judge every signal
+against tier 1 too (``harness-oracle --tier 1``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import nn
+
+from harness.errors import ConfigError
+from harness.grow.new_units import Batch, prepare
+from harness.grow.widen_init import added_by_config, init_units
+from harness.models.hooks import eval_mode
+from harness.oracle.candidates import CONTROL, Candidate, continued_model
+
+log = logging.getLogger(__name__)
+
+SET_A = 512  # images the line search runs on (TINY's directions and amplitude)
+SET_B = 1024  # disjoint images the gain is measured on
+INIT = "tiny"  # see the module docstring: GradMax's step-0 change is 0 by construction
+BOOTSTRAP_REPS = 2000
+LEVEL = 0.95
+GAIN = "gain_train_loss"
+
+
+@dataclass(frozen=True)
+class FixedSets:
+    """Set A (batches for the init's line search) and set B (images the gain is measured on), disjoint."""
+
+    a: list[Batch]
+    b_images: torch.Tensor
+    b_labels: torch.Tensor
+
+
+def fixed_sets(data_cfg: Mapping[str, Any], n_a: int = SET_A, n_b: int = SET_B, seed: int = 0) -> FixedSets:
+    """The first ``n_a`` and the next ``n_b`` training images of the base run's data, in a seeded fixed order."""
+    if n_a < 1 or n_b < 1:
+        raise ConfigError(f"--set-a and --set-b must be >= 1 image, got {n_a} and {n_b}")
+    dm = hydra.utils.instantiate(OmegaConf.create(dict(data_cfg)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        total = len(loader.dataset) if hasattr(loader, "dataset") else None
+        if total is not None and n_a + n_b > total:
+            raise ConfigError(f"set A ({n_a}) + set B ({n_b}) images exceed the training split ({total} images); "
+                              "lower --set-a / --set-b")  # fmt: skip
+        xs, ys = [], []
+        for x, y in loader:
+            xs.append(x)
+            ys.append(y)
+            if sum(len(b) for b in ys) >= n_a + n_b:
+                break
+    have = sum(len(b) for b in ys)
+    if have < n_a + n_b:
+        raise ConfigError(f"set A ({n_a}) + set B ({n_b}) images exceed the training split ({have} images)")
+    x, y = torch.cat(xs)[: n_a + n_b], torch.cat(ys)[: n_a + n_b]
+    size = max(len(b) for b in ys)
+    a = [(x[i : min(i + size, n_a)], y[i : min(i + size, n_a)]) for i in range(0, n_a, size)]
+    return FixedSets(a, x[n_a:], y[n_a:])
+
+
+@torch.no_grad()
+def per_image_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """Cross-entropy of every image, eval mode, float64 (the paired differences are small)."""
+    device = next(net.parameters()).device
+    out = []
+    with eval_mode(net):
+        for i in range(0, len(labels), batch):
+            logits = net(prepare(images[i : i + batch].to(device))).double()
+            out.append(F.cross_entropy(logits, labels[i : i + batch].to(device).long(), reduction="none").cpu())
+    return torch.cat(out).numpy()
+
+
+def grown(model_cfg: Mapping[str, Any], ckpt: str, cand: Candidate, sets: FixedSets, num_classes: int,
+          image_size: int) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
+    """The base plus the candidate's units, TINY-initialised on set A, built as a tier-1 job builds it."""
+    cfg = continued_model(model_cfg, ckpt, cand)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = hydra.utils.instantiate(OmegaConf.create(cfg), num_classes=num_classes)
+    added = added_by_config(cfg, net)
+    info = init_units(net, added, sets.a, INIT, image_size) if added else {}
+    return net, info
+
+
+def bootstrap_indices(n: int, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> np.ndarray:
+    """[reps, n] image indices, shared by every candidate (the pairing of the bootstrap)."""
+    return np.random.default_rng(seed).integers(n, size=(reps, n))
+
+
+def interval(diffs: np.ndarray, idx: np.ndarray, level: float = LEVEL) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap interval of the mean paired difference."""
+    means = diffs[idx].mean(1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(diffs.mean()), float(low), float(high)
+
+
+def tier0(
+    model_cfg: Mapping[str, Any],
+    ckpt: str,
+    base: nn.Module,
+    candidates: Sequence[Candidate],
+    sets: FixedSets,
+    num_classes: int,
+    image_size: int,
+    seed: int = 0,
+) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """({candidate: gain_train_loss, _low, _high, loss_change_a, gamma}, {candidate: per-image gains on B})."""
+    control = per_image_loss(base, sets.b_images, sets.b_labels)
+    idx = bootstrap_indices(len(control), seed=seed)
+    rows: dict[str, dict[str, Any]] = {}
+    diffs: dict[str, np.ndarray] = {}
+    for cand in candidates:
+        if cand.kind != "widen":
+            continue  # inserts and the control: see the module docstring
+        net, info = grown(model_cfg, ckpt, cand, sets, num_classes, image_size)
+        diffs[cand.name] = d = control - per_image_loss(net, sets.b_images, sets.b_labels)
+        mean, low, high = interval(d, idx)
+        target = next(iter(info.values()), {})
+        rows[cand.name] = {GAIN: mean, f"{GAIN}_low": low, f"{GAIN}_high": high,
+                           "loss_change_a": target.get("loss_change", math.nan),
+                           "gamma": target.get("gamma")}  # fmt: skip
+        log.info("tier 0: %s %+.4g [%.4g, %.4g]", cand.name, mean, low, high)
+    return rows, diffs
+
+
+def winner_resolved(diffs: Mapping[str, np.ndarray], seed: int = 0) -> tuple[str, str, tuple[float, float, float]]:
+    """(winner, runner-up, interval of winner - runner-up gain): does tier 0's argmax stand apart?"""
+    order = sorted((k for k in diffs if k != CONTROL), key=lambda k: -float(diffs[k].mean()))
+    if len(order) < 2:
+        raise ConfigError("tier 0 needs at least two candidates to name a winner")
+    first, second = order[:2]
+    d = diffs[first] - diffs[second]
+    return first, second, interval(d, bootstrap_indices(len(d), seed=seed))
