@@ -37,7 +37,7 @@ from harness.grow.new_units import ALIVE_BIAS, Batch, NewUnits, mean_loss, passe
 from harness.probes.gradmax import _patch_maps, gradmax_rows
 
 MAX_PROJECT = 4096  # consumers with more unfolded input columns than this are not projected (a 4096^2 solve)
-GAMMAS = (0.0, *(2.0**-j for j in range(12, -3, -1)))  # fan-in amplitude / the existing mean fan-in norm
+GAMMAS = (0.0, *(2.0**-j for j in range(12, -6, -1)))  # fan-in amplitude / the existing mean fan-in norm: 2^-12 .. 2^5
 RIDGE = 1e-4  # relative ridge on Gram matrices: x trace / dim
 
 
