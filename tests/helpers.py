@@ -1,4 +1,5 @@
-"""Shared toy models for probe tests: one named layer with hand-set weights, so every answer is known.
+"""Shared test helpers: toy models for probe tests (one named layer with hand-set weights, so every answer is
+known), the one factory of synthetic run records, and small settings that several test modules share.
 
 Why one module: the probe tests (ablation, examples, featvis, lineage) each need "a network with one
 layer called `layer` whose units compute a chosen function of the colour channels"; written once here,
@@ -138,11 +139,14 @@ def write_record(root: Path, name: str, *, variant: str = "base", seed: int = 0,
                  metrics: dict[str, Any] | None = None, test: dict[str, Any] | None = None,
                  widen: dict[str, int] | None = None, probes: dict[str, Any] | None = None,
                  error: str | None = None, params: int = 1000, channels: dict[str, int] | None = None,
-                 tables: dict[str, list[dict[str, Any]]] | None = None) -> Path:  # fmt: skip
+                 tables: dict[str, list[dict[str, Any]]] | None = None, config: dict[str, Any] | None = None,
+                 model: dict[str, Any] | None = None, **fields: Any) -> Path:  # fmt: skip
     """Write `<root>/<name>/record.json` shaped like harness.records.RunRecord output (synthetic runs for
-    harness-compare); `tables`: probe -> per-unit rows, written as the probe's units CSV and listed in the record."""
+    harness-compare, -suggest, -oracle, -dashboard); `tables`: probe -> per-unit rows, written as the probe's units
+    CSV and listed in the record. `config` and `model` replace the record's default config and model facts (built
+    from `widen`, `params`, `channels`); `fields` are further top-level keys (`started`, `classes`, `epochs`, …)."""
     run = root / name
-    run.mkdir(parents=True)
+    run.mkdir(parents=True, exist_ok=True)
     probes = dict(probes or {})
     for probe, rows in (tables or {}).items():
         (run / "probes").mkdir(exist_ok=True)
@@ -153,19 +157,21 @@ def write_record(root: Path, name: str, *, variant: str = "base", seed: int = 0,
             writer.writerows(rows)
         entry = probes.setdefault(probe, {"scalars": {}, "error": None, "skipped": None, "files": {}})
         entry.setdefault("files", {})["table/units"] = f"probes/{probe}_units.csv"
+    facts = {"params/total": params, "params/trainable": params, "channels": channels or {"mixed3b": 120}}
     record = {
         "schema": 1,
         "status": status,
         "variant": variant,
         "seed": seed,
-        "config": {"model": {"widen": widen or {}, "insert": []}},
+        "config": {"model": {"widen": widen or {}, "insert": []}} if config is None else config,
         "metrics": metrics or {},
         "test": test or {},
         "probes": probes,
-        "model": {"params/total": params, "params/trainable": params, "channels": channels or {"mixed3b": 120}},
+        "model": facts if model is None else model,
         "wall_seconds": 12.5,
     }
     if error:
         record["error"] = error
+    record.update(fields)
     (run / "record.json").write_text(json.dumps(record))
     return run

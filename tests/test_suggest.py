@@ -3,7 +3,6 @@ per-unit tables -> branch keys, overrides that harness-train accepts, and the CL
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from harness.suggest.load import load_run
 from harness.suggest.overrides import Edit
 from harness.suggest.rules import RULES, MissingInputs, suggest
 from harness.train import CONF_DIR, build_model
+from tests.helpers import write_record
 
 CLASSES = ["arc_r4", "arc_r7", "arc_r12", "arc_r20", "line", "corner", "wave", "texture"]
 MODEL = {"_target_": "harness.models.InceptionV1", "num_classes": None, "width": 0.25, "batch_norm": True,
@@ -56,19 +56,9 @@ def plant(run_dir: Path, metrics: dict[str, float], widen: dict | None = None, i
     """A finished run record (plus optional per-unit probe tables) like harness-train writes."""
     model = {**MODEL, "widen": dict(widen or {}), "insert": list(insert or [])}
     channels = plan_inception(0.25, model["widen"], model["insert"], "mixed4b").channels
-    record = {"status": "finished", "variant": variant, "seed": seed, "started": started, "metrics": metrics,
-              "config": {"model": model}, "model": {"channels": channels}, "classes": CLASSES,
-              "probes": {}}  # fmt: skip
-    for probe, rows in (tables or {}).items():
-        (run_dir / "probes").mkdir(parents=True, exist_ok=True)
-        with open(run_dir / "probes" / f"{probe}_units.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        record["probes"][probe] = {"files": {"table/units": f"probes/{probe}_units.csv"}}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "record.json").write_text(json.dumps(record))
-    return run_dir
+    return write_record(run_dir.parent, run_dir.name, variant=variant, seed=seed, metrics=metrics, tables=tables,
+                        config={"model": model}, model={"channels": channels}, started=started,
+                        classes=CLASSES)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +245,24 @@ def test_cli_run_dir_multirun_dir_json_and_errors(tmp_path, capsys) -> None:
             main(argv)
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+# The first line is the command to run: for a run that already has edits, the composed override set (the run's
+# edits plus the suggestion), not the increment.
+def test_top_line_is_the_composed_override_to_run(tmp_path, capsys) -> None:
+    weak = {**NEUTRAL, "val/acc/arc_r12": 0.1, "val/acc/arc_r7": 0.2}
+    run = plant(tmp_path / "run", weak, widen={"mixed3b_5x5": 8}, variant="model.widen.mixed3b_5x5=8")
+    main([str(run)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "harness-train +model.widen.mixed3b_5x5=24", lines[:3]
+    numbered = next(line for line in lines if line.startswith("1. "))
+    assert numbered.startswith("1. +model.widen.mixed3b_5x5=24   ")
+    assert "   adds +model.widen.mixed3b_5x5=16 to the current edits" in lines
+
+
+def test_run_without_edits_runs_the_increment(tmp_path, capsys) -> None:
+    run = plant(tmp_path / "run", {**NEUTRAL, "activations/mixed4a_3x3/dead_fraction": 0.41})
+    main([str(run)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "harness-train +model.widen.mixed4a_3x3=-21"
+    assert not any("adds" in line for line in lines)

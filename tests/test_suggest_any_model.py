@@ -13,6 +13,7 @@ from harness.suggest.cli import load_config, main
 from harness.suggest.load import load_run
 from harness.suggest.overrides import Edit, check, model_overrides
 from harness.suggest.rules import RULES, suggest
+from tests.helpers import write_record
 
 CLASSES = ["arc_high", "arc_low", "line", "corner", "closed_curve", "wave", "spiral", "texture"]
 RESNET = {"_target_": "harness.models.torchvision_model", "name": "resnet18", "num_classes": None, "weights": None}
@@ -34,12 +35,9 @@ CLUSTER = {"curves/layer2.0/detectors": 9.0, "curves/layer2.0/orientation_covera
 
 def plant(run_dir: Path, metrics: dict[str, float], widen: dict | None = None, facts: dict | None = None) -> Path:
     """A finished resnet18 run record like harness-train writes (widen in Hydra's nested spelling)."""
-    record = {"status": "finished", "variant": "base", "seed": 0, "started": "2026-01-01T00:00:00",
-              "metrics": metrics, "config": {"model": {**RESNET, **({"widen": widen} if widen else {})}},
-              "model": dict(FACTS if facts is None else facts), "classes": CLASSES, "probes": {}}  # fmt: skip
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "record.json").write_text(json.dumps(record))
-    return run_dir
+    return write_record(run_dir.parent, run_dir.name, metrics=metrics, started="2026-01-01T00:00:00", classes=CLASSES,
+                        config={"model": {**RESNET, **({"widen": widen} if widen else {})}},
+                        model=dict(FACTS if facts is None else facts))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
