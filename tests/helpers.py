@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -175,3 +177,54 @@ def write_record(root: Path, name: str, *, variant: str = "base", seed: int = 0,
     record.update(fields)
     (run / "record.json").write_text(json.dumps(record))
     return run
+
+
+# A synthetic harness-compare experiment (test_compare, test_compare_report, test_wandb_dashboard).
+BASE = "data.batch_size=32,probes=[curves,cka],trainer.max_epochs=2"
+WIDE = "data.batch_size=32,model.widen.mixed3b_5x5=8,probes=[curves,cka],trainer.max_epochs=2"
+PLANTED = "curves/mixed3b/detectors"  # baseline 2,3,4 (sd 1) vs 12,13,14: +10 sd
+
+
+def make_experiment(root: Path) -> Path:
+    """2 variants x 3 seeds (+ one failed and one running run); the wide variant is listed first on purpose."""
+    nulls = {"null/a": ([0.2, -0.5, 0.9], [0.1, 0.8, -0.4])}
+    job = 0
+    for seed in range(3):
+        for variant, is_wide in ((WIDE, True), (BASE, False)):
+            side = int(is_wide)
+            metrics: dict[str, Any] = {
+                "lr-AdamW": 0.001,
+                "val/acc": [0.50, 0.52, 0.54][seed] + 0.01 * side,
+                PLANTED: [2.0, 3.0, 4.0][seed] + 10.0 * side,
+                "curves/mixed3a/detectors": [1.0, 2.0, 1.0][seed],
+                "curves/seconds": 1.5,
+                "cka/mixed3a/cka_to_reference": [0.9, 0.8, 0.85][seed] - 0.1 * side,
+                "cka/mixed3b/cka_to_reference": [0.7, 0.6, 0.65][seed],
+                "dissect/mixed3b/unique_concepts": [3.0, 4.0, 5.0][seed],
+                **{k: v[side][seed] for k, v in nulls.items()},
+            }
+            if not is_wide and seed == 0:
+                del metrics["dissect/mixed3b/unique_concepts"]  # missing in one baseline run
+            if is_wide and seed == 1:
+                metrics["dissect/mixed3b/unique_concepts"] = None  # NaN stored as null
+            test = {"test/acc": [0.60, 0.62, 0.64][seed] + [0.0, -0.01, 0.02][seed] * side,
+                    "test/acc/line": 0.7, "test/acc/arc": [0.1, 0.2, 0.3][seed]}  # fmt: skip
+            probes = {}
+            if is_wide:
+                scalars = {"mixed3b_5x5/added/dead": 1.0, "mixed3b_5x5/added/other": 7.0}
+                probes = {"lineage": {"scalars": scalars, "error": None, "skipped": None, "files": {}}}
+            write_record(root, str(job), variant=variant, seed=seed, metrics=metrics, test=test, probes=probes,
+                         widen={"mixed3b_5x5": 8 if is_wide else 0}, params=1100 if is_wide else 1000)  # fmt: skip
+            job += 1
+    write_record(root, str(job), variant=WIDE, seed=3, status="failed", error="RuntimeError: CUDA out of memory",
+                 metrics={PLANTED: 1000.0, "val/acc": 0.0}, widen={"mixed3b_5x5": 8})  # fmt: skip
+    write_record(root, str(job + 1), variant=BASE, seed=3, status="running", metrics={"val/acc": 0.1, PLANTED: -50.0})
+    return root
+
+
+def chromium() -> str:
+    """The path of a Chromium binary for headless rendering tests; skips the test where there is none."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.skip("no chromium binary on PATH (apt-get install chromium)")

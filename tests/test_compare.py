@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from scipy import stats as sps
@@ -23,48 +22,7 @@ from harness.compare.stats import metric_effect, variant_effects
 from harness.compare.variants import choose_baseline, split_overrides, variant_labels
 from harness.runs import flatten
 from harness.stats import bh_adjust, separated_p
-from tests.helpers import write_record
-
-BASE = "data.batch_size=32,probes=[curves,cka],trainer.max_epochs=2"
-WIDE = "data.batch_size=32,model.widen.mixed3b_5x5=8,probes=[curves,cka],trainer.max_epochs=2"
-PLANTED = "curves/mixed3b/detectors"  # baseline 2,3,4 (sd 1) vs 12,13,14: +10 sd
-
-
-def make_experiment(root: Path) -> Path:
-    """2 variants x 3 seeds (+ one failed and one running run); the wide variant is listed first on purpose."""
-    nulls = {"null/a": ([0.2, -0.5, 0.9], [0.1, 0.8, -0.4])}
-    job = 0
-    for seed in range(3):
-        for variant, is_wide in ((WIDE, True), (BASE, False)):
-            side = int(is_wide)
-            metrics: dict[str, Any] = {
-                "lr-AdamW": 0.001,
-                "val/acc": [0.50, 0.52, 0.54][seed] + 0.01 * side,
-                PLANTED: [2.0, 3.0, 4.0][seed] + 10.0 * side,
-                "curves/mixed3a/detectors": [1.0, 2.0, 1.0][seed],
-                "curves/seconds": 1.5,
-                "cka/mixed3a/cka_to_reference": [0.9, 0.8, 0.85][seed] - 0.1 * side,
-                "cka/mixed3b/cka_to_reference": [0.7, 0.6, 0.65][seed],
-                "dissect/mixed3b/unique_concepts": [3.0, 4.0, 5.0][seed],
-                **{k: v[side][seed] for k, v in nulls.items()},
-            }
-            if not is_wide and seed == 0:
-                del metrics["dissect/mixed3b/unique_concepts"]  # missing in one baseline run
-            if is_wide and seed == 1:
-                metrics["dissect/mixed3b/unique_concepts"] = None  # NaN stored as null
-            test = {"test/acc": [0.60, 0.62, 0.64][seed] + [0.0, -0.01, 0.02][seed] * side,
-                    "test/acc/line": 0.7, "test/acc/arc": [0.1, 0.2, 0.3][seed]}  # fmt: skip
-            probes = {}
-            if is_wide:
-                scalars = {"mixed3b_5x5/added/dead": 1.0, "mixed3b_5x5/added/other": 7.0}
-                probes = {"lineage": {"scalars": scalars, "error": None, "skipped": None, "files": {}}}
-            write_record(root, str(job), variant=variant, seed=seed, metrics=metrics, test=test, probes=probes,
-                         widen={"mixed3b_5x5": 8 if is_wide else 0}, params=1100 if is_wide else 1000)  # fmt: skip
-            job += 1
-    write_record(root, str(job), variant=WIDE, seed=3, status="failed", error="RuntimeError: CUDA out of memory",
-                 metrics={PLANTED: 1000.0, "val/acc": 0.0}, widen={"mixed3b_5x5": 8})  # fmt: skip
-    write_record(root, str(job + 1), variant=BASE, seed=3, status="running", metrics={"val/acc": 0.1, PLANTED: -50.0})
-    return root
+from tests.helpers import BASE, PLANTED, WIDE, make_experiment, write_record
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +124,10 @@ def test_headline_counts_and_verdict(compared) -> None:
     assert entry["label"] == "model.widen.mixed3b_5x5=8" and data["baseline_label"] == "base"
     assert PLANTED in entry["beyond_noise"] and "null/a" not in entry["beyond_noise"]
     assert entry["verdict"]["metric"] == "test/acc" and entry["verdict"]["beyond_noise"] is False
-    line = f"{entry['findings']} findings beyond noise (replication needs 4+ seeds per side) in a family of " \
-           f"{entry['metrics_tested']} tests"
+    line = (
+        f"{entry['findings']} findings beyond noise (replication needs 4+ seeds per side) in a family of "
+        f"{entry['metrics_tested']} tests"
+    )
     assert line in (compared.out_dir / "headline.txt").read_text()
     assert "test/acc 0.620 → 0.623 (not significant" in entry["text"]
 
@@ -181,7 +141,11 @@ def test_one_seed_per_variant_has_no_p_values(tmp_path: Path) -> None:
     rows = read_csv(tmp_path / "out" / "effects.csv")
     assert rows and all(r["p"] == "" and r["q_bh"] == "" and r["beyond_noise"] == "" for r in rows)
     assert next(r for r in rows if r["metric"] == "val/acc")["diff"] != ""
-    assert "no test possible" in result.headline.lines[1] and "effect sizes only" in result.headline.lines[1] and "test/acc 0.600 → 0.700" in result.headline.lines[1]
+    assert (
+        "no test possible" in result.headline.lines[1]
+        and "effect sizes only" in result.headline.lines[1]
+        and "test/acc 0.600 → 0.700" in result.headline.lines[1]
+    )
     assert json.loads((tmp_path / "out" / "headline.json").read_text())["variants"][0]["p_values"] is False
 
 

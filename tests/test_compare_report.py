@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from harness.compare import compare
-from tests.test_compare import BASE, PLANTED, WIDE, make_experiment, write_record
+from tests.helpers import BASE, PLANTED, WIDE, chromium, make_experiment, write_record
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +56,11 @@ def test_absent_plots_are_skipped_and_said_so(tmp_path: Path) -> None:
     assert not list((tmp_path / "out" / "plots").glob("*.png"))
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
-        if path := shutil.which(name):
-            return path
-    pytest.skip("no chromium binary on PATH (apt-get install chromium)")
-
-
 def test_report_renders_in_headless_chromium(report: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
     image = pytest.importorskip("PIL.Image", reason="Pillow is not installed")
     stat = pytest.importorskip("PIL.ImageStat")
-    executable = _chromium()
+    executable = chromium()
     errors: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])

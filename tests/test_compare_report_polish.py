@@ -5,7 +5,6 @@ in the drawn figures, and rendered in headless Chromium."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import pytest
 from harness.compare import compare
 from harness.compare.plots import PlotSpec, draw
 from harness.compare.report import TOP_EFFECTS
-from tests.helpers import write_record
-from tests.test_compare_report import _chromium
+from tests.helpers import chromium, write_record
 
 WIDE = "model.widen.mixed3b_5x5=8"
 
@@ -31,12 +29,10 @@ def _experiment(root: Path) -> Path:
             if side:
                 metrics["only/in_variant"] = 1.0
                 metrics.update({"lineage/mixed3b_5x5/added/other": 5.0, "lineage/mixed3b_5x5/added/dead": 3.0})
-            run = write_record(root, f"{variant}-{seed}", variant=variant, seed=seed, metrics=metrics,
-                               widen={"mixed3b_5x5": 8 * side}, params=1000 + 100 * side)  # fmt: skip
-            record = json.loads((run / "record.json").read_text())
-            record["epochs"] = [{"epoch": e, "val/acc": 0.3 + 0.1 * e + 0.02 * seed + 0.05 * side,
-                                 "train/loss_epoch": 2.0 - 0.3 * e + 0.05 * seed} for e in range(5)]  # fmt: skip
-            (run / "record.json").write_text(json.dumps(record))
+            epochs = [{"epoch": e, "val/acc": 0.3 + 0.1 * e + 0.02 * seed + 0.05 * side,
+                       "train/loss_epoch": 2.0 - 0.3 * e + 0.05 * seed} for e in range(5)]  # fmt: skip
+            write_record(root, f"{variant}-{seed}", variant=variant, seed=seed, metrics=metrics,
+                         widen={"mixed3b_5x5": 8 * side}, params=1000 + 100 * side, epochs=epochs)  # fmt: skip
     return root
 
 
@@ -105,7 +101,7 @@ def test_tuning_plot_has_a_legend() -> None:
 
 def test_report_in_headless_chromium_has_curves_and_no_negative_count_axis(report: Path, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    executable = _chromium()
+    executable = chromium()
     errors: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=["--no-sandbox"])

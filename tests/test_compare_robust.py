@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.compare.cli import main
-from tests.test_compare import write_record
+from tests.helpers import write_record
 
 BRACKETED = "RuntimeError: failed at [/__w/pytorch/pytorch/aten/src/ATen/native/Conv.cpp:12] [bold]x[/bold]"
 

@@ -13,7 +13,7 @@ import pytest
 
 from harness import dashboard
 from harness.wandb_layout import HEADLINES
-from tests.test_compare import BASE, WIDE, write_record
+from tests.helpers import BASE, WIDE, write_record
 
 
 @pytest.fixture
@@ -42,11 +42,8 @@ def sweep(tmp_path: Path) -> Path:
                                                                           "image/tuning": "probes/t.png"}}}  # fmt: skip
     for job, (variant, seed) in enumerate([(BASE, 0), (BASE, 1), (WIDE, 0), (WIDE, 1)]):
         extra = {"lineage/mixed3b_5x5/added/dead": 1.0} if variant == WIDE else {}
-        write_record(tmp_path, str(job), variant=variant, seed=seed, metrics={**metrics, **extra}, probes=probes)
-        path = tmp_path / str(job) / "record.json"
-        record = json.loads(path.read_text())
-        record["wandb"] = {"group": f"2026-12-06_04-30-00/{variant}"}
-        path.write_text(json.dumps(record))
+        write_record(tmp_path, str(job), variant=variant, seed=seed, metrics={**metrics, **extra}, probes=probes,
+                     wandb={"group": f"2026-12-06_04-30-00/{variant}"})  # fmt: skip
     return tmp_path
 
 
