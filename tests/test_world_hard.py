@@ -1,4 +1,4 @@
-"""data=world_hard: the nuisances (clutter, occlusion) are seeded, off by default, and occluded pixels leave the masks."""
+"""data=world_hard: nuisances (clutter, occlusion) are seeded and off by default; occluded pixels leave the masks."""
 
 from __future__ import annotations
 
