@@ -18,8 +18,13 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 from torch import nn
 
+from harness.conf_dir import CONF_DIR
 from harness.models.inception_v1 import ConvReLU
 
 
@@ -134,6 +139,32 @@ TINY_JOB = [
     "probes=none",
     "trainer.max_epochs=1",
     "trainer.enable_progress_bar=false",
+]
+
+
+def probe_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
+    """`conf/probe.yaml` composed with `overrides`, its output dir `<tmp_path>/run`, set as the current Hydra config."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("probe", return_hydra_config=True, overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+# Small probe settings: every default probe runs, each at a fraction of its default cost.
+SMALL_PROBES = [
+    "image_size=32",
+    "probing.probe_set_size=16",
+    "probing.budget_s=null",
+    "probes.curves.orientations=36",
+    "probes.curves.radii=[0.1,0.2,0.3,0.45]",
+    "probes.featvis.steps=2",
+    "probes.featvis.default_units=2",
+    "probes.examples.k=2",
+    "probes.examples.default_units=2",
 ]
 
 

@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from PIL import Image
 from torch import nn
 
-from harness.conf_dir import CONF_DIR
 from harness.models import layers
 from harness.models.families import OTHER
 from harness.models.probe_layers import default_probe_layers
 from harness.records import RunRecord
+from tests.helpers import SMALL_PROBES, probe_cfg
 
 
 def _tv(name: str) -> nn.Module:
@@ -88,29 +84,6 @@ def test_timm_uses_feature_info_and_channels_are_read_for_blocks() -> None:
         vgg["features.99"]
 
 
-def _probe_cfg(tmp_path: Path, *overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("probe", return_hydra_config=True, overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.paths.output_dir = cfg.hydra.runtime.output_dir = str(tmp_path / "run")
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
-
-
-# Small probe settings: every default probe runs, each at a fraction of its default cost.
-SMALL = [
-    "image_size=32",
-    "probing.probe_set_size=16",
-    "probing.budget_s=null",
-    "probes.curves.orientations=36",
-    "probes.curves.radii=[0.1,0.2,0.3,0.45]",
-    "probes.featvis.steps=2",
-    "probes.featvis.default_units=2",
-    "probes.examples.k=2",
-    "probes.examples.default_units=2",
-]
 FAMILIES = OTHER  # every family but InceptionV1 (tested everywhere else)
 
 
@@ -125,7 +98,7 @@ def test_default_probes_run_on_every_family(family: str, tmp_path: Path, one_thr
         pytest.importorskip("timm")
     from harness.probe import probe
 
-    cfg = _probe_cfg(tmp_path, *FAMILIES[family], *SMALL)
+    cfg = probe_cfg(tmp_path, *FAMILIES[family], *SMALL_PROBES)
     start = time.perf_counter()
     probe(cfg)
     record = RunRecord.load(tmp_path / "run")
@@ -154,7 +127,7 @@ def test_data_without_masks_skips_dissect_and_attribute_readouts(tmp_path: Path,
         folder.mkdir(parents=True)
         for i in range(10):
             Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    cfg = _probe_cfg(tmp_path, "data=imagefolder", f"data.root={tmp_path / 'images'}", "data.num_workers=0",
+    cfg = probe_cfg(tmp_path, "data=imagefolder", f"data.root={tmp_path / 'images'}", "data.num_workers=0",
                      "data.image_size=32", "data.val_fraction=0.4", "probes=[dissect,linear]",
                      "probing.probe_set_size=8", "model=torchvision", "model.name=resnet18")  # fmt: skip
     with caplog.at_level(logging.WARNING):
@@ -176,7 +149,7 @@ def test_harness_probe_builds_the_same_network_for_one_seed(tmp_path: Path, one_
     metrics = {}
     for run, seed in (("a", 0), ("b", 0), ("c", 1)):
         torch.manual_seed(100 + len(metrics))  # whatever the global RNG holds
-        probe(_probe_cfg(tmp_path / run, *base, f"seed={seed}"))
+        probe(probe_cfg(tmp_path / run, *base, f"seed={seed}"))
         record = RunRecord.load(tmp_path / run / "run")
         per_layer = [k for k in record["metrics"] if k.startswith("activations/") and k.count("/") == 2]
         metrics[run] = {k: record["metrics"][k] for k in per_layer}

@@ -7,104 +7,31 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from harness.errors import ConfigError
-from harness.models import ConvReLU, InceptionV1
-from harness.probes import ProbeContext, ProbeSet
-from harness.probes.curve_stimuli import arc_distance, corner_distance, line_distance, make_stimuli
+from harness.models import InceptionV1
+from harness.probes.curve_stimuli import corner_distance, make_stimuli
 from harness.probes.curves import CurveCensus, centre_positions
-
-SIZE, K = 33, 15  # odd image and kernel: the centre output index sees exactly the stimulus centre
-RADII = (0.1, 0.2, 0.3, 0.4)  # x 33 px = 3.3, 6.6, 9.9, 13.2: the planted 6.6 px is a middle radius
-ARC_ANGLES = (0.0, 90.0, 180.0, 270.0)
-SETTINGS = dict(radii=RADII)  # 72 orientations (5 deg) as in the default config
-
-
-class OneConv(nn.Module):
-    """A single Conv+ReLU layer (no pooling) exposed as ``curve_layer``; ``pooled`` has no spatial map."""
-
-    def __init__(self, kernels: torch.Tensor, bias: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.curve_layer = ConvReLU(3, len(kernels), K)
-        self.pooled = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        with torch.no_grad():
-            self.curve_layer.conv.weight.copy_(kernels[:, None].expand(-1, 3, -1, -1) / 3)
-            self.curve_layer.conv.bias.copy_(torch.zeros(len(kernels)) if bias is None else bias)
-
-    def hook_points(self) -> dict[str, nn.Module]:
-        return {"curve_layer": self.curve_layer, "pooled": self.pooled}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pooled(self.curve_layer(x))
-
-
-def _ink(dist: torch.Tensor) -> torch.Tensor:
-    return torch.clamp(1.5 - dist, 0, 1)  # a 2 px anti-aliased stroke, as the probe draws
-
-
-def _detector(template: torch.Tensor, own: torch.Tensor, threshold: float = 0.4) -> tuple[torch.Tensor, float]:
-    """Zero-mean kernel and a bias that makes the unit fire only above `threshold` x its response to `own`.
-
-    Why a threshold: every arc passes through the centre, so any linear arc filter also answers every
-    other arc (through the shared crossing and the shared tangent); a firing threshold is what a trained
-    unit's bias does, and it is what makes a linear filter's tuning peaked.
-    """
-    kernel = template - template.mean()
-    return kernel, -threshold * 0.5 * float((kernel * own).sum())  # light stroke on grey 0.5: 0.5 * w . ink
-
-
-def _planted() -> OneConv:
-    """Units 0-3: arc detectors (r = 6.6 px) at 0/90/180/270 deg; 4-7: line detectors at 0/45/90/135 (same
-    recipe); 8-10: random filters; 11: a centre blob. Arc detector = matched filter of the arc pooled over
-    +-20 deg, minus half its tangent line, zero-mean, thresholded at 40% of its response to its own arc."""
-    centre, radius = ((K - 1) / 2, (K - 1) / 2), torch.tensor([0.2 * SIZE])
-    chord = 2 * radius * math.sin(math.radians(60))
-    kernels, biases = [], []
-    for angle in ARC_ANGLES:
-        spread = torch.deg2rad(angle + torch.linspace(-20, 20, 5))
-        pooled = _ink(arc_distance(K, spread, radius, 120.0, centre)[:, 0]).mean(0)
-        tangent = _ink(line_distance(K, torch.deg2rad(torch.tensor([angle])), chord, centre)[0, 0])
-        own = _ink(arc_distance(K, torch.deg2rad(torch.tensor([angle])), radius, 120.0, centre)[0, 0])
-        kernel, bias = _detector(pooled - 0.5 * tangent, own)
-        kernels.append(kernel)
-        biases.append(bias)
-    for angle in (0.0, 45.0, 90.0, 135.0):
-        spread = torch.deg2rad(angle + torch.linspace(-20, 20, 5))
-        pooled = _ink(line_distance(K, spread, chord, centre)[:, 0]).mean(0)
-        own = _ink(line_distance(K, torch.deg2rad(torch.tensor([angle])), chord, centre)[0, 0])
-        kernel, bias = _detector(pooled, own)
-        kernels.append(kernel)
-        biases.append(bias)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(3):
-        kernel = torch.randn(K, K, generator=gen)
-        kernels.append(kernel - kernel.mean())
-        biases.append(0.0)
-    yy, xx = torch.meshgrid(torch.arange(K) - centre[0], torch.arange(K) - centre[1], indexing="ij")
-    blob = torch.exp(-(xx**2 + yy**2) / 8.0)
-    kernels.append(blob - blob.mean())
-    biases.append(0.0)
-    return OneConv(torch.stack(kernels), torch.tensor(biases))
-
-
-def _random_model() -> OneConv:
-    return OneConv(torch.randn(12, K, K))
-
-
-def _ctx(make_model=None, model: nn.Module | None = None) -> ProbeContext:
-    probe_set = ProbeSet(
-        images=torch.full((2, 3, SIZE, SIZE), 0.5), labels=torch.zeros(2, dtype=torch.long), classes=("a",)
-    )
-    return ProbeContext(model or _planted(), ["curve_layer"], probe_set, make_model=make_model, seed=3)
+from tests.curve_models import (
+    ARC_ANGLES,
+    SETTINGS,
+    SIZE,
+    K,
+    OneConv,
+    census_context,
+    planted_net,
+    random_net,
+    stroke_ink,
+    threshold_detector,
+)
 
 
 @pytest.fixture(scope="module")
 def planted() -> tuple[OneConv, object, dict]:
     torch.manual_seed(0)
-    net = _planted().train()
+    net = planted_net().train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    ctx = _ctx(make_model=_random_model, model=net)
+    ctx = census_context(make_model=random_net, model=net)
     return net, CurveCensus(**SETTINGS).run(ctx), before
 
 
@@ -156,16 +83,16 @@ def test_changes_nothing_and_is_deterministic(planted) -> None:
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
     assert all(p.grad is None for p in net.parameters())
-    again = CurveCensus(**SETTINGS).run(_ctx(make_model=_random_model, model=net))
+    again = CurveCensus(**SETTINGS).run(census_context(make_model=random_net, model=net))
     assert again.tables == result.tables and again.scalars == result.scalars
 
 
 def test_no_make_model_skips_control_and_non_spatial_layers() -> None:
-    result = CurveCensus(layers=["curve_layer", "pooled"], random_init=True, **SETTINGS).run(_ctx())
+    result = CurveCensus(layers=["curve_layer", "pooled"], random_init=True, **SETTINGS).run(census_context())
     assert "curve_layer/detectors_random_init" not in result.scalars and "make_model" in result.info["random_init"]
     assert result.info["skipped_layers"] == ["pooled"] and "curve_layer/detectors" in result.scalars
     with pytest.raises(ConfigError, match="conv feature maps"):
-        CurveCensus(layers=["pooled"], **SETTINGS).run(_ctx())
+        CurveCensus(layers=["pooled"], **SETTINGS).run(census_context())
     with pytest.raises(ConfigError, match="orientations"):
         CurveCensus(orientations=12)
 
@@ -183,18 +110,18 @@ CORNER_RADII = (0.05, 0.1, 0.2, 0.3, 0.4)  # 1.65 ... 13.2 px: the planted corne
 
 
 def _planted_corners() -> OneConv:
-    """Units 0-3: the planted arc detectors of `_planted`; 4-7: corner detectors at 0/90/180/270 deg (a 90-degree
+    """Units 0-3: the planted arc detectors of `planted_net`; 4-7: corner detectors at 0/90/180/270 deg (a 90-degree
     corner with 9.9 px arms, pooled over +-20 deg, thresholded at 45% of its own corner). Such a unit answers a
     120-degree arc (a bend) and no straight line at all: arcs against lines alone call it a curve detector."""
-    arcs = _planted().curve_layer.conv
+    arcs = planted_net().curve_layer.conv
     centre, arm = ((K - 1) / 2, (K - 1) / 2), torch.tensor([9.9])
     weight, bias = arcs.weight.detach(), arcs.bias.detach()
     kernels, biases = [weight[u, 0] * 3 for u in range(4)], [float(bias[u]) for u in range(4)]
     for angle in ARC_ANGLES:
         spread = torch.deg2rad(angle + torch.linspace(-20, 20, 5))
-        pooled = _ink(corner_distance(K, spread, 90.0, arm, centre)[:, 0]).mean(0)
-        own = _ink(corner_distance(K, torch.deg2rad(torch.tensor([angle])), 90.0, arm, centre)[0, 0])
-        kernel, bias = _detector(pooled, own, threshold=0.45)
+        pooled = stroke_ink(corner_distance(K, spread, 90.0, arm, centre)[:, 0]).mean(0)
+        own = stroke_ink(corner_distance(K, torch.deg2rad(torch.tensor([angle])), 90.0, arm, centre)[0, 0])
+        kernel, bias = threshold_detector(pooled, own, threshold=0.45)
         kernels.append(kernel)
         biases.append(bias)
     return OneConv(torch.stack(kernels).detach(), torch.tensor(biases))
@@ -214,7 +141,7 @@ def test_corner_stimulus_vertex_at_centre_and_bisector_toward_theta() -> None:
 
 
 def test_planted_corner_detectors_are_not_curve_detectors() -> None:
-    ctx = _ctx(model=_planted_corners())
+    ctx = census_context(model=_planted_corners())
     without = CurveCensus(radii=CORNER_RADII, random_init=False, min_curve_over_corner=0.0).run(ctx)
     rows = {r["unit"]: r for r in without.tables["units"]}
     # Negative control of the test itself: without the corner criterion the corner units pass every other test.

@@ -15,7 +15,7 @@ from harness.models import InceptionV1
 from harness.probes import ProbeContext, ProbeSet, control_cache
 from harness.probes.curve_crop import Crop, plan_crop, verify
 from harness.probes.curves import CurveCensus, centre_positions, geometric_copy
-from tests.test_probe_curves import SETTINGS, SIZE, OneConv, _ctx, _planted, _random_model
+from tests.curve_models import SETTINGS, SIZE, OneConv, census_context, planted_net, random_net
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 FIELDS = ("preferred_orientation", "preferred_radius", "selectivity", "circular_variance", "curve_over_line",
@@ -35,8 +35,8 @@ def same_census(a, b, rtol: float = 1e-4) -> None:
 
 
 def test_cropped_census_equals_full_census_on_planted_detectors() -> None:
-    cropped = CurveCensus(**SETTINGS, random_init=False).run(_ctx())
-    full = CurveCensus(**SETTINGS, random_init=False, crop=False).run(_ctx())
+    cropped = CurveCensus(**SETTINGS, random_init=False).run(census_context())
+    full = CurveCensus(**SETTINGS, random_init=False, crop=False).run(census_context())
     assert "rows 9:24, cols 9:24 (15 x 15 of 33 x 33 px" in cropped.info["crop"]  # the 15 px kernel's field
     assert full.info["crop"] == "full images (crop disabled)"
     assert cropped.scalars["curve_layer/detectors"] == 4.0  # the four planted arc detectors, as on full images
@@ -46,7 +46,7 @@ def test_cropped_census_equals_full_census_on_planted_detectors() -> None:
 def test_window_that_cuts_the_field_is_refused_and_would_change_the_census() -> None:
     """Negative control: 3 px less on every side than the field. The check refuses it, and the census it would
     give differs from the full images' (so the equality above is not trivially true)."""
-    net, device = _planted(), torch.device("cpu")
+    net, device = planted_net(), torch.device("cpu")
     probe = CurveCensus(**SETTINGS, random_init=False)
     positions = centre_positions(net, ["curve_layer"], SIZE, device)
     (i, j, off) = positions["curve_layer"]
@@ -55,7 +55,7 @@ def test_window_that_cuts_the_field_is_refused_and_would_change_the_census() -> 
     assert not verify(net, small, positions, check, device)
     good = plan_crop(net, geometric_copy(net), positions, SIZE, check, device)
     assert good is not None and good.shape == (15, 15) and verify(net, good, positions, check, device)
-    ctx = _ctx(model=net)
+    ctx = census_context(model=net)
     full = probe.census(ctx, net, ["curve_layer"], positions)["curve_layer"]
     cut = probe.census(ctx, net, ["curve_layer"], positions, small)["curve_layer"]
     assert not np.allclose(full["peak"], cut["peak"], rtol=1e-2)
@@ -95,24 +95,25 @@ def test_no_crop_when_the_field_covers_the_image() -> None:
 
 def test_random_init_census_cache_hits_same_architecture_and_misses_another(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
-    first = CurveCensus(**SETTINGS).run(_ctx(make_model=_random_model))
+    first = CurveCensus(**SETTINGS).run(census_context(make_model=random_net))
     assert first.info["random_init"].startswith("computed (cropped); cached in")
     files = list((tmp_path / "curves").glob("*.json"))
     assert len(files) == 1
-    hit = CurveCensus(**SETTINGS).run(_ctx(make_model=_random_model))
+    hit = CurveCensus(**SETTINGS).run(census_context(make_model=random_net))
     assert hit.info["random_init"].startswith("cached census")
     assert hit.scalars == first.scalars and hit.tables == first.tables
-    uncached = CurveCensus(**SETTINGS, cache_random_init=False).run(_ctx(make_model=_random_model))
+    uncached = CurveCensus(**SETTINGS, cache_random_init=False).run(census_context(make_model=random_net))
     assert uncached.scalars == first.scalars and uncached.info["random_init"] == "computed (cropped)"
     # A hit is read, not recomputed: a planted entry under the same key comes back as is.
     files[0].write_text(json.dumps({"curve_layer": [0, 1, 2]}))
     assert (
-        CurveCensus(**SETTINGS).run(_ctx(make_model=_random_model)).scalars["curve_layer/detectors_random_init"] == 3.0
+        CurveCensus(**SETTINGS).run(census_context(make_model=random_net)).scalars["curve_layer/detectors_random_init"]
+        == 3.0
     )
     # Another architecture (10 units), other weights of this one, other settings: each its own entry.
-    CurveCensus(**SETTINGS).run(_ctx(make_model=lambda: OneConv(torch.randn(10, 15, 15))))
-    CurveCensus(**SETTINGS).run(_ctx(make_model=lambda: OneConv(torch.randn(12, 15, 15) * 2)))
-    other = CurveCensus(**SETTINGS, min_selectivity=2.5).run(_ctx(make_model=_random_model))
+    CurveCensus(**SETTINGS).run(census_context(make_model=lambda: OneConv(torch.randn(10, 15, 15))))
+    CurveCensus(**SETTINGS).run(census_context(make_model=lambda: OneConv(torch.randn(12, 15, 15) * 2)))
+    other = CurveCensus(**SETTINGS, min_selectivity=2.5).run(census_context(make_model=random_net))
     assert other.info["random_init"].startswith("computed")
     assert len(list((tmp_path / "curves").glob("*.json"))) == 4
 
@@ -174,14 +175,14 @@ def test_large_images_show_half_the_orientations_and_keep_the_planted_verdict() 
     """Above `large_image_px` the census shows `large_image_orientations` (10 deg steps, half the stimuli) and
     says so; the four planted arc detectors are still found, and none of the line or random units. At or below
     the size, or with the setting off, it shows the full 72 (controls)."""
-    big = CurveCensus(**SETTINGS, random_init=False, large_image_px=SIZE - 1).run(_ctx())
+    big = CurveCensus(**SETTINGS, random_init=False, large_image_px=SIZE - 1).run(census_context())
     assert big.info["stimuli"].startswith("36 orientations") and "36 (not 72)" in big.info["orientations"]
     assert big.scalars["curve_layer/detectors"] == 4.0
     assert sorted(r["unit"] for r in big.tables["units"] if r["is_curve_detector"]) == [0, 1, 2, 3]
     assert len(CurveCensus(large_image_px=SIZE - 1).stimuli(SIZE).images) == len(CurveCensus().stimuli(SIZE).images) / 2
     for probe in (CurveCensus(**SETTINGS, random_init=False), CurveCensus(**SETTINGS, random_init=False,
                   large_image_px=SIZE - 1, large_image_orientations=None)):  # fmt: skip
-        full = probe.run(_ctx())
+        full = probe.run(census_context())
         assert full.info["stimuli"].startswith("72 orientations") and "orientations" not in full.info
     assert CurveCensus(large_image_px=SIZE - 1).settings() != CurveCensus().settings()  # distinct cache keys
     with pytest.raises(ConfigError, match="large_image_orientations"):

@@ -16,7 +16,7 @@ from harness.probes.activations import ActivationStats
 from harness.probes.memory import GB, ActivationMemoryError, fit_layers, layer_bytes, limit_bytes
 from harness.probes.runner import run_probes
 from harness.records import RunRecord
-from tests.test_any_model import SMALL, _probe_cfg
+from tests.helpers import SMALL_PROBES, probe_cfg
 
 # Per image at 8 x 8 px: "0" 16 ch x 8 x 8, "2" 4 ch x 4 x 4, "4" 8 ch x 2 x 2 (x 4 bytes).
 SIZES = {"0": 16 * 64 * 4, "2": 4 * 16 * 4, "4": 8 * 4 * 4}
@@ -89,13 +89,13 @@ def test_harness_probe_leaves_out_default_layers_that_do_not_fit(tmp_path: Path,
     from every probe's keys and the others are measured; the default limit keeps all (control)."""
     from harness.probe import probe
 
-    base = [*(o for o in SMALL if not o.startswith("probes.")), "probes=[activations,spectra]"]
-    probe(_probe_cfg(tmp_path / "all", *base))
+    base = [*(o for o in SMALL_PROBES if not o.startswith("probes.")), "probes=[activations,spectra]"]
+    probe(probe_cfg(tmp_path / "all", *base))
     full = RunRecord.load(tmp_path / "all" / "run")["metrics"]
     layers = sorted({k.split("/")[1] for k in full if k.startswith("activations/") and k.count("/") == 2})
     assert "conv2d0" in layers and len(layers) > 3
     # 16 images at 32 px: 778 kB in all, conv2d0 262 kB of it (the largest); 0.0005 GB = 537 kB holds the rest
-    probe(_probe_cfg(tmp_path / "cut", *base, "probing.max_activation_gb=0.0005"))
+    probe(probe_cfg(tmp_path / "cut", *base, "probing.max_activation_gb=0.0005"))
     cut = RunRecord.load(tmp_path / "cut" / "run")["metrics"]
     measured = sorted({k.split("/")[1] for k in cut if k.startswith("activations/") and k.count("/") == 2})
     assert set(layers) - set(measured) == {"conv2d0"}
