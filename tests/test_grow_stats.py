@@ -4,7 +4,6 @@ rule weights calibrated from an oracle's signals.csv."""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from harness.compare.stats import welch_p
 from harness.errors import ConfigError
 from harness.suggest.calibrate import weights_from_signals
 from harness.suggest.cli import load_with_weights
+from tests.helpers import write_record
 
 
 def _runs(values: dict[str, list[float]], seeds: list[int] | None = None) -> list[Run]:
@@ -100,8 +100,7 @@ def test_bad_weights_file_is_one_line(tmp_path: Path, capsys) -> None:
         weights_from_signals(tmp_path / "w.yaml")
     from harness.suggest.cli import main
 
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "record.json").write_text(json.dumps({"status": "finished", "metrics": {}}))
+    write_record(tmp_path, "run")
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "run"), "--weights", str(tmp_path / "missing.csv")])
     assert exit_info.value.code == 2 and "no such file" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 
 from harness.records import RunRecord
 from harness.wandb_offline import read_offline_run
+from tests.helpers import write_record
 
 SMALL = ["data.train_size=256", "data.val_size=64", "data.test_size=64", "data.batch_size=32",
          "trainer.max_epochs=3", "trainer.enable_progress_bar=false", "trainer.deterministic=true",
@@ -130,8 +131,6 @@ def test_same_seed_same_results(make_cfg, probes: str) -> None:
 
 def test_resumed_recipe_run_is_not_edited_twice(make_cfg, tmp_path: Path) -> None:
     """A recipe's edit is folded into model.widen when the run starts; resuming must not apply it again."""
-    import json
-
     from harness.recipes import expand_recipes
     from harness.resume import resume_config
 
@@ -144,7 +143,7 @@ def test_resumed_recipe_run_is_not_edited_twice(make_cfg, tmp_path: Path) -> Non
 
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra")
-    (run / "record.json").write_text(json.dumps({"config": config, "variant": "mixed3b_5x5+8"}))
+    write_record(tmp_path, "run", config=config, variant="mixed3b_5x5+8")
     resumed = resume_config(make_cfg(f"resume={run}"), [f"resume={run}"])
     assert expand_recipes(resumed) is None
     assert resumed.model.widen.mixed3b_5x5 == 8 and resumed.variant == "mixed3b_5x5+8"
