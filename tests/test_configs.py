@@ -28,10 +28,13 @@ def test_train_yaml_defaults(make_cfg) -> None:
         assert cfg.hydra.runtime.choices[group] is None or cfg.hydra.runtime.choices[group] == "null"
 
 
-@pytest.mark.parametrize("group", [g for g in GROUPS if g not in ("hydra", "paths")])
-def test_every_option_composes(make_cfg, group) -> None:
-    for option in _options(group):
-        make_cfg(f"{group}={option}", tiny=False)
+# One case per option (`model=torchvision`, ...), so one broken option does not hide the others.
+OPTIONS = [f"{group}={option}" for group in GROUPS if group not in ("hydra", "paths") for option in _options(group)]
+
+
+@pytest.mark.parametrize("override", OPTIONS)
+def test_every_option_composes(make_cfg, override) -> None:
+    make_cfg(override, tiny=False)
 
 
 @pytest.mark.parametrize("option", ["inception_v1_tiny", "inception_v1", "torchvision"])
