@@ -1,5 +1,6 @@
 """Resume and determinism: a SIGKILLed run continues from its last checkpoint and ends where an
-uninterrupted run ends; the same config and seed give identical metrics and probe results on CPU."""
+uninterrupted run ends; the same config and seed give identical metrics and probe results on CPU; a resume runs
+in the resumed run's own folder."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import pytorch_lightning as pl
 
 from harness.records import RunRecord
+from harness.resume import resume_argv
 from harness.wandb_offline import read_offline_run
 from tests.helpers import write_record
 
@@ -147,3 +149,19 @@ def test_resumed_recipe_run_is_not_edited_twice(make_cfg, tmp_path: Path) -> Non
     resumed = resume_config(make_cfg(f"resume={run}"), [f"resume={run}"])
     assert expand_recipes(resumed) is None
     assert resumed.model.widen.mixed3b_5x5 == 8 and resumed.variant == "mixed3b_5x5+8"
+
+
+# Resume writes only into the run it continues (Hydra's run dir = the run, original .hydra/ kept).
+def test_resume_runs_in_the_resumed_folder(tmp_path: Path) -> None:
+    run = tmp_path / "outputs" / "2026-12-01" / "11-00-00"
+    run.mkdir(parents=True)
+    (run / "record.json").write_text("{}")
+    argv = resume_argv([f"resume={run}", "hydra.run.dir=/elsewhere", "trainer.max_epochs=4"])
+    assert argv == [f"resume={run}", "trainer.max_epochs=4", f"hydra.run.dir='{run}'", "hydra.output_subdir=null"]
+
+
+def test_resume_argv_leaves_non_runs_and_sweeps_alone(tmp_path: Path) -> None:
+    assert resume_argv([f"resume={tmp_path / 'nothing'}"]) == [f"resume={tmp_path / 'nothing'}"]
+    assert resume_argv(["trainer.max_epochs=4"]) == ["trainer.max_epochs=4"]
+    (tmp_path / "record.json").write_text("{}")
+    assert resume_argv(["-m", f"resume={tmp_path}"]) == ["-m", f"resume={tmp_path}"]

@@ -1,5 +1,4 @@
-"""Resume writes only into the run it continues (Hydra's run dir = the run, original .hydra/ kept), and a
-mandatory key left unset (`data=imagefolder` without `data.root`) is one `error:` line naming it, exit 2."""
+"""A mandatory key left unset (`data=imagefolder` without `data.root`) is one `error:` line naming it, exit 2."""
 
 from __future__ import annotations
 
@@ -7,23 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.resume import resume_argv
 from harness.validate import check_missing
-
-
-def test_resume_runs_in_the_resumed_folder(tmp_path: Path) -> None:
-    run = tmp_path / "outputs" / "2026-12-01" / "11-00-00"
-    run.mkdir(parents=True)
-    (run / "record.json").write_text("{}")
-    argv = resume_argv([f"resume={run}", "hydra.run.dir=/elsewhere", "trainer.max_epochs=4"])
-    assert argv == [f"resume={run}", "trainer.max_epochs=4", f"hydra.run.dir='{run}'", "hydra.output_subdir=null"]
-
-
-def test_resume_argv_leaves_non_runs_and_sweeps_alone(tmp_path: Path) -> None:
-    assert resume_argv([f"resume={tmp_path / 'nothing'}"]) == [f"resume={tmp_path / 'nothing'}"]
-    assert resume_argv(["trainer.max_epochs=4"]) == ["trainer.max_epochs=4"]
-    (tmp_path / "record.json").write_text("{}")
-    assert resume_argv(["-m", f"resume={tmp_path}"]) == ["-m", f"resume={tmp_path}"]
 
 
 def test_missing_mandatory_key_is_named() -> None:
