@@ -2,7 +2,7 @@
 (arc, line, random and blob filters), so every verdict of the census is known in advance.
 
 Why a module of its own: the census tests (tests/test_probe_curves.py) and its speed-up tests
-(tests/test_probe_curves_speed.py) probe the same planted units; a test module never imports another.
+(tests/test_probe_curves_crop_and_cache.py) probe the same planted units; a test module never imports another.
 """
 
 from __future__ import annotations
