@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from matplotlib.figure import Figure
 
 from harness.compare.load import Run
 from harness.compare.plots import Plot, PlotSpec
-from harness.runs import RECORD_NAME
+from harness.runs import load_record
 
 # (title, keys tried in order in each epoch row)
 PANELS = (("val/acc", ("val/acc",)), ("train/loss", ("train/loss_epoch", "train/loss")))
@@ -32,8 +31,8 @@ Curves = dict[str, dict[str, dict[int, list[float]]]]  # variant -> panel -> epo
 
 def _epochs(run: Run) -> list[dict]:
     try:
-        rows = json.loads((run.run_dir / RECORD_NAME).read_text()).get("epochs") or []
-    except (OSError, ValueError, AttributeError):
+        rows = load_record(run.run_dir).get("epochs") or []
+    except (OSError, ValueError):  # missing, not JSON, or not a JSON object
         return []
     return [row for row in rows if isinstance(row, dict) and isinstance(row.get("epoch"), int | float)]
 

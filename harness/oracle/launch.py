@@ -10,7 +10,6 @@ Hydra's launcher then runs it: ``hydra/launcher=joblib`` (the default here) loca
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ from omegaconf import OmegaConf
 
 from harness.errors import ConfigError
 from harness.oracle.candidates import CONTROL, Candidate, continued_model, scratch_model
-from harness.records import RECORD_NAME
+from harness.runs import RECORD_NAME, load_record
 
 GROUP = "oracle"
 SHARED_DATA = "harness.oracle.data.shared_splits"  # the base run's data module, splits shared within a worker
@@ -102,8 +101,8 @@ def read_jobs(out: Path) -> tuple[list[JobResult], list[str]]:
     results, notes = [], []
     for path in sorted((out / JOBS_DIR).rglob(RECORD_NAME)):
         try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            record = load_record(path)
+        except (OSError, ValueError) as err:
             notes.append(f"unreadable {path}: {err}")
             continue
         metrics, name = record.get("metrics") or {}, str(record.get("variant"))
