@@ -129,3 +129,29 @@ def test_carrying_without_a_checkpoint_is_a_fresh_start_and_a_checkpoint_needs_o
     torch.save({"state_dict": {}}, weights_only)
     with pytest.raises(ConfigError, match="holds no optimizer state .* model.carry_optimizer=false"):
         growth_from_config({**cfg, "init_from": str(weights_only)}, TinyResNet(), 8)
+
+
+def test_oracle_jobs_take_the_growth_keys_as_overrides(tmp_path) -> None:
+    """harness-oracle BASE model.widen_init=gradmax model.carry_optimizer=true: every job's model gets them."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from harness.oracle.candidates import Candidate
+    from harness.oracle.launch import GROUP, write_group
+    from tests.conftest import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        full = compose("train", overrides=["probes=none"])
+        base = {k: OmegaConf.to_container(full[k], resolve=True) for k in ("model", "data", "module")}
+    conf = write_group(tmp_path, base, "base.ckpt", [Candidate("mixed3b_5x5", "widen", "mixed3b_5x5", 4, 100)])
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=[f"hydra.searchpath=[file://{conf.resolve()}]", f"+{GROUP}=mixed3b_5x5",
+                                              "model.widen_init=gradmax", "model.carry_optimizer=true"])  # fmt: skip
+    finally:
+        GlobalHydra.instance().clear()
+    assert cfg.model.init_from == "base.ckpt" and dict(cfg.model.widen) == {"mixed3b_5x5": 4}
+    assert cfg.model.widen_init == "gradmax" and cfg.model.carry_optimizer is True
