@@ -36,6 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             rep = "n/a (<4 seeds)" if p.replicate is None else p.replicate
             print(f"{len(p.seeds[0])} vs {len(p.seeds[1])} seeds {p.seeds}: {len(p.findings)} findings beyond noise "
                   f"of {p.family_size} tests, {rep} replicate; {p.verdict}\n    findings: {', '.join(p.findings)}")
+            curve = p.power_curve([3, 4, 5, 6, 8, 10, 12, 16, 20, 32])
+            print("    power curve at the observed effects and spread (seeds per arm: findings): "
+                  + ", ".join(f"{n}: {k}" for n, k in curve.items()))
         return 0
     for sizes in args.per_arm:
         per_arm, _, other = sizes.partition("x")

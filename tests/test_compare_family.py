@@ -227,6 +227,8 @@ def test_seed_curve_and_aa_splits_use_the_comparison_functions() -> None:
     assert [len(p.seeds[0]) for p in curve] == [2, 3, 6]  # 8 is more than the arms hold
     assert curve[1].seeds == ([0, 1, 2], [0, 1, 2]) and curve[0].replicate is None and curve[2].replicate is not None
     assert len(curve[2].findings) >= len(curve[0].findings) and 10 <= curve[1].family_size <= 30
+    power = curve[1].power_curve([3, 64])
+    assert power[3] == len(curve[1].findings) and power[64] == len(curve[1].findings) + len(curve[1].needed)
     splits = aa_splits(base, 3, {"mixed3b_5x5"})
     assert len(splits) == 10 and all(sorted(p.seeds[0] + p.seeds[1]) == list(range(6)) for p in splits)
     assert splits[0].family_size == curve[1].family_size  # the planned edit's family, though the arms are one config

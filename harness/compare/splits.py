@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.compare.family import family
 from harness.compare.headline import verdict
@@ -30,6 +30,12 @@ class Point:
     findings: list[str]
     replicate: int | None  # None: fewer than 4 seeds per arm
     verdict: str
+    needed: list[int] = field(default_factory=list)  # seeds per arm each unresolved family effect would need
+
+    def power_curve(self, sizes: Sequence[int]) -> dict[int, int]:
+        """Seeds per arm -> family metrics resolved at the observed effects and spread (findings + those needing
+        at most that many seeds): a planning guide, not a promise (effects seen on few seeds are inflated)."""
+        return {n: len(self.findings) + sum(k <= n for k in self.needed) for n in sizes}
 
 
 def _by_seed(runs: Sequence[Run]) -> list[Run]:
@@ -47,7 +53,8 @@ def compare_arms(base: Sequence[Run], variant: Sequence[Run], alpha: float = ALP
                                     f"(p={'n/a' if best.p is None else f'{best.p:.2g}'}, q={best.q})")  # fmt: skip
     return Point(([r.seed for r in base], [r.seed for r in variant]), sum(e.p is not None for e in effects
                  if e.metric in fam), [e.metric for e in effects if e.beyond_noise],
-                 None if rep is None else len(rep.replicate), text)  # fmt: skip
+                 None if rep is None else len(rep.replicate), text,
+                 sorted(e.seeds_needed for e in effects if e.seeds_needed is not None))  # fmt: skip
 
 
 def seed_curve(base_runs: Sequence[Run], variant_runs: Sequence[Run], sizes: Sequence[int],
