@@ -21,7 +21,7 @@ from harness.grow.loop import run_chain
 from harness.grow.rounds import check_images, logit_change
 from harness.oracle.candidates import TOLERANCE, count_params
 from harness.records import RunRecord
-from harness.suggest.cli import load_config
+from harness.suggest.config import load_config
 from harness.suggest.load import RunSummary
 from harness.train import train
 from tests.conftest import CONF_DIR

@@ -14,7 +14,7 @@ from harness.compare.paired import paired_effects
 from harness.compare.stats import welch_p
 from harness.errors import ConfigError
 from harness.suggest.calibrate import weights_from_signals
-from harness.suggest.cli import load_with_weights
+from harness.suggest.config import load_with_weights
 from tests.helpers import write_record
 
 

@@ -25,7 +25,7 @@ from harness.oracle.launch import JobResult
 from harness.oracle.report import CANDIDATE_COLUMNS
 from harness.oracle.scoring import SIGNALS_COLUMNS, regret, score_signal, spearman, top_k
 from harness.oracle.signals import ablation_signal, probe_signal, random_signal, rule_signal
-from harness.suggest.cli import load_config
+from harness.suggest.config import load_config
 from harness.suggest.load import RunSummary
 from tests.conftest import CONF_DIR, TINY
 

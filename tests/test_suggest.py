@@ -14,7 +14,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from harness.models import layers as channels_of
 from harness.models.edits import plan_inception
-from harness.suggest.cli import load_config, main
+from harness.suggest.cli import main
+from harness.suggest.config import load_config
 from harness.suggest.load import load_run
 from harness.suggest.overrides import Edit
 from harness.suggest.rules import RULES, MissingInputs, suggest

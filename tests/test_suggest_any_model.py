@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.suggest.cli import load_config, main
+from harness.suggest.cli import main
+from harness.suggest.config import load_config
 from harness.suggest.load import load_run
 from harness.suggest.overrides import Edit, check, model_overrides
 from harness.suggest.rules import RULES, suggest

@@ -69,7 +69,7 @@ def _target_width(grow: Any, base_model: dict[str, Any]) -> float:
 
 
 def _suggest_cfg(grow: Any) -> Any:
-    from harness.suggest.cli import load_with_weights
+    from harness.suggest.config import load_with_weights
 
     return load_with_weights(grow.get("suggest_weights"))
 

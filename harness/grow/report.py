@@ -102,7 +102,7 @@ def _table(header: Sequence[str], rows: list[Sequence[Any]]) -> str:
 
 def write_report(inputs: Sequence[str | Path], out: Path, baseline: str = "random") -> Path:
     """report.html in ``out``: verdict (paired by seed), curves per round, per-class accuracy, edits."""
-    from harness.suggest.cli import load_config
+    from harness.suggest.config import load_config
 
     chains = load_chains(inputs)
     curve = list(load_config().curve_classes)

@@ -37,7 +37,7 @@ from harness.oracle.scoring import BOOTSTRAP_REPS, SIGNALS_COLUMNS, SignalScore,
 from harness.oracle.signals import all_signals
 from harness.probes.keys import GROWTH_SCORES
 from harness.records import RECORD_NAME, RunRecord
-from harness.suggest.cli import load_config
+from harness.suggest.config import load_config
 from harness.suggest.load import load_run
 
 log = logging.getLogger("harness.oracle")

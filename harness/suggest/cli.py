@@ -18,44 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.conf_dir import CONF_DIR
 from harness.errors import ConfigError
 from harness.suggest.calibrate import weights_from_signals
+from harness.suggest.config import load_with_weights
 from harness.suggest.load import NoRecords, RunSummary, summarise
 from harness.suggest.overrides import as_overrides, model_overrides
 from harness.suggest.rules import Suggestion, suggest
-
-CONFIG = Path(CONF_DIR) / "suggest.yaml"
-
-
-def load_config(overrides: list[str] | None = None) -> DictConfig:
-    """conf/suggest.yaml with ``key=value`` overrides; an unknown key is an error (struct mode)."""
-    cfg = OmegaConf.load(CONFIG)
-    for item in overrides or []:
-        key = item.split("=", 1)[0]
-        if "=" not in item or OmegaConf.select(cfg, key, default=KeyError) is KeyError:
-            raise ValueError(
-                f"unknown threshold {item!r}: write key=value with a key of {CONFIG.name}: {', '.join(cfg)}"
-            )
-    OmegaConf.set_struct(cfg, True)
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides or [])))
-
-
-def load_with_weights(path: str | Path | None, overrides: list[str] | None = None) -> Any:
-    """conf/suggest.yaml (+ ``key=value`` overrides) with the rule weights calibrated from ``path`` on top."""
-    cfg = load_config(overrides)
-    if path:
-        weights, _ = weights_from_signals(path)
-        OmegaConf.set_struct(cfg, False)
-        cfg.weights = OmegaConf.merge(cfg.weights, weights)
-        OmegaConf.set_struct(cfg, True)
-    return cfg
 
 
 def as_dict(run: RunSummary, notes: list[str], ranked: list[Suggestion], skipped: list) -> dict[str, Any]:
