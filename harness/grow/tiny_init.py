@@ -15,7 +15,8 @@ inputs X, its patches for a conv):
 4. amplitude: the fan-out is set to the existing units' mean fan-out norm (times the weight), the fan-in to
    ``gamma`` times their mean fan-in norm; ``gamma`` and a global sign (ReLU passes only the positive part, and
    one of +-(alpha, omega) keeps at least half of the linear gain) are chosen by the smallest mean loss on the
-   fixed batches, ``gamma = 0`` included, so the step-0 loss change is <= 0 by construction.
+   fixed batches, ``gamma = 0`` included, so the step-0 loss change is <= 0 by construction. Each sign's scan
+   of amplitudes stops once ``PATIENCE`` amplitudes in a row do no better than its best so far.
 
 Where our version differs from the paper: the existing weights are not moved by ``dW*`` (the optimizer does
 that from the next step); consumer biases are not in the projection; for a consumer conv of kernel > 1, S is the
@@ -39,6 +40,10 @@ from harness.probes.gradmax import _patch_maps, gradmax_rows
 MAX_PROJECT = 4096  # consumers with more unfolded input columns than this are not projected (a 4096^2 solve)
 GAMMAS = (0.0, *(2.0**-j for j in range(12, -6, -1)))  # fan-in amplitude / the existing mean fan-in norm: 2^-12 .. 2^5
 RIDGE = 1e-4  # relative ridge on Gram matrices: x trace / dim
+# A sign's scan of GAMMAS stops after this many amplitudes in a row no better than its best. Why: each amplitude is
+# a pass over the fixed batches, and the line search was 90% of tier 0's time (harness-oracle); the loss against
+# the amplitude falls to one minimum and then rises, so the tail of a 2^-12 .. 2^5 grid adds nothing.
+PATIENCE = 2
 
 
 def _unfold(a: torch.Tensor, m: nn.Module) -> torch.Tensor:
@@ -145,14 +150,19 @@ def tiny_init(net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits
     before = mean_loss(net, batches)
     best = (before, 0.0, 1.0)
     for sign in (1.0, -1.0):
+        own, worse = before, 0  # this sign's best loss so far; gammas in a row that did worse than it
         for gamma in GAMMAS[1:]:
             _write(found, dirs, scales, gamma, sign)
             loss = mean_loss(net, batches)
             if loss < best[0]:
                 best = (loss, gamma, sign)
+            worse = worse + 1 if loss >= own else 0
+            own = min(own, loss)
+            if worse >= PATIENCE:  # past the minimum of a unimodal loss-vs-amplitude curve: the rest only rises
+                break
     loss, gamma, sign = best
     _write(found, dirs, scales, gamma, sign)
-    after = mean_loss(net, batches)
+    after = mean_loss(net, batches) if gamma == 0 else loss  # deterministic: the same weights give the same loss
     return {f.target: {"init": "tiny", "units": len(f.units), "lambda": [float(x) for x in dirs[f.target][2]],
                        "gamma": gamma, "sign": sign, "loss_before": before, "loss_after": after,
                        "loss_change": after - before, "fan_in_norm": gamma * scales[f.target][0],
