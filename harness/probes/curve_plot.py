@@ -33,7 +33,7 @@ def tuning_plot(stats: dict[str, dict], stim: Stimuli, n: int = 8, cell: int = 1
     arc_t = np.deg2rad(stim.orientations.double().numpy())
     line_t = np.deg2rad(stim.line_orientations.double().numpy())
     line_t = np.concatenate([line_t, line_t + np.pi])  # a line at θ is also the line at θ + 180°
-    corner_t = np.deg2rad(stim.corner_orientations.double().numpy())
+    corner_t = np.deg2rad(np.asarray(getattr(stim, "corner_orientations", []), dtype=float))
     for k, (sel, name, u) in enumerate(units):
         s, ox, oy = stats[name], (k % 4) * cell + cell / 2, (k // 4) * (cell + 12) + 12 + cell / 2
         corner_peak = float(s["corner_tuning"][:, u].max()) if len(s.get("corner_tuning", ())) else 0.0
