@@ -52,7 +52,7 @@ from harness.probes.probe_set import probe_layout
 
 log = logging.getLogger(__name__)
 # The per-unit table's statistic columns, after layer, unit and is_curve_detector.
-UNIT_COLUMNS = (PREFERRED_ORIENTATION, "preferred_radius", "selectivity", "circular_variance", "curve_over_line",
+TABLE_COLUMNS = (PREFERRED_ORIENTATION, "preferred_radius", "selectivity", "circular_variance", "curve_over_line",
                 "curve_over_corner", "half_max_width", "peak")  # fmt: skip
 
 
@@ -368,7 +368,7 @@ class CurveCensus(Probe):
             result.scalars[f"{name}/{ORIENTATION_COVERAGE}"] = len(bins) / self.coverage_bins
             for u in range(len(det)):
                 rows.append({"layer": name, "unit": u, IS_CURVE_DETECTOR: bool(det[u]),
-                             **{k: float(s[k][u]) for k in UNIT_COLUMNS}})  # fmt: skip
+                             **{k: float(s[k][u]) for k in TABLE_COLUMNS}})  # fmt: skip
         counts = {name: int(s["detector"].sum()) for name, s in stats.items()}
         result.info["curve_cluster_layer"] = max(counts, key=counts.get) if any(counts.values()) else None
         result.tables[UNITS_TABLE] = rows
