@@ -28,6 +28,7 @@ from torch import nn
 from harness.errors import ConfigError
 from harness.models.consumers import Wiring, wirings
 from harness.models.hooks import eval_mode
+from harness.probes.gradients import batch_gradients
 
 ALIVE_BIAS = 1e-8  # a zero-fan-in unit's pre-activation: on ReLU's slope-1 side, invisible in the logits
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -143,42 +144,15 @@ class Pass:
 
 
 def passes(net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits]) -> Iterator[Pass]:
-    """Loss gradients at the consumers (eval mode; the loss is the mean cross-entropy over all batches)."""
+    """Loss gradients at the consumers (eval mode; the loss is the mean cross-entropy over all batches), by
+    :func:`harness.probes.gradients.batch_gradients`, the growth probes' own pass."""
     total = sum(len(y) for _, y in batches)
     producers = {id(f.wiring.producer): f.wiring.producer for f in found}
     consumers = {id(c.module): c.module for f in found for c in f.wiring.consumers}
     device = next(net.parameters()).device
-    with eval_mode(net):
-        for x, y in batches:
-            inputs: dict[int, torch.Tensor] = {}
-            outputs: dict[int, torch.Tensor] = {}
-            handles = [m.register_forward_pre_hook(_keep(inputs, id(m))) for m in {**producers, **consumers}.values()]
-            handles += [m.register_forward_hook(_keep_out(outputs, id(m))) for m in consumers.values()]
-            try:
-                with torch.enable_grad():
-                    logits = net(prepare(x.to(device)))
-                    loss = F.cross_entropy(logits.float(), y.to(device).long(), reduction="sum") / total
-                    keys = list(outputs)
-                    grads = torch.autograd.grad(loss, [outputs[k] for k in keys], allow_unused=True)
-            finally:
-                for h in handles:
-                    h.remove()
-            yield Pass(inputs, {k: torch.zeros_like(outputs[k]) if g is None else g.detach()
-                                for k, g in zip(keys, grads)})  # fmt: skip
-
-
-def _keep(store: dict[int, torch.Tensor], key: int):
-    def hook(module: nn.Module, args: tuple) -> None:
-        store[key] = args[0].detach()
-
-    return hook
-
-
-def _keep_out(store: dict[int, torch.Tensor], key: int):
-    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        store[key] = output
-
-    return hook
+    ready = ((prepare(x.to(device)), y.to(device)) for x, y in batches)
+    for b in batch_gradients(net, ready, total, list(consumers.values()), list({**producers, **consumers}.values())):
+        yield Pass(b.inputs, b.grads)
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ batches of anything linear in the gradient are expectations over the probe set.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,13 +49,23 @@ def loss_gradients(
     if total < 1:
         raise ConfigError(f"gradients need at least one probe image, got {total} (probing.probe_set_size)")
     per_pass = ctx.images_per_pass(*probe_set.images.shape[-2:])
-    seen = 0
+    yield from batch_gradients(model, _first(probe_set.batches(per_pass, device=ctx.device), total), total,
+                               grad_at, inputs_of)  # fmt: skip
+
+
+def batch_gradients(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    total: int,
+    grad_at: Sequence[nn.Module],
+    inputs_of: Sequence[nn.Module] = (),
+) -> Iterator[GradBatch]:
+    """`loss_gradients` over any batches (images ready for the model, on its device): the loss is
+    sum(CE) / `total` per batch. Why separate: growth inits (:mod:`harness.grow.new_units`) take the same pass
+    over fixed training batches instead of the probe set."""
     with eval_mode(model):
-        for x, y in probe_set.batches(per_pass, device=ctx.device):
-            if seen >= total:
-                break
-            x, y = x[: total - seen], y[: total - seen].long()
-            seen += len(x)
+        for x, y in batches:
+            y = y.long()
             inputs: dict[int, torch.Tensor] = {}
             outputs: dict[int, torch.Tensor] = {}
             handles = []
@@ -80,6 +90,17 @@ def loss_gradients(
                 {k: torch.zeros_like(outputs[k]) if g is None else g.detach() for k, g in zip(keys, grads)},
                 len(x),
             )
+
+
+def _first(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], total: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The batches cut to their first `total` images."""
+    seen = 0
+    for x, y in batches:
+        if seen >= total:
+            return
+        x, y = x[: total - seen], y[: total - seen]
+        seen += len(x)
+        yield x, y
 
 
 def _label_error(label: int, outputs: int) -> ConfigError:
