@@ -84,8 +84,9 @@ def counts(record: dict, layers: list[str], settings: dict) -> dict[str, dict[st
     after = CurveCensus(**settings)
     before = CurveCensus(**{**settings, "min_curve_over_corner": 0.0})
     size, device = probe_set.images.shape[-1], torch.device("cpu")
-    positions = centre_positions(geometric_copy(net), layers, size, device, seed)
-    crop = plan_crop(net, geometric_copy(net), positions, size, after.check_images(size, seed), device, seed)
+    geometric = geometric_copy(net)
+    positions = centre_positions(geometric, layers, size, device, seed)
+    crop = plan_crop(net, geometric, positions, size, after.check_images(size, seed), device, seed)
     model_stats = after.census(ctx, net, layers, positions, crop)
     control_stats = after.census(ctx, control, layers, positions)  # full images: no crop check needed
     out: dict[str, dict[str, list[int]]] = {}

@@ -162,7 +162,7 @@ def _signals(args: argparse.Namespace, ckpt: str, out: Path, candidates: list[Ca
 
 def _write_outputs(out: Path, title: str, notes: list[str], rows: list[dict[str, Any]], scores: list[SignalScore],
                    signals: list[str], gain: str) -> None:  # fmt: skip
-    rows = sorted(rows, key=lambda r: -r[gain] if math.isfinite(report._num(r.get(gain))) else math.inf)
+    rows = sorted(rows, key=lambda r: -r[gain] if report.has_gain(r, gain) else math.inf)
     report.write_csv(out / "candidates.csv", rows, report.candidate_columns(signals))
     report.write_csv(out / "signals.csv", [s.as_dict() for s in scores], SIGNALS_COLUMNS)
     report.write_html(out / "report.html", title, notes, rows, scores)
@@ -299,7 +299,7 @@ def score(base: str | Path, oracle_dir: Path, out: Path, notes: list[str] | None
         for row in rows:
             row.update({k: v for k, v in by_name.get(row["candidate"], {}).items() if k.startswith("gain_train")})
         scores += [score_signal(name, s, diffs0, reps, seed, tier=0) for name, s in signals.items()]
-        both = [r for r in rows if math.isfinite(report._num(r.get("gain_train_loss")))]
+        both = [r for r in rows if report.has_gain(r, "gain_train_loss")]
         rho = spearman([r["gain_train_loss"] for r in both], [r["gain_val_loss"] for r in both])
         notes += [*notes0, f"tiers agree: Spearman rho {rho:.3g} between the tier-0 and tier-1 gains over the "
                   f"{len(both)} candidates both scored"]  # fmt: skip

@@ -81,12 +81,12 @@ def _png(fig: Figure) -> str:
 
 
 def _num(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and value is not None else math.nan
+    return float(value) if isinstance(value, int | float) else math.nan
 
 
 def gains_figure(rows: Sequence[Mapping[str, Any]], gain: str = "gain_val_loss") -> str:
     """Horizontal bars of a tier's gain with their 95% CIs, best on top."""
-    rows = sorted((r for r in rows if math.isfinite(_num(r.get(gain)))), key=lambda r: -r[gain])
+    rows = sorted((r for r in rows if has_gain(r, gain)), key=lambda r: -r[gain])
     fig = Figure(figsize=(7, 0.28 * len(rows) + 1.2))
     ax = fig.add_subplot()
     names = [r["candidate"] for r in rows][::-1]
@@ -136,9 +136,9 @@ def write_html(path: Path, title: str, notes: Sequence[str], rows: Sequence[Mapp
         names = ", ".join(sorted({f"{s.signal} (tier {s.tier})" for s in silent}))
         figs += (f"<p>Silent signals, no scatter: {html.escape(names)}. Each gave every candidate it scored the "
                  "same score (or had no probe to read), so rho is undefined (nan).</p>")  # fmt: skip
-    tiers = sorted({s.tier for s in scores} | {t for t, g in TIER_GAIN.items() if any(_has(r, g) for r in rows)})
+    tiers = sorted({s.tier for s in scores} | {t for t, g in TIER_GAIN.items() if any(has_gain(r, g) for r in rows)})
     gains_img = "".join(img.format(f"oracle gains, tier {t}", gains_figure(rows, TIER_GAIN[t]))
-                        for t in tiers if any(_has(r, TIER_GAIN[t]) for r in rows))  # fmt: skip
+                        for t in tiers if any(has_gain(r, TIER_GAIN[t]) for r in rows))  # fmt: skip
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:75em}}table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{margin:4px}}</style></head><body>
@@ -153,7 +153,8 @@ guessing scores: top1 = 1 / (number of candidates), e.g. 0.2 for five.</p>
     return path
 
 
-def _has(row: Mapping[str, Any], gain: str) -> bool:
+def has_gain(row: Mapping[str, Any], gain: str) -> bool:
+    """Whether a candidate row holds a finite value of this tier's gain column."""
     return math.isfinite(_num(row.get(gain)))
 
 
@@ -169,7 +170,7 @@ def print_tables(rows: Sequence[Mapping[str, Any]], scores: Sequence[SignalScore
     gains = Table(title=title)
     for col in ("candidate", "params", "gain loss", "95% CI", "gain acc"):
         gains.add_column(col, justify="left" if col == "candidate" else "right", no_wrap=True)
-    for r in sorted((r for r in rows if _has(r, gain)), key=lambda r: -r[gain]):
+    for r in sorted((r for r in rows if has_gain(r, gain)), key=lambda r: -r[gain]):
         ci = escape(f"[{_num(r.get(f'{gain}_low')):.3g}, {_num(r.get(f'{gain}_high')):.3g}]")  # not rich markup
         acc = _num(r.get("gain_val_acc"))
         gains.add_row(r["candidate"], str(r["params_added"]), f"{r[gain]:.3g}", ci,
