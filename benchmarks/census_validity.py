@@ -29,14 +29,14 @@ import torch
 from omegaconf import OmegaConf
 from scipy import stats as sstats
 
-from harness.builders import control_seed, fresh_model_factory
-from harness.conf_dir import CONF_DIR
+from harness.facts.conf_dir import CONF_DIR
+from harness.facts.runs import find_records, load_record
+from harness.facts.stats import welch
 from harness.models.build import load_net
 from harness.probes import ProbeContext, ProbeSet
 from harness.probes.curve_crop import plan_crop
 from harness.probes.curves import CurveCensus, centre_positions, geometric_copy
-from harness.runs import find_records, load_record
-from harness.stats import welch
+from harness.run.builders import control_seed, fresh_model_factory
 
 WORLDS = {"curve": [], "nocurve": ["data.classes=[line,corner,texture]"]}
 TAGS = {"bf16-mixed": "bf16", "32-true": "fp32"}

@@ -47,8 +47,8 @@ def measure(name: str, size: int, extra: list[str], out_dir: Path, settings: lis
     from omegaconf import OmegaConf, open_dict
 
     import harness.probe as probe_cli
-    from harness.conf_dir import CONF_DIR
-    from harness.records import RunRecord
+    from harness.facts.conf_dir import CONF_DIR
+    from harness.run.records import RunRecord
 
     defaults = [n for n in OmegaConf.load(Path(CONF_DIR) / "probes" / "default.yaml").defaults if n != "_self_"]
     probes = [*defaults, *[p for p in extra if p not in defaults]]

@@ -31,7 +31,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from harness.data import WorldDataModule
 from harness.data.world import World
 from harness.models import InceptionV1
-from harness.module import warmup_cosine
+from harness.run.module import warmup_cosine
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 BATCH = 128
@@ -94,7 +94,7 @@ def run_harness(overrides: list[str], out_dir: Path) -> tuple[dict[str, float], 
 def harness_images_per_s(steps: int, tmp: Path, tag: str) -> float:
     """One harness run of exactly `steps` batches (train_size = steps x 128: one epoch, no ragged batch)."""
     overrides = [
-        # fp32 like the plain loop it is compared with (the default precision follows the CPU: harness/precision.py)
+        # fp32 like the plain loop it is compared with (the default precision follows the CPU: harness/run/precision.py)
         "trainer.precision=32-true",
         "probes=none", f"trainer.max_steps={steps}", "trainer.max_epochs=1", "trainer.limit_val_batches=0",
         "trainer.num_sanity_val_steps=0", "trainer.enable_progress_bar=false", "test=false",

@@ -2,6 +2,6 @@
 
 __version__ = "0.1.0"
 
-from harness.precision import register as _register_resolvers
+from harness.run.precision import register as _register_resolvers
 
 _register_resolvers()  # `${auto_precision:...}` in conf/trainer/default.yaml, wherever configs are composed

@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.probes import keys as K
-from harness.wandb_layout import (
+from harness.facts import keys as K
+from harness.run.wandb_layout import (
     HEADLINES,
     PER_LAYER,
     PROBE_ROUND,

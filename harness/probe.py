@@ -19,23 +19,23 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness.builders import CONF_DIR, build_model, build_probes, control_seed, fresh_model_factory, model_summary
-from harness.checkpoints import load_net
-from harness.errors import config_error
-from harness.models.custom import flatten_widen
+from harness.facts.errors import config_error
+from harness.facts.overrides import flatten_widen
+from harness.models.build import load_net
 from harness.probes.base import ProbeContext
 from harness.probes.memory import limit_bytes, probe_layers
 from harness.probes.probe_set import ProbeSet
 from harness.probes.runner import record_outcomes, run_probes, save_outcomes
-from harness.records import RunRecord
+from harness.run.builders import CONF_DIR, build_model, build_probes, control_seed, fresh_model_factory, model_summary
+from harness.run.records import RunRecord
 
 log = logging.getLogger("harness.probe")
 
 
 def probe(cfg: DictConfig) -> dict[str, Any]:
     """Build (or load) the model and probe set, run the selected probes, write the run record."""
-    from harness.quiet import silence
-    from harness.validate import check_missing
+    from harness.run.quiet import silence
+    from harness.run.validate import check_missing
 
     silence(bool(cfg.get("verbose")))
     check_missing(cfg)
@@ -98,9 +98,9 @@ def _log_wandb(cfg: DictConfig, record: RunRecord, outcomes: list, config: dict[
     lg_cfg = (cfg.get("logger") or {}).get("wandb")
     if lg_cfg is None:
         return
-    from harness.builders import summary_metrics
-    from harness.runs import record_of_checkpoint
-    from harness.wandb_layout import run_group, run_name
+    from harness.facts.runs import record_of_checkpoint
+    from harness.run.builders import summary_metrics
+    from harness.run.wandb_layout import run_group, run_name
 
     source = record.data.get("source") or {}
     variant = source.get("variant") or record.data["variant"]
@@ -131,7 +131,7 @@ def main(cfg: DictConfig) -> None:
             raise
         print(f"error: {bad}", file=sys.stderr)
         raise SystemExit(2) from None
-    from harness.summary import print_summary
+    from harness.run.summary import print_summary
 
     run_dir = Path(cfg.paths.output_dir)
     failed = sorted(k for k, v in metrics.items() if k.endswith("/failed") and v)

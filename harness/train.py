@@ -22,8 +22,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from harness import distributed
-from harness.builders import (
+from harness.facts.errors import config_error
+from harness.grow.carry import growth_from_config
+from harness.grow.widen_init import init_from_config
+from harness.run import distributed
+from harness.run.builders import (
     CONF_DIR,
     build_model,
     build_probes,
@@ -34,23 +37,20 @@ from harness.builders import (
     model_summary,
     summary_metrics,
 )
-from harness.errors import config_error
-from harness.grow.carry import growth_from_config
-from harness.grow.widen_init import init_from_config
-from harness.progress import progress_callbacks, testing_line
-from harness.quiet import silence
-from harness.recipes import expand_recipes
-from harness.records import RecordCallback, RunRecord
-from harness.resume import check_matches, load_checkpoint, resume_config
-from harness.validate import check_config, check_missing
-from harness.variant import shared_sweep_keys, variant_name
+from harness.run.progress import progress_callbacks, testing_line
+from harness.run.quiet import silence
+from harness.run.recipes import expand_recipes
+from harness.run.records import RecordCallback, RunRecord
+from harness.run.resume import check_matches, load_checkpoint, resume_config
+from harness.run.validate import check_config, check_missing
+from harness.run.variant import shared_sweep_keys, variant_name
 
 log = logging.getLogger("harness.train")
 
 
 def _variant(cfg: DictConfig) -> str:
     """`cfg.variant`, else derived from the overrides (in a sweep minus the settings all its jobs share, in a single
-    run minus its budget: see harness.variant)."""
+    run minus its budget: see harness.run.variant)."""
     if cfg.get("variant"):
         return str(cfg.variant)
     if not HydraConfig.initialized():
@@ -93,7 +93,7 @@ def _loggers(
 
 def _wandb_names(cfg: DictConfig, variant: str) -> dict[str, Any]:
     """wandb name `<variant>-s<seed>[-j<job>]`, group sweep + variant, tags + experiment/recipe/sweep (wandb_layout)."""
-    from harness.wandb_layout import hydra_sweep, run_group, run_name, run_tags
+    from harness.run.wandb_layout import hydra_sweep, run_group, run_name, run_tags
 
     sweep, job = hydra_sweep()
     choices = dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
@@ -116,7 +116,7 @@ def _probe_callback(cfg: DictConfig, record: RunRecord, run_dir: Path, make_mode
     if not probes:
         return None
     settings = OmegaConf.to_container(cfg.probing, resolve=True) if cfg.get("probing") else {}
-    from harness.models.custom import flatten_widen
+    from harness.facts.overrides import flatten_widen
 
     widen = flatten_widen(cfg.model.widen) if cfg.model.get("widen") else {}  # layer2.0.conv1, not nested keys
     return ProbeCallback(
@@ -275,7 +275,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if multirun:
             raise  # Hydra records the failed job and runs the others (see README, "Sweeps")
         raise SystemExit(_report(err, cfg)) from None
-    from harness.summary import print_summary
+    from harness.run.summary import print_summary
 
     if distributed.is_rank_zero():
         print_summary(data, output_dir(cfg))
@@ -285,19 +285,19 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> float | None:
     """`harness-train`: check the command line's overrides (one-line errors with suggestions), then run."""
-    from harness.command_line import check_command_line
+    from harness.run.command_line import check_command_line
 
     problem = check_command_line(sys.argv[1:], CONF_DIR, "train")
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
-    from harness.resume import resume_argv
+    from harness.run.resume import resume_argv
 
     sys.argv = [sys.argv[0], *resume_argv(sys.argv[1:])]  # a resume writes into its own run folder only
     return _hydra_main()
 
 
-# Built in harness.builders (shared with harness-probe); importable from here as before.
+# Built in harness.run.builders (shared with harness-probe); importable from here as before.
 __all__ = ["CONF_DIR", "build_model", "build_probes", "config_error", "fresh_model_factory", "main",
            "model_summary", "output_dir", "summary_metrics", "train"]  # fmt: skip
 

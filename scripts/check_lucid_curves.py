@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--reference", default=str(REFERENCE))
     args = parser.parse_args(argv)
 
-    from harness.errors import ConfigError
+    from harness.facts.errors import ConfigError
     from harness.models.build import inception_v1
     from harness.models.pretrained import LUCID_BLOB_ID, git_blob_id
 

@@ -20,8 +20,8 @@ import hydra
 import yaml
 from omegaconf import OmegaConf
 
-from harness.checkpoints import load_net
 from harness.data.world import World
+from harness.models.build import load_net
 from harness.probes import ProbeContext, ProbeSet
 
 WORLDS = {"full": [], "nocurve": ["data.classes=[line,corner,texture]"]}

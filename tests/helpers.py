@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from torch import nn
 
-from harness.conf_dir import CONF_DIR
+from harness.facts.conf_dir import CONF_DIR
 from harness.models.inception_v1 import ConvReLU
 
 
@@ -174,7 +174,7 @@ def write_record(root: Path, name: str, *, variant: str = "base", seed: int = 0,
                  error: str | None = None, params: int = 1000, channels: dict[str, int] | None = None,
                  tables: dict[str, list[dict[str, Any]]] | None = None, config: dict[str, Any] | None = None,
                  model: dict[str, Any] | None = None, **fields: Any) -> Path:  # fmt: skip
-    """Write `<root>/<name>/record.json` shaped like harness.records.RunRecord output (synthetic runs for
+    """Write `<root>/<name>/record.json` shaped like harness.run.records.RunRecord output (synthetic runs for
     harness-compare, -suggest, -oracle, -dashboard); `tables`: probe -> per-unit rows, written as the probe's units
     CSV and listed in the record. `config` and `model` replace the record's default config and model facts (built
     from `widen`, `params`, `channels`); `fields` are further top-level keys (`started`, `classes`, `epochs`, …)."""

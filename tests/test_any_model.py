@@ -16,7 +16,7 @@ from torch import nn
 from harness.models import layers
 from harness.models.families import OTHER
 from harness.models.probe_layers import default_probe_layers
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 from tests.helpers import SMALL_PROBES, probe_cfg
 
 

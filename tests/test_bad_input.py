@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import HydraException
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.train import config_error, train
 
 CASES = [

@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from PIL import Image
 
 import harness.train
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 
 FAST = ["debug=fdr", "probes=none"]
 WORLD = ["data.train_size=32", "data.val_size=16", "data.test_size=16", "data.batch_size=16"]

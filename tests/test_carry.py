@@ -11,11 +11,11 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.grow.carry import Growth, NewLR, carry_state, growth_from_config, new_entry_masks
 from harness.models import InceptionV1, resize
 from harness.models.graph_widen import widen_modules
-from harness.module import warmup_cosine
+from harness.run.module import warmup_cosine
 from tests.helpers import TinyResNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,11 +11,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from harness.checkpoints import CHECKPOINT_KEY, load_net
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.models import build_model, max_output_change
+from harness.models.build import CHECKPOINT_KEY, load_net
 from harness.probe import probe
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 from harness.train import train
 from tests.conftest import CONF_DIR
 

@@ -20,8 +20,8 @@ from harness.compare.cli import main
 from harness.compare.load import Run
 from harness.compare.stats import metric_effect, variant_effects
 from harness.compare.variants import choose_baseline, split_overrides, variant_labels
-from harness.runs import flatten
-from harness.stats import bh_adjust, separated_p
+from harness.facts.runs import flatten
+from harness.facts.stats import bh_adjust, separated_p
 from tests.helpers import BASE, PLANTED, WIDE, make_experiment, write_record
 
 

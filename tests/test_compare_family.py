@@ -21,7 +21,7 @@ from harness.compare.load import Run
 from harness.compare.splits import aa_splits, seed_curve
 from harness.compare.stats import EXPLORATORY, FACT, FAMILY, variant_effects
 from harness.compare.units import shift
-from harness.probes import keys as pk
+from harness.facts import keys as pk
 from tests.helpers import write_record
 
 WIDE = "model.widen.mixed3b_5x5=32"

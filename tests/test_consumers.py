@@ -8,8 +8,9 @@ import torch
 import torchvision
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.models import InceptionV1, widen_targets
+from harness.facts.edits import widen_targets
+from harness.facts.errors import ConfigError
+from harness.models import InceptionV1
 from harness.models.consumers import growth_facts, insert_positions, widen_candidates, widenable, wiring, wirings
 from harness.models.graph_widen import widen_modules
 from tests.helpers import TinyResNet

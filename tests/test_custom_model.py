@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.errors import ConfigError
-from harness.models.custom import flatten_widen, instantiate_model
+from harness.facts.errors import ConfigError
+from harness.facts.overrides import flatten_widen
+from harness.models.custom import instantiate_model
 from harness.train import build_model
 
 MYNET = textwrap.dedent(

@@ -11,7 +11,7 @@ from PIL import Image
 
 from harness.data import Cifar10DataModule, ImageFolderDataModule
 from harness.data.folders import CIFAR10_CLASSES
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.train import train
 
 

@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 
 from harness.data import ImageFolderDataModule
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.probes import ProbeContext, ProbeSet
 from harness.probes.dissect import Dissect
 from harness.probes.runner import run_probes
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 from harness.train import train
 from tests.helpers import OneLayerNet
 

@@ -17,8 +17,8 @@ import pytest
 import pytorch_lightning as pl
 import torch.distributed
 
-from harness.records import RECORD_NAME, RunRecord
-from harness.wandb_offline import read_offline_run
+from harness.run.records import RECORD_NAME, RunRecord
+from harness.run.wandb_offline import read_offline_run
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 
@@ -116,8 +116,8 @@ def test_first_failing_rank_is_reported(tmp_path: Path) -> None:
 
 def test_rank_zero_helpers_follow_lightning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Negative control for the DDP tests: on rank 1 nothing is written, on rank 0 the record is."""
-    from harness import distributed
-    from harness.distributed import rank_zero_only
+    from harness.run import distributed
+    from harness.run.distributed import rank_zero_only
 
     monkeypatch.setattr(rank_zero_only, "rank", 1)
     assert distributed.rank() == 1 and not distributed.is_rank_zero()

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.models.graph_widen import plan_widen, widen_modules
 from harness.train import build_model
 

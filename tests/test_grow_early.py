@@ -12,11 +12,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.overrides import channels
 from harness.grow.carry import SCHEDULE_STEP_KEY
 from harness.grow.loop import run_chain
-from harness.records import RunRecord
-from harness.suggest.overrides import channels
+from harness.run.records import RunRecord
 from harness.train import train
 from tests.conftest import CONF_DIR
 

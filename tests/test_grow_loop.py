@@ -15,12 +15,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.grow import policies
 from harness.grow.loop import run_chain
 from harness.grow.rounds import check_images, logit_change
 from harness.oracle.candidates import TOLERANCE, count_params
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 from harness.suggest.config import load_config
 from harness.suggest.load import RunSummary
 from harness.train import train
@@ -129,7 +129,7 @@ def arch() -> dict:
 
 
 def _summary(arch: dict, metrics: dict, classes=("arc_r4", "line")) -> RunSummary:
-    from harness.suggest.overrides import channels
+    from harness.facts.overrides import channels
 
     return RunSummary("planted", "base", [0], dict(metrics), model=arch, channels=channels(arch), classes=list(classes))
 
@@ -163,7 +163,7 @@ def test_random_is_seeded_and_uniform_spreads_in_proportion_to_width(arch) -> No
     assert draws == again and len({next(iter(d)) for d in draws}) > 1
     widen, added, f = policies.uniform_widen(arch, 8, 12000)
     assert abs(added - 12000) <= 0.1 * 12000 and len(widen) > 10 and all(t.startswith("mixed") for t in widen)
-    from harness.suggest.overrides import channels
+    from harness.facts.overrides import channels
 
     width = channels(arch)
     assert all(n == round(f * width[t]) for t, n in widen.items())

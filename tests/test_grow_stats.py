@@ -12,7 +12,7 @@ import pytest
 from harness.compare.load import Run, find_records
 from harness.compare.paired import paired_effects
 from harness.compare.stats import welch_p
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.suggest.calibrate import weights_from_signals
 from harness.suggest.config import load_with_weights
 from tests.helpers import write_record
@@ -75,8 +75,8 @@ def test_weights_from_signals_csv(tmp_path: Path) -> None:
 
 
 def test_calibrated_weights_change_the_ranking(tmp_path: Path) -> None:
+    from harness.facts.overrides import channels
     from harness.suggest.load import RunSummary
-    from harness.suggest.overrides import channels
     from harness.suggest.rules import suggest
 
     model = {"_target_": "harness.models.InceptionV1", "width": 0.25, "last_layer": "mixed4b", "widen": {},

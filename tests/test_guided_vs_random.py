@@ -11,7 +11,7 @@ import pytest
 
 from harness.data.shapes import ARC_LADDER_LENGTH, ARC_LADDER_RADIUS
 from harness.data.world import CLASSES, World
-from harness.stats import welch
+from harness.facts.stats import welch
 from harness.suggest.verdict import judge
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "guided_vs_random.py"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.errors import ConfigError
-from harness.hooks import capture, eval_mode, run_with_cache
+from harness.facts.errors import ConfigError
 from harness.models import InceptionV1, torchvision_model
+from harness.models.hooks import capture, eval_mode, run_with_cache
 
 
 def _no_hooks(model: torch.nn.Module) -> bool:
@@ -68,8 +68,8 @@ def test_eval_mode_restores_each_module(net) -> None:
 def test_forward_until_stops_after_the_last_wanted_layer_with_the_same_values() -> None:
     import torch
 
-    from harness.hooks import capture, forward_until
     from harness.models import InceptionV1
+    from harness.models.hooks import capture, forward_until
 
     torch.manual_seed(0)
     net = InceptionV1(num_classes=4, width=0.125, batch_norm=False, lrn=False, last_layer="mixed4b").eval()

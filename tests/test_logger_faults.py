@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 
-from harness.errors import ConfigError
-from harness.records import RunRecord
+from harness.facts.errors import ConfigError
+from harness.run.records import RunRecord
+from harness.run.wandb_logger import make_wandb_logger
+from harness.run.wandb_offline import read_offline_run
 from harness.train import train
-from harness.wandb_logger import make_wandb_logger
-from harness.wandb_offline import read_offline_run
 
 FAILED = re.compile(r"wandb logging failed at step \d+: .+; the run continues and its record is complete; "
                     r"offline files so far: (\S+); sync with `wandb sync \1` or rerun logging from the record")
@@ -73,7 +73,8 @@ def _state(pid: int) -> str:
 
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "harness.wandb_logger" and r.levelno >= logging.WARNING]
+    logger = "harness.run.wandb_logger"
+    return [r.getMessage() for r in caplog.records if r.name == logger and r.levelno >= logging.WARNING]
 
 
 def _check_finished(cfg, epochs: int, caplog: pytest.LogCaptureFixture) -> dict:
@@ -99,7 +100,7 @@ def test_wandb_failing_mid_run_costs_one_warning(make_cfg, monkeypatch, caplog, 
 
     monkeypatch.setattr(Run, "log", flaky)
     cfg = make_cfg("logger=wandb", "trainer.max_epochs=2")
-    with caplog.at_level(logging.WARNING, logger="harness.wandb_logger"):
+    with caplog.at_level(logging.WARNING, logger="harness.run.wandb_logger"):
         train(cfg)
     _check_finished(cfg, 2, caplog)
     assert "BrokenPipeError: wandb went away" in _warnings(caplog)[0]
@@ -111,7 +112,7 @@ def test_wandb_failing_mid_run_costs_one_warning(make_cfg, monkeypatch, caplog, 
 def test_killed_wandb_service_leaves_the_run_complete(make_cfg, caplog, tmp_path: Path, one_thread) -> None:
     cfg = make_cfg("logger=wandb", "trainer.max_epochs=2",
                    "+callbacks.kill_wandb._target_=tests.test_logger_faults.KillWandbService")
-    with caplog.at_level(logging.WARNING, logger="harness.wandb_logger"):
+    with caplog.at_level(logging.WARNING, logger="harness.run.wandb_logger"):
         _, objects = train(cfg)
     (killer,) = [c for c in objects["trainer"].callbacks if isinstance(c, KillWandbService)]
     assert killer.killed, "no wandb-core process found to kill"
@@ -125,7 +126,7 @@ def test_killed_wandb_service_leaves_the_run_complete(make_cfg, caplog, tmp_path
 
 def test_a_project_name_wandb_rejects_means_no_wandb_not_no_run(make_cfg, caplog, one_thread) -> None:
     cfg = make_cfg("logger=wandb", "logger.wandb.project=bad/name", "test=false")
-    with caplog.at_level(logging.WARNING, logger="harness.wandb_logger"):
+    with caplog.at_level(logging.WARNING, logger="harness.run.wandb_logger"):
         train(cfg)
     record = RunRecord.load(cfg.paths.output_dir)
     assert record["status"] == "finished" and len(record["epochs"]) == 1 and record["wandb"]["mode"] == "disabled"
@@ -135,7 +136,7 @@ def test_a_project_name_wandb_rejects_means_no_wandb_not_no_run(make_cfg, caplog
 
 
 def test_an_unknown_mode_is_a_one_line_config_error(make_cfg, tmp_path: Path) -> None:
-    # (harness.validate now catches it before the run starts; make_wandb_logger says the same to direct callers)
+    # (harness.run.validate now catches it before the run starts; make_wandb_logger says the same to direct callers)
     with pytest.raises(ConfigError, match=r"logger.wandb.mode .*auto, online, offline, disabled.*'bogus'"):
         train(make_cfg("logger=wandb", "logger.wandb.mode=bogus"))
     direct = r"^unknown logger.wandb.mode 'bogus'; valid: auto, online, offline, disabled$"

@@ -119,8 +119,8 @@ WEIGHTS = os.environ.get("HARNESS_LUCID_WEIGHTS")
 
 @pytest.mark.skipif(not WEIGHTS, reason="set HARNESS_LUCID_WEIGHTS=/path/to/inception5h.pth to check the real weights")
 def test_real_lucid_weights_find_the_published_curve_detectors() -> None:
-    from harness.hooks import run_with_cache
     from harness.models.build import inception_v1
+    from harness.models.hooks import run_with_cache
 
     model = inception_v1(weights=WEIGHTS, num_classes=1008).eval()
     out, cache = run_with_cache(model, torch.rand(1, 3, 224, 224), names=["mixed3b"])

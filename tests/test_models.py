@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.models import BRANCHES, InceptionV1, hook_points, layers, plan_inception, torchvision_model
+from harness.facts.edits import BRANCHES, plan_inception
+from harness.facts.errors import ConfigError
+from harness.models import InceptionV1, hook_points, layers, torchvision_model
 from harness.models.inception_v1 import same_pads
 
 NARROW = {"width": 0.0625, "batch_norm": True, "lrn": False}

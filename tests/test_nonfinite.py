@@ -9,7 +9,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 
 
 class PoisonWeights(pl.Callback):

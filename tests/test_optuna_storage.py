@@ -12,7 +12,7 @@ import pytest
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 from harness.sweepers.optuna import split_overrides
 from tests.helpers import TINY_JOB
 

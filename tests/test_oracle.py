@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.oracle.candidates import TOLERANCE, Candidate, check_preserving, enumerate_candidates
 from harness.oracle.cli import base_run, check_images
 from harness.oracle.gains import paired_diffs, t_interval
@@ -59,7 +59,7 @@ def test_candidates_cost_about_the_budget_and_preserve_the_function(base: Path, 
     assert len(candidates) == 27 and all(c.kind == "widen" for c in candidates)  # 3 stem + 4 blocks x 6 branches
     for cand in candidates:  # rounding to whole units: within half a unit's cost, a few percent here
         assert abs(cand.params_added - budget) <= 0.05 * budget, cand
-    from harness.checkpoints import load_net
+    from harness.models.build import load_net
 
     net, _ = load_net(ckpt)
     images = check_images(record["config"]["data"], 16)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.conf_dir import conf_dir
+from harness.facts.conf_dir import conf_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,10 @@ def test_unpacked_wheel_finds_its_configs_from_another_folder(wheel: Path, tmp_p
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = _plain_env(site)
-    code = "import harness.conf_dir as c, harness.suggest.config as s; print(c.CONF_DIR); print(s.load_config().pick)"
+    code = (
+        "import harness.facts.conf_dir as c, harness.suggest.config as s; "
+        "print(c.CONF_DIR); print(s.load_config().pick)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [str(site / "harness" / "conf"), "best"]

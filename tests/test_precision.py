@@ -1,4 +1,4 @@
-"""The default precision follows the hardware: bf16-mixed only where bf16 is native (harness/precision.py)."""
+"""The default precision follows the hardware: bf16-mixed only where bf16 is native (harness/run/precision.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import precision
+from harness.run import precision
 
 
 @pytest.fixture

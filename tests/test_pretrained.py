@@ -15,14 +15,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
-from harness.checkpoints import load_net
-from harness.errors import ConfigError
-from harness.hooks import run_with_cache
+from harness.facts.errors import ConfigError
 from harness.models import InceptionV1, max_output_change, torchvision_model
-from harness.models.build import inception_v1
+from harness.models.build import inception_v1, load_net
+from harness.models.hooks import run_with_cache
 from harness.models.pretrained import lucid_keys, read_state_dict
 from harness.probe import probe
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 from harness.train import build_model, config_error, train
 from tests.conftest import CONF_DIR
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.probes import Probe, ProbeContext, ProbeResult, ProbeSet
 from harness.probes.ablation import AblationProbe
 from tests.helpers import OneLayerNet

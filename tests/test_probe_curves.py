@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.models import InceptionV1
 from harness.probes.curve_stimuli import corner_distance, make_stimuli
 from harness.probes.curves import CurveCensus, centre_positions

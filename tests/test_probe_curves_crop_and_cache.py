@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.models import InceptionV1
 from harness.probes import ProbeContext, ProbeSet, control_cache
 from harness.probes.curve_crop import Crop, plan_crop, verify

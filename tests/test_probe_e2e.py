@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from harness.probes import Probe, ProbeContext, ProbeResult
-from harness.records import RunRecord
+from harness.run.records import RunRecord
+from harness.run.wandb_offline import key_census, read_offline_run, read_table
 from harness.train import train
-from harness.wandb_offline import key_census, read_offline_run, read_table
 
 
 class Broken(Probe):

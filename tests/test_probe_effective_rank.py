@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.models import InceptionV1
 from harness.probes import ProbeContext, ProbeSet
 from harness.probes.effective_rank import EffectiveRank, entropy_rank, rank_fraction

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.probes import ProbeContext, ProbeSet
 from harness.probes.examples import TopExamples
 from harness.probes.plots import image_grid

@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from harness.data import World
-from harness.errors import ConfigError
-from harness.hooks import capture
+from harness.facts.errors import ConfigError
 from harness.models import InceptionV1
+from harness.models.hooks import capture
 from harness.probes import Probe, ProbeContext, ProbeResult, ProbeSet
 from harness.probes.callback import ProbeCallback
 from harness.probes.runner import publish, record_entry, run_probes
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 from harness.train import train
 
 LIMIT = 0.5  # seconds; the slow probes below never end on their own

@@ -83,7 +83,7 @@ def test_concat_units_map_to_their_branch() -> None:
 
 @pytest.mark.parametrize("kwargs", [{"steps": -1}, {"max_units": 0}, {"lr": 0}])
 def test_bad_settings(kwargs: dict) -> None:
-    from harness.errors import ConfigError
+    from harness.facts.errors import ConfigError
 
     with pytest.raises(ConfigError):
         FeatVisProbe(**kwargs)

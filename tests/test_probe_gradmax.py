@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.models import InceptionV1, resize
 from harness.models.consumers import wiring, wirings
 from harness.models.graph_widen import widen_modules

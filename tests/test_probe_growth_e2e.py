@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.models.consumers import insert_positions, widen_candidates
 from harness.models.inception_v1 import InceptionV1
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 from harness.train import train
 
 

@@ -9,7 +9,7 @@ import types
 import pytest
 import torch
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.probes import Probe, ProbeContext, ProbeResult, ProbeSet
 from harness.probes.lineage import LineageProbe
 from harness.probes.units import parse_units

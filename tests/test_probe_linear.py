@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.probes import ProbeContext, ProbeSet
 from harness.probes.linear import Linear
 

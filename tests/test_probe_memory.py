@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.probes import ProbeContext, ProbeSet
 from harness.probes.activations import ActivationStats
 from harness.probes.memory import GB, ActivationMemoryError, fit_layers, layer_bytes, limit_bytes
 from harness.probes.runner import run_probes
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 from tests.helpers import SMALL_PROBES, probe_cfg
 
 # Per image at 8 x 8 px: "0" 16 ch x 8 x 8, "2" 4 ch x 4 x 4, "4" 8 ch x 2 x 2 (x 4 bytes).

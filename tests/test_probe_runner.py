@@ -80,7 +80,7 @@ def test_activations_are_captured_once_and_shared() -> None:
 
 def test_cached_activations_equal_one_plain_pass() -> None:
     """Batches (5 + 5 + 5 + 1 images) land in one NCHW-contiguous float32 tensor per layer, in order."""
-    from harness.hooks import run_with_cache
+    from harness.models.hooks import run_with_cache
 
     ctx = _ctx()
     ctx.batch_size = 5

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.progress import CompactRichBar, EpochLines, progress_callbacks
-from harness.quiet import NOISE_LOGS
+from harness.run.progress import CompactRichBar, EpochLines, progress_callbacks
+from harness.run.quiet import NOISE_LOGS
 
 SMALL = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16", "logger=none",
          "trainer.accelerator=cpu"]  # fmt: skip
@@ -29,7 +29,7 @@ def _train_to_file(tmp_path: Path, *args: str) -> str:
 
 def test_file_output_has_one_line_per_epoch_no_noise_and_a_summary(tmp_path: Path) -> None:
     text = _train_to_file(tmp_path, "trainer.max_epochs=2", "probes=[activations]")
-    epochs = [line.split(" - ", 1)[-1] for line in text.splitlines() if "harness.progress" in line]
+    epochs = [line.split(" - ", 1)[-1] for line in text.splitlines() if "harness.run.progress" in line]
     assert [e.split("  ")[0] for e in epochs] == ["epoch 1/2", "epoch 2/2"]
     for line in epochs:
         for part in ("train/loss ", "val/loss ", "val/acc ", " img/s", "ETA "):

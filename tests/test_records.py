@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 
 
 def test_record_is_json_with_plain_values(tmp_path) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 
-from harness.records import RunRecord
-from harness.resume import resume_argv
-from harness.wandb_offline import read_offline_run
+from harness.run.records import RunRecord
+from harness.run.resume import resume_argv
+from harness.run.wandb_offline import read_offline_run
 from tests.helpers import write_record
 
 SMALL = ["data.train_size=256", "data.val_size=64", "data.test_size=64", "data.batch_size=32",
@@ -76,7 +76,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     a, b = RunRecord.load(whole), RunRecord.load(broken)
     # no stray folder: the resume wrote into the run it continued, its log appended to the run's train.log
     assert not (tmp_path / "resumer").exists() and not list(tmp_path.glob("outputs"))
-    assert "exists and is not empty" not in proc.stdout + proc.stderr  # silenced (harness.quiet)
+    assert "exists and is not empty" not in proc.stdout + proc.stderr  # silenced (harness.run.quiet)
     log = (broken / "train.log").read_text()
     first, last = "probes (cheap) after epoch 1/3", "probes (all) after epoch 3/3"  # killed part, resumed part
     assert log.count(first) == 1 and last in log and log.index(first) < log.index(last)
@@ -133,8 +133,8 @@ def test_same_seed_same_results(make_cfg, probes: str) -> None:
 
 def test_resumed_recipe_run_is_not_edited_twice(make_cfg, tmp_path: Path) -> None:
     """A recipe's edit is folded into model.widen when the run starts; resuming must not apply it again."""
-    from harness.recipes import expand_recipes
-    from harness.resume import resume_config
+    from harness.run.recipes import expand_recipes
+    from harness.run.resume import resume_config
 
     cfg = make_cfg("experiment=curve_widen", "curve_widen.channels=8")
     expand_recipes(cfg)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 from tests.helpers import TINY_JOB
 from tests.slurm_cluster import SlurmCluster, missing_binaries, slurm_cluster
 

@@ -12,12 +12,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
+from harness.facts.edits import plan_inception
+from harness.facts.overrides import Edit
 from harness.models import layers as channels_of
-from harness.models.edits import plan_inception
 from harness.suggest.cli import main
 from harness.suggest.config import load_config
 from harness.suggest.load import load_run
-from harness.suggest.overrides import Edit
 from harness.suggest.rules import RULES, MissingInputs, suggest
 from harness.train import CONF_DIR, build_model
 from tests.helpers import write_record
@@ -147,7 +147,7 @@ def test_unit_tables_give_branch_keys(tmp_path) -> None:
 )
 def test_orientation_coverage_and_named_gaps_agree(preferred, cfg, tmp_path) -> None:
     """The curve_cluster rule prints coverage and gaps: the gaps must name exactly the bins coverage leaves out."""
-    from harness.probes.keys import COVERAGE_BINS, orientation_coverage
+    from harness.facts.keys import COVERAGE_BINS, orientation_coverage
 
     curves = [{"layer": "mixed3b", "unit": u, "is_curve_detector": u < len(preferred),
                "preferred_orientation": preferred[u] if u < len(preferred) else 0.0} for u in range(120)]  # fmt: skip
@@ -204,7 +204,7 @@ def test_suggested_overrides_apply_and_compose(cfg, tmp_path) -> None:
 
 
 def test_negative_widen_override(cfg, tmp_path) -> None:
-    """Pruning is a negative widen (harness/models/edits.py): the override parses, is valid, and builds."""
+    """Pruning is a negative widen (harness/facts/edits.py): the override parses, is valid, and builds."""
     run = load_run(plant(tmp_path, CASES["prune_dead"][0]) / "record.json")
     (s,) = suggest(run, cfg)[0]
     assert s.next_run == ["+model.widen.mixed4a_3x3=-21"]

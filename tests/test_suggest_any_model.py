@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.facts.overrides import Edit, check, model_overrides
 from harness.suggest.cli import main
 from harness.suggest.config import load_config
 from harness.suggest.load import load_run
-from harness.suggest.overrides import Edit, check, model_overrides
 from harness.suggest.rules import RULES, suggest
 from tests.helpers import write_record
 

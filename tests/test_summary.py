@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from harness.summary import findings, print_summary, summary_findings, summary_rows
+from harness.run.summary import findings, print_summary, summary_findings, summary_rows
 
 RECORD = {
     "status": "finished",

@@ -10,8 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.errors import ConfigError
-from harness.hooks import run_with_cache
+from harness.facts.errors import ConfigError
 from harness.models import (
     InceptionV1,
     added_units,
@@ -22,6 +21,7 @@ from harness.models import (
     prune_units,
     resize,
 )
+from harness.models.hooks import run_with_cache
 from harness.models.surgery import consumers
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors; the machine's cores are shared

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.recipes import count_params, draw_random_tweak
-from harness.records import RunRecord
+from harness.run.recipes import count_params, draw_random_tweak
+from harness.run.records import RunRecord
 from harness.train import build_model
 
 SMALL = ["data.train_size=64", "data.val_size=32", "data.test_size=32", "data.batch_size=16", "logger=none",
@@ -84,7 +84,7 @@ def test_recipes_declare_their_sweep_and_group(make_cfg, recipe: str) -> None:
 
 
 def test_curve_widen_recipe_widens_the_named_branch(make_cfg) -> None:
-    from harness.recipes import expand_recipes
+    from harness.run.recipes import expand_recipes
 
     cfg = make_cfg("experiment=curve_widen", "curve_widen.channels=16", "curve_widen.branch=mixed4a_5x5")
     assert cfg.variant == "mixed4a_5x5+16"

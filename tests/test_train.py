@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import RunRecord
+from harness.run.records import RunRecord
+from harness.run.wandb_offline import read_offline_run
 from harness.train import train
-from harness.wandb_offline import read_offline_run
 
 
 def test_fast_dev_run_writes_record(make_cfg) -> None:
@@ -19,7 +19,7 @@ def test_fast_dev_run_writes_record(make_cfg) -> None:
     metrics, objects = train(cfg)
     record = RunRecord.load(cfg.paths.output_dir)
     assert record["status"] == "finished"
-    assert record["variant"] == "base"  # a debug preset is a budget, not a variant (harness.variant.BUDGET)
+    assert record["variant"] == "base"  # a debug preset is a budget, not a variant (harness.run.variant.BUDGET)
     assert record["config"]["model"]["width"] == 0.25
     assert record["model"]["params/total"] == sum(p.numel() for p in objects["module"].net.parameters())
     assert "test/acc" in record["test"] and 0.0 <= record["test"]["test/acc"] <= 1.0

@@ -6,13 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.validate import check_missing
+from harness.run.validate import check_missing
 
 
 def test_missing_mandatory_key_is_named() -> None:
     from omegaconf import OmegaConf
 
-    from harness.errors import ConfigError
+    from harness.facts.errors import ConfigError
 
     cfg = OmegaConf.create({"data": {"root": "???", "image_size": 64}, "seed": 0})
     try:

@@ -1,4 +1,4 @@
-from harness.variant import variant_name
+from harness.run.variant import variant_name
 
 
 def test_seed_and_logging_overrides_do_not_change_the_variant() -> None:
@@ -22,7 +22,7 @@ def test_training_changes_are_part_of_the_variant() -> None:
 
 
 def test_settings_shared_by_a_sweep_name_no_variant_but_a_shared_model_edit_does(tmp_path) -> None:
-    from harness.variant import shared_sweep_keys
+    from harness.run.variant import shared_sweep_keys
 
     (tmp_path / "multirun.yaml").write_text(
         "hydra:\n  overrides:\n    task:\n    - seed=0,1\n    - +model.widen.mixed3b_5x5=32\n"

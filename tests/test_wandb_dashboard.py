@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import dashboard
-from harness.wandb_layout import HEADLINES
+from harness.run.wandb_layout import HEADLINES
 from tests.helpers import BASE, WIDE, write_record
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
-from harness.wandb_logger import make_wandb_logger, resolve_mode, wandb_configured
-from harness.wandb_offline import read_offline_run
+from harness.facts.errors import ConfigError
+from harness.run.wandb_logger import make_wandb_logger, resolve_mode, wandb_configured
+from harness.run.wandb_offline import read_offline_run
 
 
 def test_auto_is_offline_without_credentials(tmp_path: Path) -> None:

@@ -12,12 +12,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.run.wandb_layout import sweep_id
+from harness.run.wandb_logger import check_log_model
+from harness.run.wandb_offline import read_offline_run
+from harness.run.wandb_sync import sync_command
 from harness.train import _wandb_names
-from harness.wandb_layout import sweep_id
-from harness.wandb_logger import check_log_model
-from harness.wandb_offline import read_offline_run
-from harness.wandb_sync import sync_command
 
 ONE_BATCH = ["trainer.max_epochs=1", "data.train_size=16", "data.val_size=16", "data.test_size=16",
              "data.batch_size=16", "trainer.enable_progress_bar=false", "probes=none", "test=false"]  # fmt: skip
@@ -80,7 +80,7 @@ def test_log_model_refuses_anything_else(value) -> None:
 
 def test_oracle_summary_is_a_named_run_with_group_and_config(tmp_path: Path) -> None:
     from harness.oracle.report import log_wandb
-    from harness.wandb_logger import _wait_for_exit_record
+    from harness.run.wandb_logger import _wait_for_exit_record
 
     rows = [{"candidate": "mixed3b_5x5", "gain_val_loss": 0.1}]
     log_wandb(tmp_path, rows, [], "offline", name="base-s0-oracle", group="oracle/base", config={"steps": 8})
@@ -97,7 +97,7 @@ def test_grow_loop_rounds_are_grow_runs_in_the_chains_group(make_cfg, tmp_path: 
 
     # a single run's Hydra state (HydraConfig is process-global: no earlier test's sweep may leak in)
     cfg = make_cfg("+logger.wandb.name=gradmax-s1-r2", "logger.wandb.group=gradmax", "logger.wandb.job_type=grow")
-    wandb_cfg = {"_target_": "harness.wandb_logger.make_wandb_logger", "group": None, "job_type": "train"}
+    wandb_cfg = {"_target_": "harness.run.wandb_logger.make_wandb_logger", "group": None, "job_type": "train"}
     job = {"variant": "gradmax", "seed": 1, "logger": {"wandb": wandb_cfg, "csv": None}}
     assert round_loggers(job, 2) == {"wandb": {**wandb_cfg, "job_type": "grow", "group": "gradmax",
                                                "name": "gradmax-s1-r2"}}  # fmt: skip

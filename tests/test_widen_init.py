@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.grow.new_units import mean_loss, new_units
 from harness.grow.tiny_init import RIDGE, tiny_directions
 from harness.grow.widen_init import init_units
@@ -161,7 +161,7 @@ def test_a_continued_run_with_gradmax_carried_state_and_a_new_lr(make_cfg, tmp_p
     """harness-train model.init_from=... +model.widen...=3 model.widen_init=gradmax model.carry_optimizer=true."""
     from omegaconf import open_dict
 
-    from harness.records import RunRecord
+    from harness.run.records import RunRecord
     from harness.train import train
 
     small = ["logger=none", "test=false", "data.train_size=64", "data.val_size=32", "data.test_size=32",

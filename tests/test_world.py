@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.data.world import CLASSES, CONCEPTS, World, WorldBatch
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 CURVED = ("arc_high", "arc_low", "closed_curve", "wave", "spiral")
 C = {name: i for i, name in enumerate(CONCEPTS)}

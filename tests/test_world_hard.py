@@ -6,10 +6,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from harness.conf_dir import CONF_DIR
 from harness.data.world import World
 from harness.data.world_datamodule import WorldDataModule
-from harness.errors import ConfigError
+from harness.facts.conf_dir import CONF_DIR
+from harness.facts.errors import ConfigError
 
 
 def test_world_hard_preset_builds_and_is_seeded() -> None:

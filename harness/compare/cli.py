@@ -23,7 +23,7 @@ from harness.compare.headline import fmt
 from harness.compare.load import short_dirs
 from harness.compare.pipeline import Comparison, compare
 from harness.compare.stats import ALPHA, FAMILY, by_effect_size
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 STATUS_STYLE = {"finished": "green", "failed": "bold red", "running": "yellow"}
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from harness.compare.family import split_key
-from harness.probes import keys as pk
+from harness.facts import keys as pk
 
 Count = tuple[float, float]  # (k, N) of one run
 

@@ -1,7 +1,7 @@
 """Learning curves per variant for the report: val/acc and train/loss over epochs, mean with a band over seeds.
 
 Why a separate reader: the flattened `Run` holds each run's final scalars only; the per-epoch rows live in
-the same record.json (`epochs`, written by harness.records.RecordCallback), read here for finished runs.
+the same record.json (`epochs`, written by harness.run.records.RecordCallback), read here for finished runs.
 Epochs are shown one-based, like the progress lines. The band spans min..max over seeds (with 2-5 seeds a
 standard deviation band says little more and can cross impossible values such as accuracy > 1).
 """
@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from harness.compare.load import Run
 from harness.compare.plots import Plot, PlotSpec
-from harness.runs import load_record
+from harness.facts.runs import load_record
 
 # (title, keys tried in order in each epoch row)
 PANELS = (("val/acc", ("val/acc",)), ("train/loss", ("train/loss_epoch", "train/loss")))

@@ -4,7 +4,7 @@ Why a family: Benjamini-Hochberg over every probe scalar (~200 per run) asks the
 about 0.05/200, which it almost never does, so a typical experiment resolved nothing. The rule instead:
 
 * **facts**: metrics the config decides (``model/params/*``: parameter counts) are reported, never tested;
-* **family**: the headline metrics each probe declares (:data:`harness.probes.keys.HEADLINE`, a few per layer) at
+* **family**: the headline metrics each probe declares (:data:`harness.facts.keys.HEADLINE`, a few per layer) at
   the layers the edit touches and their neighbours, plus the task metrics (test accuracy and loss); BH runs
   within this family only (10-30 tests for one widened branch);
 * **exploratory**: every other metric gets its effect size and interval, labelled exploratory, never "beyond noise".
@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from fnmatch import fnmatch
 
 from harness.compare.load import Run
-from harness.errors import ConfigError
-from harness.probes import keys as pk
-from harness.runs import as_number
+from harness.facts import keys as pk
+from harness.facts.errors import ConfigError
+from harness.facts.runs import as_number
 
 FACTS = ("model/*",)  # parameter counts: follow from the config
 TASK = (("test/acc", "test/loss"), ("val/acc", "val/loss"))  # the first pair present is the task's

@@ -1,4 +1,4 @@
-"""Runs as comparable rows: each `record.json` (found and flattened by :mod:`harness.runs`) becomes a `Run`.
+"""Runs as comparable rows: each `record.json` (found and flattened by :mod:`harness.facts.runs`) becomes a `Run`.
 
 Why read records and not wandb: the record is written by every run (also offline, failed or killed ones),
 so a comparison works on a laptop without an account, and a failed run is visible with its error
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.probes.keys import TABLE_FILE
-from harness.runs import Value, as_number, find_records, flatten, load_record, model_config
+from harness.facts.keys import TABLE_FILE
+from harness.facts.runs import Value, as_number, find_records, flatten, load_record, model_config
 
 
 @dataclass

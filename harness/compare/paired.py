@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.compare.load import Run, ordered_variants
-from harness.stats import paired_interval
+from harness.facts.stats import paired_interval
 
 PAIRED_METRICS = ("test/acc", "test/loss", "val/acc", "val/loss")
 LEVEL = 0.95

@@ -23,8 +23,8 @@ from harness.compare.stats import ALPHA, Effect, is_result, variant_effects
 from harness.compare.tables import write_effects, write_summary
 from harness.compare.units import unit_effects
 from harness.compare.variants import choose_baseline, variant_labels
-from harness.errors import ConfigError
-from harness.runs import RECORD_NAME
+from harness.facts.errors import ConfigError
+from harness.facts.runs import RECORD_NAME
 
 
 @dataclass

@@ -19,8 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.compare.load import Run
-from harness.probes import keys as pk
-from harness.stats import mean_sd
+from harness.facts import keys as pk
+from harness.facts.stats import mean_sd
 
 Series = dict[str, dict[str, list[float]]]  # variant -> x (layer/class) -> seed values
 
@@ -71,7 +71,7 @@ def _class_spec(runs: Sequence[Run]) -> PlotSpec:
 
 
 def _per_layer(probe: str, metric: str, title: str, label: str) -> PlotSpec:
-    """A plot of `<probe>/<layer>/<metric>` across layers (key names from harness.probes.keys)."""
+    """A plot of `<probe>/<layer>/<metric>` across layers (key names from harness.facts.keys)."""
     return PlotSpec(probe, title, rf"^{probe}/(?P<x>[^/]+)/{metric}$", label, pk.key(probe, "<layer>", metric))
 
 

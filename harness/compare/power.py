@@ -17,7 +17,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from harness.stats import separated_p
+from harness.facts.stats import separated_p
 
 MAX_SEEDS = 64  # beyond this per arm the headline says "more than 64"
 

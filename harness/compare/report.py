@@ -54,7 +54,7 @@ def _ci(ci: tuple[float, float] | None) -> str:
 
 
 FAMILY_RULE = (
-    "<p>What is tested (the headline family): each probe's headline metrics (harness.probes.keys.HEADLINE: a few "
+    "<p>What is tested (the headline family): each probe's headline metrics (harness.facts.keys.HEADLINE: a few "
     "per layer) at the layers the edit touches and their neighbours in model order (every layer when the arms "
     "differ by no architecture edit), plus the task metrics (test accuracy and loss) and any <code>--headline</code> "
     "pattern. Benjamini-Hochberg runs within that family only; a metric is <em>beyond noise</em> when its q &le; "

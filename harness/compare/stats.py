@@ -6,7 +6,7 @@ standardised effect (difference / pooled seed sd, i.e. Cohen's d), an interval, 
 (detectors, dead units, concept units: k of N per run) the quasi-binomial test of :mod:`harness.compare.counts`.
 Config facts (:mod:`harness.compare.family`) are never tested. Benjamini-Hochberg runs within the experiment's
 headline family only; every other metric is exploratory: effect and interval, never "beyond seed noise".
-The Welch tests themselves live in :mod:`harness.stats` (shared with every verdict).
+The Welch tests themselves live in :mod:`harness.facts.stats` (shared with every verdict).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from harness.compare.counts import as_count, count_interval, count_test
 from harness.compare.family import is_fact
 from harness.compare.load import Run
 from harness.compare.power import seeds_for_count, seeds_for_effect
-from harness.probes import keys as pk
-from harness.stats import bh_adjust, constant_arms, describe, pooled_sd, welch, welch_p
+from harness.facts import keys as pk
+from harness.facts.stats import bh_adjust, constant_arms, describe, pooled_sd, welch, welch_p
 
 ALPHA = 0.05
 FACT, FAMILY, EXPLORATORY = "fact", "family", "exploratory"  # Effect.role

@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.compare.load import Run
 from harness.compare.stats import EXPLORATORY, Effect
-from harness.probes import keys as pk
+from harness.facts import keys as pk
 
 DRAWS = 1000
 MIN_SEEDS = 2  # per arm: with one seed the bootstrap resamples units only and calls seed noise a shift

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.compare.load import Run, ordered_variants
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 BASE = "base"
 _OPEN, _CLOSE = "[({", "])}"

@@ -26,7 +26,7 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 MASKS_DIR = "masks"
 MASK_SUFFIX = ".png"

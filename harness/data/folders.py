@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 from harness.data.folder_masks import LAYOUT, MASKS_DIR, FolderMasks, eval_geometry
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 
 def _stratified_split(targets: list[int], fractions: tuple[float, ...], seed: int) -> list[list[int]]:

@@ -33,7 +33,7 @@ import torch
 
 import harness.data.render as render  # the module itself, not the package: harness.data imports this file
 from harness.data.shapes import BUILDERS, place, resample
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 CLASSES: tuple[str, ...] = (
     "arc_high",

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from harness.data.world import CLASSES, World
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 # Each split draws from its own seed stream so that growing one split never changes another.
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}

@@ -164,7 +164,7 @@ class Growth:
 def growth_from_config(model_cfg: Mapping[str, Any], net: nn.Module, image_size: int) -> Growth | None:
     """The :class:`Growth` of a run's model config: ``carry_optimizer`` (with ``init_from``; without it, as in a grow
     chain's base round, there is nothing to carry) and ``new_lr_scale``; None when neither applies."""
-    from harness.errors import ConfigError
+    from harness.facts.errors import ConfigError
     from harness.grow.widen_init import added_by_config
 
     init_from = model_cfg.get("init_from")

@@ -27,19 +27,21 @@ import torch
 from torch import nn
 
 from harness.grow.new_units import ALIVE_BIAS, Batch, NewUnits, passes
+from harness.models.consumers import Wiring
 from harness.probes.gradmax import gradmax_rows
 
 GRADMAX_FRACTION = 0.5  # new fan-out norm / the existing units' mean fan-out norm
 
 
-def b_matrices(net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits]) -> dict[str, torch.Tensor]:
-    """B = E[g_next h_in^T] per target (float64, rows fan-out, columns fan-in), on the fixed batches."""
+def b_matrices(net: nn.Module, batches: Sequence[Batch], wired: Sequence[Wiring]) -> dict[str, torch.Tensor]:
+    """B = E[g_next h_in^T] per target (float64, rows fan-out, columns fan-in), on the fixed batches; also on a
+    base network without new units (the oracle's ``gradmax_per_unit`` signal)."""
     sums: dict[str, torch.Tensor] = {}
-    for p in passes(net, batches, found):
-        for f in found:
-            grads = [p.grads[id(c.module)] for c in f.wiring.consumers]
-            part = gradmax_rows(f.wiring, p.inputs[id(f.wiring.producer)], grads).double().cpu()
-            sums[f.target] = part if f.target not in sums else sums[f.target] + part
+    for p in passes(net, batches, wired):
+        for w in wired:
+            grads = [p.grads[id(c.module)] for c in w.consumers]
+            part = gradmax_rows(w, p.inputs[id(w.producer)], grads).double().cpu()
+            sums[w.target] = part if w.target not in sums else sums[w.target] + part
     return sums
 
 
@@ -48,7 +50,7 @@ def gradmax_init(
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Write GradMax's new units into ``net`` in place; per target what was chosen and the predicted gradients."""
-    bs = b_matrices(net, batches, found)
+    bs = b_matrices(net, batches, [f.wiring for f in found])
     gen = torch.Generator().manual_seed(seed)
     record = {}
     for f in found:

@@ -27,12 +27,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.errors import ConfigError
+from harness.facts.edits import add_widen
+from harness.facts.errors import ConfigError
+from harness.facts.overrides import as_overrides
 from harness.grow import policies, rounds
-from harness.models.edits import add_widen
 from harness.oracle.candidates import DEFAULT_BUDGET_FRACTION, TOLERANCE, count_params
-from harness.records import RECORD_NAME, RunRecord
-from harness.suggest.overrides import as_overrides
+from harness.run.records import RECORD_NAME, RunRecord
 
 log = logging.getLogger("harness.grow")
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.models.consumers import Wiring, wirings
 from harness.models.hooks import eval_mode
 from harness.probes.gradients import batch_gradients
@@ -143,12 +143,13 @@ class Pass:
     grads: dict[int, torch.Tensor]
 
 
-def passes(net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits]) -> Iterator[Pass]:
-    """Loss gradients at the consumers (eval mode; the loss is the mean cross-entropy over all batches), by
-    :func:`harness.probes.gradients.batch_gradients`, the growth probes' own pass."""
+def passes(net: nn.Module, batches: Sequence[Batch], wired: Sequence[Wiring]) -> Iterator[Pass]:
+    """Loss gradients at the consumers of ``wired`` (eval mode; the loss is the mean cross-entropy over all
+    batches), by :func:`harness.probes.gradients.batch_gradients`, the growth probes' own pass. Wirings, not
+    :class:`NewUnits`: the oracle's signals read the same statistics on a base network that has no new units."""
     total = sum(len(y) for _, y in batches)
-    producers = {id(f.wiring.producer): f.wiring.producer for f in found}
-    consumers = {id(c.module): c.module for f in found for c in f.wiring.consumers}
+    producers = {id(w.producer): w.producer for w in wired}
+    consumers = {id(c.module): c.module for w in wired for c in w.consumers}
     device = next(net.parameters()).device
     ready = ((prepare(x.to(device)), y.to(device)) for x, y in batches)
     for b in batch_gradients(net, ready, total, list(consumers.values()), list({**producers, **consumers}.values())):

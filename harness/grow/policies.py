@@ -26,10 +26,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.keys import EFFECTIVE_RANK, GRADMAX
 from harness.oracle.candidates import Candidate, count_params, enumerate_candidates
 from harness.oracle.signals import probe_signal
-from harness.probes.keys import EFFECTIVE_RANK, GRADMAX
 from harness.suggest.load import RunSummary
 
 POLICIES: tuple[str, ...] = ("suggest", GRADMAX, EFFECTIVE_RANK, "random", "uniform", "none", "to_width")
@@ -116,8 +116,8 @@ def pick_random(candidates: Sequence[Candidate], rng: random.Random) -> Pick:
 def uniform_widen(arch: Mapping[str, Any], num_classes: int, budget: int) -> tuple[dict[str, int], int, float]:
     """(widen per mixed-block branch, parameters added, f): ``round(f x width)`` units each, f chosen so the cost
     is closest to ``budget``. Why a search: costs interact (two widened neighbours add their cross weights)."""
-    from harness.models.edits import widen_targets
-    from harness.suggest.overrides import channels
+    from harness.facts.edits import widen_targets
+    from harness.facts.overrides import channels
 
     targets = [t for t in widen_targets(arch.get("insert"), arch.get("last_layer")) if t.startswith("mixed")]
     width = channels(arch)
@@ -146,8 +146,8 @@ def uniform_widen(arch: Mapping[str, Any], num_classes: int, budget: int) -> tup
 def to_width(base: Mapping[str, Any], arch: Mapping[str, Any], target_width: float, k: int, rounds: int) -> Pick:
     """Round ``k`` of ``rounds``: each widen target of ``arch`` grows to ``base + (goal - base) * k / rounds`` units,
     ``base`` its width in the base model and ``goal`` at ``target_width`` (the base's own widen edits kept)."""
-    from harness.models.edits import widen_targets
-    from harness.suggest.overrides import channels
+    from harness.facts.edits import widen_targets
+    from harness.facts.overrides import channels
 
     start, now, goal = channels(base), channels(arch), channels({**base, "width": target_width})
     widen = {}

@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.compare.load import find_records, load_run
 from harness.compare.paired import paired_effects
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 CURVE_MARK = "*"
 

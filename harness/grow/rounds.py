@@ -25,7 +25,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.oracle.launch import SHARED_DATA
 
 ROUND_SEED_STRIDE = 100_003
@@ -92,7 +92,7 @@ def round_config(
 def round_loggers(job: Mapping[str, Any], k: int) -> dict[str, Any]:
     """The job's wandb logger, if it has one, for round ``k``: a run of job_type `grow` named `<variant>-s<seed>-r<k>`
     in the chain's group (sweep + variant), so a chain's rounds chart together. Other loggers are left out."""
-    from harness.wandb_layout import hydra_sweep, run_group, run_name
+    from harness.run.wandb_layout import hydra_sweep, run_group, run_name
 
     sweep, num = hydra_sweep()
     variant = str(job.get("variant"))
@@ -128,7 +128,7 @@ def logit_change(prev_ckpt: str, model_cfg: Mapping[str, Any], images: torch.Ten
     """
     import hydra
 
-    from harness.checkpoints import load_net
+    from harness.models.build import load_net
     from harness.models.surgery import max_output_change
 
     before, record = load_net(prev_ckpt)

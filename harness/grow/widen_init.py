@@ -18,12 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.edits import is_inception
+from harness.facts.errors import ConfigError
+from harness.facts.overrides import flatten_widen
 from harness.grow.gradmax_init import gradmax_init
 from harness.grow.new_units import Batch, new_units
 from harness.grow.tiny_init import tiny_init
-from harness.models.custom import flatten_widen
-from harness.models.edits import is_inception
 from harness.models.surgery import added_units
 
 DATA_INITS: tuple[str, ...] = ("gradmax", "tiny")

@@ -31,14 +31,14 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.edits import INCEPTION_TARGET, INCEPTION_TARGETS, add_widen, check_widen, is_inception
+from harness.facts.errors import ConfigError
+from harness.facts.runs import RECORD_NAME, load_record, record_of_checkpoint
 from harness.models.custom import check_growth_keys, instantiate_model
-from harness.models.edits import INCEPTION_TARGET, INCEPTION_TARGETS, add_widen, check_widen, is_inception
 from harness.models.freeze import freeze_old as freeze_units
 from harness.models.inception_v1 import InceptionV1, _check_args
 from harness.models.pretrained import load_lucid, load_torch_file, state_dict_of
 from harness.models.surgery import WIDEN_INITS, added_units, transfer, unit_maps
-from harness.runs import RECORD_NAME, load_record, record_of_checkpoint
 
 # Keys that say where weights come from and how edits treat them (not architecture).
 LOADING_KEYS: tuple[str, ...] = ("weights", "init_from", "widen_init", "widen_noise", "freeze_old", "train_also",
@@ -46,7 +46,7 @@ LOADING_KEYS: tuple[str, ...] = ("weights", "init_from", "widen_init", "widen_no
 # Architecture keys a loaded InceptionV1 fixes; `widen` is added on top of the loaded network's own.
 ARCH_KEYS: tuple[str, ...] = ("width", "batch_norm", "lrn", "insert", "last_layer", "input_transform")
 LUCID = {"width": 1.0, "batch_norm": False, "lrn": True, "insert": [], "widen": {}}
-# Where a checkpoint written by harness-train keeps what rebuilds it (see harness.module.ClassifierModule).
+# Where a checkpoint written by harness-train keeps what rebuilds it (see harness.run.module.ClassifierModule).
 CHECKPOINT_KEY = "harness"
 # InceptionV1's constructor defaults: what an architecture key left out of a config means.
 _DEFAULTS = {k: p.default for k, p in inspect.signature(InceptionV1).parameters.items() if p.default is not p.empty}

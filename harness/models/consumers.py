@@ -5,7 +5,7 @@ convolution makes its units (its weight is the fan-in of a new unit), which laye
 input columns are the fan-out), at which input channels, and through which pools or normalisations. That is
 a fact about the model, not about any one criterion, so it is written once here, by layer name.
 
-InceptionV1 is wired from its channel plan (:mod:`harness.models.edits`) and the consumer list that weight
+InceptionV1 is wired from its channel plan (:mod:`harness.facts.edits`) and the consumer list that weight
 surgery already uses (:func:`harness.models.surgery.consumers`). Any other model is wired from its traced graph
 by the planner that ``model.widen`` itself uses (:func:`harness.models.graph_widen.widenable`): the widen
 targets are the convs/linears it accepts (not the head, not writers of a residual stream, not grouped convs),
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.models.graph_widen import BINARY, BINARY_METHODS, WidenPlan, module_width, plan_traced, trace
 
 
@@ -170,7 +170,7 @@ def widen_candidates(model: nn.Module, image_size: int = 64) -> list[str]:
     model: the convs/linears ``model.widen`` accepts, found on its graph traced at ``image_size``)."""
     if not _inception(model):
         return list(widenable(model, image_size).plans)
-    from harness.models.edits import widen_targets
+    from harness.facts.edits import widen_targets
 
     return widen_targets(model.config["insert"], model.config["last_layer"])
 

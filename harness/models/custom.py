@@ -14,8 +14,8 @@ A target whose constructor takes ``weights``/``widen`` itself (InceptionV1, ``to
 
 Usage (Hydra): ``harness-train model=custom model._target_=mynet.MyNet +model.width=16``
 
-torch is imported where a model is built, so torch-free readers of run records (harness-suggest) can use
-:func:`flatten_widen`.
+Hydra's nested ``widen`` keys are flattened by :func:`harness.facts.overrides.flatten_widen` (torch-free, for the
+readers of run records too).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.overrides import flatten_widen
 
 if TYPE_CHECKING:
     from torch import nn
@@ -49,21 +50,6 @@ def check_growth_keys(widen_init: Any = "zero", widen_batches: Any = 4, new_lr_s
         raise ConfigError(f"model.widen_batches must be an integer >= 1 (training batches), got {widen_batches!r}")
     if isinstance(new_lr_scale, bool) or not isinstance(new_lr_scale, int | float) or not new_lr_scale > 0:
         raise ConfigError(f"model.new_lr_scale must be a number > 0 (the new units' LR factor), got {new_lr_scale!r}")
-
-
-def flatten_widen(widen: Mapping[str, Any] | None, prefix: str = "") -> dict[str, int]:
-    """``{layer2: {'0': {conv1: 8}}}`` (how Hydra reads ``+model.widen.layer2.0.conv1=8``) -> ``{'layer2.0.conv1': 8}``.
-
-    Flat keys (``{'layer2.0.conv1': 8}``, from Python or a recipe) pass unchanged.
-    """
-    flat: dict[str, int] = {}
-    for key, value in (widen or {}).items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping | DictConfig):
-            flat.update(flatten_widen(value, f"{name}."))
-        else:
-            flat[name] = int(value)
-    return flat
 
 
 def _get_object(target: str) -> Any:

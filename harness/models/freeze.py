@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.models.names import resolve
 from harness.models.surgery import consumers
 

@@ -39,7 +39,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 # Modules that act on each channel on its own: the new channels pass through unchanged in meaning.
 _PER_CHANNEL = (

@@ -4,7 +4,7 @@ Why our own (not captum's LayerActivation or TransformerLens): probes address la
 (`mixed3b_5x5`) or, for any other model, by dotted module path, need several layers from ONE forward
 pass (capture once, share across probes), and must never leave a hook behind on the user's model.
 They live with the models because surgery and freezing use them too; names are resolved by
-:func:`harness.models.names.resolve`. ``harness.hooks`` re-exports them.
+:func:`harness.models.names.resolve`. Probes import them from here.
 
 Usage:
     out, cache = run_with_cache(net, images, names=["mixed3b", "mixed3b_5x5"])

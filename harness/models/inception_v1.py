@@ -6,7 +6,7 @@ widths), so we rebuild it layer for layer. Every layer and branch keeps its
 Lucid name (``mixed3b_5x5``) and is reachable through :meth:`InceptionV1.hook_points`,
 so probes and config edits address layers by name, never by index.
 
-Channel counts come from :func:`harness.models.edits.plan_inception`; this file
+Channel counts come from :func:`harness.facts.edits.plan_inception`; this file
 only turns that plan into modules.
 """
 
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.models.edits import BRANCHES, BlockPlan, Plan, check_widen, plan_inception
+from harness.facts.edits import BRANCHES, BlockPlan, Plan, check_widen, plan_inception
+from harness.facts.errors import ConfigError
 
 
 def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 
 def hook_points(model: nn.Module) -> dict[str, nn.Module]:

@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.models.edits import plan_inception
+from harness.facts.edits import plan_inception
+from harness.facts.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.edits import CONCAT_BRANCHES, add_widen
+from harness.facts.errors import ConfigError
 from harness.models.custom import WIDEN_INITS
-from harness.models.edits import CONCAT_BRANCHES, add_widen
 from harness.models.hooks import capture, eval_mode
 from harness.models.inception_v1 import ConvReLU, InceptionV1
 from harness.models.names import layers

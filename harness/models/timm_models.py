@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 
 def timm_model(name: str, num_classes: int = 1000, **kwargs: Any) -> nn.Module:

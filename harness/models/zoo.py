@@ -13,7 +13,7 @@ from typing import Any
 import torchvision
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.models.names import hook_points, layers
 
 __all__ = ["classification_models", "hook_points", "layers", "torchvision_model"]

@@ -25,11 +25,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.edits import MIXED_NAMES, add_widen, is_inception, widen_targets
+from harness.facts.errors import ConfigError
+from harness.facts.overrides import Edit
 from harness.models.build import architecture
-from harness.models.edits import MIXED_NAMES, add_widen, is_inception, widen_targets
 from harness.models.surgery import max_output_change
-from harness.suggest.overrides import Edit
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class Candidate:
 
 def block_of(target: str) -> str:
     """The stem layer or mixed block a widen target belongs to (``mixed3b_3x3_bottleneck`` -> ``mixed3b``)."""
-    from harness.models.edits import BRANCHES
+    from harness.facts.edits import BRANCHES
 
     for branch in sorted(BRANCHES, key=len, reverse=True):
         if target.endswith(f"_{branch}"):

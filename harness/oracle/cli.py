@@ -26,8 +26,8 @@ import hydra
 import torch
 from omegaconf import OmegaConf
 
-from harness.builders import CONF_DIR
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.keys import GROWTH_SCORES
 from harness.oracle import report
 from harness.oracle.candidates import Candidate, check_preserving, enumerate_candidates
 from harness.oracle.gains import gains as oracle_gains
@@ -35,8 +35,8 @@ from harness.oracle.gains import paired_diffs
 from harness.oracle.launch import JOBS_DIR, command, read_jobs, run_jobs, write_group
 from harness.oracle.scoring import BOOTSTRAP_REPS, SIGNALS_COLUMNS, SignalScore, score_signal, spearman
 from harness.oracle.signals import all_signals
-from harness.probes.keys import GROWTH_SCORES
-from harness.records import RECORD_NAME, RunRecord
+from harness.run.builders import CONF_DIR
+from harness.run.records import RECORD_NAME, RunRecord
 from harness.suggest.config import load_config
 from harness.suggest.load import load_run
 
@@ -104,7 +104,7 @@ def run_tier0(args: argparse.Namespace, candidates: list[Candidate] | None = Non
 
     Returns (candidate rows, per-image gains by candidate, signal scores, notes) so tier 1 can reuse them.
     """
-    from harness.checkpoints import load_net
+    from harness.models.build import load_net
     from harness.oracle import tier0
 
     record, ckpt = base_run(args.base)
@@ -205,7 +205,7 @@ def run_oracle(args: argparse.Namespace) -> Path:
     if args.from_scratch:
         notes.append("from scratch: every candidate retrained from initialisation (no step-0 check applies)")
     else:
-        from harness.checkpoints import load_net
+        from harness.models.build import load_net
 
         net, _ = load_net(ckpt)
         candidates, refused = check_preserving(net, config["model"], ckpt, candidates, check_images(config["data"]))
@@ -305,7 +305,7 @@ def score(base: str | Path, oracle_dir: Path, out: Path, notes: list[str] | None
                   f"{len(both)} candidates both scored"]  # fmt: skip
     _write_outputs(out, f"Where to grow: {meta['base']}", notes, rows, scores, list(signals), "gain_val_loss")
     if _wandb_mode(meta.get("overrides") or []):
-        from harness.wandb_layout import run_name
+        from harness.run.wandb_layout import run_name
 
         name = f"{run_name(run.variant, run.seed or 0)}-oracle"  # the base run's name; its own group, not the base's
         report.log_wandb(out, rows, scores, _wandb_mode(meta["overrides"]), name, f"oracle/{run.variant}", meta)

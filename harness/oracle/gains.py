@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.facts.stats import paired_interval
 from harness.oracle.candidates import CONTROL
 from harness.oracle.launch import JobResult
-from harness.stats import paired_interval
 
 LEVEL = 0.95
 
@@ -35,7 +35,7 @@ class Gain:
 
 
 def t_interval(diffs: Sequence[float], level: float = LEVEL) -> Gain:
-    """Mean and two-sided t interval of ``diffs`` (:func:`harness.stats.paired_interval`)."""
+    """Mean and two-sided t interval of ``diffs`` (:func:`harness.facts.stats.paired_interval`)."""
     mean, low, high, _ = paired_interval(diffs, level)
     return Gain(mean, low, high, len(diffs))
 

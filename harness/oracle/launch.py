@@ -19,9 +19,9 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.runs import RECORD_NAME, load_record
 from harness.oracle.candidates import CONTROL, Candidate, continued_model, scratch_model
-from harness.runs import RECORD_NAME, load_record
 
 GROUP = "oracle"
 SHARED_DATA = "harness.oracle.data.shared_splits"  # the base run's data module, splits shared within a worker

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.facts.keys import GROWTH_SCORES, SENSLI
 from harness.oracle.candidates import Candidate, block_of
-from harness.probes.keys import GROWTH_SCORES, SENSLI
 from harness.suggest.load import RunSummary
 from harness.suggest.rules import RULES, MissingInputs
 

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.grow.new_units import Batch, prepare
 from harness.grow.widen_init import added_by_config, init_units
 from harness.models.hooks import eval_mode

@@ -29,9 +29,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from harness.errors import ConfigError
-from harness.hooks import eval_mode, resolve
+from harness.facts.errors import ConfigError
 from harness.models import layers as layer_channels
+from harness.models.hooks import eval_mode
+from harness.models.names import resolve
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.probe_set import probe_layout
 from harness.probes.units import parse_units, probe_units

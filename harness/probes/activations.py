@@ -14,8 +14,8 @@ import math
 
 import torch
 
+from harness.facts.keys import DEAD_FRACTION
 from harness.probes.base import Probe, ProbeContext, ProbeResult
-from harness.probes.keys import DEAD_FRACTION
 
 _FILTER_MIN, _SAMPLE = 1 << 20, 1 << 16  # top_values: rows this long are filtered first; sample size for the cut
 

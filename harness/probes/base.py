@@ -1,7 +1,7 @@
 """The probe contract: what a probe receives (`ProbeContext`), returns (`ProbeResult`) and promises.
 
 A probe measures a model and changes nothing: it never updates weights, restores train/eval mode
-(`harness.hooks.eval_mode`), leaves no hooks behind, and is deterministic for a given `ctx.seed`.
+(`harness.models.hooks.eval_mode`), leaves no hooks behind, and is deterministic for a given `ctx.seed`.
 Scalars are keyed `<layer>/<metric>` (the runner prefixes the probe name: `curves/mixed3b/detectors`);
 per-unit rows go into tables; pictures are HxWx3 uint8 arrays.
 
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.hooks import capture, eval_mode, forward_until
+from harness.models.hooks import capture, eval_mode, forward_until
 from harness.probes.memory import check_capture
 from harness.probes.probe_set import ProbeSet
 

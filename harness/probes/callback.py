@@ -21,7 +21,7 @@ from harness.probes.memory import limit_bytes, probe_layers
 from harness.probes.probe_set import ProbeSet
 from harness.probes.runner import publish, record_outcomes, run_probes, save_outcomes
 from harness.probes.timeout import check_limit
-from harness.records import RunRecord
+from harness.run.records import RunRecord
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from collections.abc import Sequence
 
 import torch
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.keys import CKA_TO_REFERENCE
 from harness.models.names import layer_names
 from harness.probes import control_cache
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.heatmap import heatmap
-from harness.probes.keys import CKA_TO_REFERENCE
 
 _ZERO_VARIANCE = 1e-20  # centred sum of squares per feature (features scaled to max|x| = 1) below this = constant
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.hooks import capture, eval_mode, forward_until
+from harness.models.hooks import capture, eval_mode, forward_until
 from harness.probes.probe_set import probe_layout
 
 Positions = dict[str, tuple[int, int, float]]  # layer -> (row, col, offset px), as `curves.centre_positions`

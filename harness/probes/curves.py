@@ -30,15 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.hooks import capture, eval_mode, forward_until
-from harness.probes import control_cache
-from harness.probes.base import Probe, ProbeContext, ProbeResult
-from harness.probes.curve_crop import Crop, plan_crop, verify
-from harness.probes.curve_plot import tuning_plot
-from harness.probes.curve_stimuli import Stimuli, make_stimuli
-from harness.probes.curve_tuning import tuning_stats
-from harness.probes.keys import (
+from harness.facts.errors import ConfigError
+from harness.facts.keys import (
     COVERAGE_BINS,
     DETECTORS,
     DETECTORS_RANDOM_INIT,
@@ -48,6 +41,13 @@ from harness.probes.keys import (
     UNITS_TABLE,
     orientation_bin,
 )
+from harness.models.hooks import capture, eval_mode, forward_until
+from harness.probes import control_cache
+from harness.probes.base import Probe, ProbeContext, ProbeResult
+from harness.probes.curve_crop import Crop, plan_crop, verify
+from harness.probes.curve_plot import tuning_plot
+from harness.probes.curve_stimuli import Stimuli, make_stimuli
+from harness.probes.curve_tuning import tuning_stats
 from harness.probes.probe_set import probe_layout
 
 log = logging.getLogger(__name__)

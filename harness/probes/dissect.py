@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from harness.facts.keys import UNIQUE_CONCEPTS
 from harness.probes.activations import per_unit, upper_quantile
 from harness.probes.base import Probe, ProbeContext, ProbeResult
-from harness.probes.keys import UNIQUE_CONCEPTS
 
 
 def resize_matrix(src: int, dst: int) -> torch.Tensor:

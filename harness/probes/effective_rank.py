@@ -24,11 +24,11 @@ from collections.abc import Sequence
 
 import torch
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.keys import EFFECTIVE_RANK, RANK_FRACTION, RANK_FRACTION_INIT, RANK_RATIO_TO_INIT
 from harness.models import hook_points, layers
 from harness.models.consumers import widen_candidates
 from harness.probes.base import Probe, ProbeContext, ProbeResult
-from harness.probes.keys import EFFECTIVE_RANK, RANK_FRACTION, RANK_FRACTION_INIT, RANK_RATIO_TO_INIT
 
 
 def centred_spectrum(acts: torch.Tensor, max_rows: int, seed: int = 0) -> torch.Tensor:

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
-from harness.errors import ConfigError
-from harness.hooks import resolve
+from harness.facts.errors import ConfigError
+from harness.models.names import resolve
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.plots import image_grid
 

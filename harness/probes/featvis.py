@@ -20,10 +20,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.hooks import capture, eval_mode, forward_until
-from harness.models import CONCAT_BRANCHES
+from harness.facts.edits import CONCAT_BRANCHES
+from harness.facts.errors import ConfigError
 from harness.models import layers as layer_channels
+from harness.models.hooks import capture, eval_mode, forward_until
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.fourier import fft_image, random_transform
 from harness.probes.plots import image_grid

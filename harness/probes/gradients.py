@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.hooks import eval_mode
+from harness.facts.errors import ConfigError
+from harness.models.hooks import eval_mode
 from harness.probes.base import ProbeContext
 
 

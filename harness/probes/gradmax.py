@@ -56,11 +56,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.keys import GRADMAX, SCORE, SCORE_PER_PARAM
 from harness.models.consumers import Op, SamePad, Wiring, wirings
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.gradients import loss_gradients
-from harness.probes.keys import GRADMAX, SCORE, SCORE_PER_PARAM
 
 
 def _same_mean_pool(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:

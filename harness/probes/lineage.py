@@ -23,10 +23,10 @@ from collections.abc import Sequence
 
 import torch
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.keys import LINEAGE_CATEGORIES
 from harness.models import layers as layer_channels
 from harness.probes.base import Probe, ProbeContext, ProbeResult
-from harness.probes.keys import LINEAGE_CATEGORIES
 from harness.probes.units import probe_units
 
 CATEGORIES = LINEAGE_CATEGORIES

@@ -28,9 +28,9 @@ from collections.abc import Sequence
 
 import torch
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.keys import linear_acc
 from harness.probes.base import Probe, ProbeContext, ProbeResult
-from harness.probes.keys import linear_acc
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.hooks import capture, eval_mode, forward_until
+from harness.facts.errors import ConfigError
+from harness.models.hooks import capture, eval_mode, forward_until
 from harness.models.names import default_layers
 
 log = logging.getLogger(__name__)

@@ -163,7 +163,7 @@ _HOOK_FLAGS = ("_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_f
 class _ModelState:
     """What a probe must leave as it found it (hooks, train/eval flags, grad mode), to put back after a failure.
 
-    Why: `harness.hooks` cleans up in `finally`, but a probe may register hooks by hand, or its time may
+    Why: `harness.models.hooks` cleans up in `finally`, but a probe may register hooks by hand, or its time may
     run out inside a cleanup; training goes on with this model, so the runner makes sure.
     """
 
@@ -252,7 +252,7 @@ def record_entry(outcome: ProbeOutcome, epoch: int | None) -> dict[str, Any]:
 
 
 def record_outcomes(record: Any, outcomes: Sequence[ProbeOutcome], epoch: int | None, final: bool = True) -> None:
-    """Write a probe round into a run record (:class:`harness.records.RunRecord`) and save it.
+    """Write a probe round into a run record (:class:`harness.run.records.RunRecord`) and save it.
 
     Final results go under `probes/<name>` and into `metrics`; cheap rounds during training (`final=False`)
     append their scalars to `probe_history`. The one path for training's callback and `harness-probe`.

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 
 import torch
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.keys import SCORE, SENSLI
 from harness.models import hook_points
 from harness.models.consumers import insert_positions
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 from harness.probes.gradients import loss_gradients
-from harness.probes.keys import SCORE, SENSLI
 
 
 def residual_weight_grad(x: torch.Tensor, g: torch.Tensor, kernel: int) -> torch.Tensor:

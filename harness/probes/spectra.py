@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from harness.errors import ConfigError
-from harness.hooks import resolve
+from harness.facts.errors import ConfigError
 from harness.models import hook_points
+from harness.models.names import resolve
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 
 

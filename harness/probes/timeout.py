@@ -4,7 +4,7 @@ Why a signal and not a worker thread: Python cannot stop a thread, so a probe ab
 would keep running, with its hooks still registered on the model that training goes on using and
 racing it for the same weights. SIGALRM instead raises `ProbeTimeout` inside the probe, in the main
 thread, between two Python bytecodes (probes loop in Python, so it lands between torch ops); the
-probe's own `finally` blocks (`harness.hooks.capture`, `eval_mode`) then clean up as for any error.
+probe's own `finally` blocks (`harness.models.hooks.capture`, `eval_mode`) then clean up as for any error.
 Where no signal can be used (Windows, a non-main thread, an alarm already set by someone else) the
 probe runs to the end and the runner marks it failed afterwards if it took too long.
 
@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

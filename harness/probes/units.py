@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 from harness.probes.base import Probe, ProbeContext
 
 

@@ -15,7 +15,7 @@ import json
 import math
 from pathlib import Path
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 
 def weights_from_signals(path: str | Path) -> tuple[dict[str, float], list[str]]:

@@ -22,11 +22,11 @@ from typing import Any
 
 from omegaconf.errors import OmegaConfBaseException
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
+from harness.facts.overrides import as_overrides, model_overrides
 from harness.suggest.calibrate import weights_from_signals
 from harness.suggest.config import load_with_weights
 from harness.suggest.load import NoRecords, RunSummary, summarise
-from harness.suggest.overrides import as_overrides, model_overrides
 from harness.suggest.rules import Suggestion, suggest
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.conf_dir import CONF_DIR
+from harness.facts.conf_dir import CONF_DIR
 from harness.suggest.calibrate import weights_from_signals
 
 CONFIG = Path(CONF_DIR) / "suggest.yaml"

@@ -9,11 +9,11 @@ loader adds the branch-level keys the rules need, named like the probes' own key
   activations/<branch>/dead_fraction, activations/<branch>/dead      (from activations_units.csv)
   curves/<branch>/detectors                                          (from curves_units.csv)
   curves/<layer>/orientation/<centre>   curve detectors per orientation bin, in the probe's own bins
-                                        (:func:`harness.probes.keys.orientation_bin`: 8 bins centred on
+                                        (:func:`harness.facts.keys.orientation_bin`: 8 bins centred on
                                         0, 45, ... 315 deg unless the run set probes.curves.coverage_bins)
 
-Key names, table columns and bins come from :mod:`harness.probes.keys`, branch lists from
-:mod:`harness.models.edits` (both torch-free), so the loader counts exactly what the probes count.
+Key names, table columns and bins come from :mod:`harness.facts.keys`, branch lists from
+:mod:`harness.facts.edits` (both torch-free), so the loader counts exactly what the probes count.
 
 Keys a record already has are never overwritten (a run probing branches directly keeps its values).
 
@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
-from harness.models.custom import flatten_widen
-from harness.models.edits import BRANCHES, CONCAT_BRANCHES, is_inception
-from harness.probes import keys
-from harness.runs import find_records, flatten, load_record, model_config
-from harness.suggest.overrides import channels as plan_channels
+from harness.facts import keys
+from harness.facts.edits import BRANCHES, CONCAT_BRANCHES, is_inception
+from harness.facts.errors import ConfigError
+from harness.facts.overrides import channels as plan_channels
+from harness.facts.overrides import flatten_widen
+from harness.facts.runs import find_records, flatten, load_record, model_config
 
 
 class NoRecords(Exception):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.stats import mean_sd
+from harness.facts.stats import mean_sd
 from harness.suggest.verdict import Verdict
 
 ARMS = ("guided", "random")

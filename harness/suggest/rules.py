@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.models.edits import CONCAT_BRANCHES
-from harness.probes import keys as pk
+from harness.facts import keys as pk
+from harness.facts.edits import CONCAT_BRANCHES
+from harness.facts.overrides import Edit, as_overrides, base_layer, check, compose
 from harness.suggest.load import RunSummary, is_branch
-from harness.suggest.overrides import Edit, as_overrides, base_layer, check, compose
 
 
 class MissingInputs(Exception):
@@ -89,7 +89,7 @@ def _widen_amount(width: int, cfg: Any) -> int:
 def _gaps(run: RunSummary, layer: str) -> str:
     """'gaps at 337.5-67.5, 112.5-157.5 deg' from the derived orientation bins (empty string when unknown/none).
 
-    The bins are the curves probe's own (:mod:`harness.probes.keys`, centred on 0 deg), so the empty bins
+    The bins are the curves probe's own (:mod:`harness.facts.keys`, centred on 0 deg), so the empty bins
     named here are exactly the ones `orientation_coverage` leaves out; adjacent empty bins merge, across 0 too.
     """
     prefix = f"{pk.CURVES}/{layer}/{pk.ORIENTATION}/"

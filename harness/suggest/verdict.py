@@ -5,7 +5,7 @@ random edit can hurt badly or not at all), so neither equal variances nor a norm
 handful of seeds is safe. The difference guided - random of final test accuracy gets a Welch t interval
 (Welch-Satterthwaite degrees of freedom) and Welch's two-sided p. Both arms start each seed from the
 same base model, so the paired mean difference per seed is reported as well. An interval containing
-zero is an honest null, not a failure. The test is :func:`harness.stats.welch`, the one every verdict
+zero is an honest null, not a failure. The test is :func:`harness.facts.stats.welch`, the one every verdict
 uses: two constant arms that differ get the exact permutation p (1/3 for 2 vs 2 seeds), as in harness-compare.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.stats import welch
+from harness.facts.stats import welch
 
 
 @dataclass

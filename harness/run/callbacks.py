@@ -53,7 +53,7 @@ class NonFiniteLossGuard(pl.Callback):
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is None or bool(torch.isfinite(loss.detach()).all()):
             return
-        from harness.errors import TrainingDiverged
+        from harness.facts.errors import TrainingDiverged
 
         ckpt = trainer.checkpoint_callback
         last = getattr(ckpt, "last_model_path", "") or getattr(ckpt, "best_model_path", "") or "none yet"

@@ -15,8 +15,8 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness.conf_dir import CONF_DIR
-from harness.errors import ConfigError
+from harness.facts.conf_dir import CONF_DIR
+from harness.facts.errors import ConfigError
 from harness.models.build import CHECKPOINT_KEY, architecture, model_architecture
 from harness.models.build import build_model as build_from_model_config
 from harness.models.consumers import growth_facts

@@ -2,7 +2,7 @@
 
 Why one torch-free module: the logger (what is written), the dashboard (what is drawn) and the tests (what is
 read back) must agree on every key; a dashboard that retypes `curves/{layer}/detectors` drifts from its
-producer. Probe metric names come from :mod:`harness.probes.keys`.
+producer. Probe metric names come from :mod:`harness.facts.keys`.
 
 Axes: training metrics are charted on `trainer/global_step`, probe metrics on `probe/round` (0, 1, ... one per
 probing round, monotonic); `probe/epoch` says how many epochs the model had trained. History keeps only the
@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
-from harness.probes import keys as K
+from harness.facts import keys as K
 
 TRAIN_STEP = "trainer/global_step"
 PROBE_ROUND, PROBE_EPOCH = "probe/round", "probe/epoch"

@@ -4,7 +4,7 @@ Why one torch-free module: harness-suggest and harness-compare read these keys f
 without importing torch, and a reader that retypes a key or a bin width drifts from its producer (the
 suggest loader once started 45-degree orientation bins at 0 while the curves probe centred them on 0, so
 a coverage of 0.75 came with four empty bins named). Each probe module imports its own names from here,
-so ``harness.probes.curves.DETECTORS`` and ``harness.probes.keys.DETECTORS`` are the same object.
+so ``harness.probes.curves.DETECTORS`` and ``harness.facts.keys.DETECTORS`` are the same object.
 
 Keys: a probe's scalars are ``<layer>/<metric>``; the runner prefixes the probe name, so records and
 loggers hold ``<probe>/<layer>/<metric>`` (:func:`key`).

@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 _MISSING = object()
 

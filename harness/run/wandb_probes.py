@@ -2,7 +2,7 @@
 
 Why one call: each `log()` advances wandb's `_step`; a round logged piecewise (a call per table and image) put
 `test/acc` at a different `_step` in every variant. Why not every scalar in history: a run then had ~300 charts
-of one point each. What stays in history is `HEADLINES` (:mod:`harness.wandb_layout`); every scalar of a probe
+of one point each. What stays in history is `HEADLINES` (:mod:`harness.run.wandb_layout`); every scalar of a probe
 is in its `<probe>/per_layer` table, per-unit rows in `<probe>/<table>` (a picture per unit as an image cell
 where the probe made one), composite pictures as `<probe>/image/<name>` (the record's `files["image/<name>"]`),
 distributions as `<probe>/hist/<layer>/<column>`, timings in the summary under `perf/`; the run record keeps all.
@@ -16,8 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from harness.probes import keys as K
-from harness.wandb_layout import HISTOGRAMS, PER_LAYER, PROBE_EPOCH, PROBE_ROUND, PROBE_SECONDS, is_headline, split_key
+from harness.facts import keys as K
+from harness.run.wandb_layout import (
+    HISTOGRAMS,
+    PER_LAYER,
+    PROBE_EPOCH,
+    PROBE_ROUND,
+    PROBE_SECONDS,
+    is_headline,
+    split_key,
+)
 
 IMAGE_COLUMN = "image"
 

@@ -5,7 +5,7 @@ configured wandb (API key in the environment or a `wandb login` netrc entry), an
 must not hang or kill the run, and the offline files must land inside the run directory so that one
 folder holds one run. We start the wandb run ourselves and hand it to Lightning's logger.
 
-Why a guarded subclass: the run record (`harness.records`) is the source of truth, so wandb may fail
+Why a guarded subclass: the run record (`harness.run.records`) is the source of truth, so wandb may fail
 (bad settings, a dead `wandb-core` process, a full disk) without costing the run. A setting wandb
 rejects at start falls back to offline, then to no wandb; a wandb call that fails mid-run costs one
 warning with the way to sync or rerun logging, and later wandb calls are skipped.
@@ -25,8 +25,8 @@ from typing import Any
 
 from pytorch_lightning.loggers import WandbLogger
 
-from harness.errors import ConfigError
-from harness.wandb_layout import (
+from harness.facts.errors import ConfigError
+from harness.run.wandb_layout import (
     PROBE_EPOCH,
     PROBE_ROUND,
     PROBE_SECONDS,
@@ -95,10 +95,10 @@ class SafeWandbLogger(WandbLogger):
             self.guard(super().log_metrics, metrics, step)
 
     def log_probe_round(self, outcomes: Sequence[Any], epoch: int | None = None) -> None:
-        """One probing round as one history row on the `probe/round` axis (see :mod:`harness.wandb_probes`)."""
+        """One probing round as one history row on the `probe/round` axis (see :mod:`harness.run.wandb_probes`)."""
         if self.failure is not None or self._finished or self._experiment is None:
             return
-        from harness.wandb_probes import round_payload
+        from harness.run.wandb_probes import round_payload
 
         row, summary = round_payload(outcomes, self._probe_round, epoch)  # bad data raises: the caller's error
         new = {o.name for o in outcomes} - self._probe_axes
@@ -201,7 +201,7 @@ def _wait_for_exit_record(folder: Path, timeout: float) -> bool:
     """Poll the run's .wandb file until its exit record is written (then all before it is too)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    from harness.wandb_offline import iter_record_bytes
+    from harness.run.wandb_offline import iter_record_bytes
 
     deadline = time.monotonic() + timeout
     while True:
@@ -266,7 +266,7 @@ def make_wandb_logger(
 
     resolved = resolve_mode(mode)
     log_model = check_log_model(log_model)
-    from harness.distributed import is_rank_zero
+    from harness.run.distributed import is_rank_zero
 
     if not is_rank_zero():  # DDP: one wandb run, rank 0's; here Lightning hands out a dummy experiment
         return SafeWandbLogger(save_dir=str(save_dir), project=project, wandb_mode=resolved, log_model=log_model)

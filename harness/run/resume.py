@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from harness.errors import ConfigError
-from harness.runs import RECORD_NAME, load_record
+from harness.facts.errors import ConfigError
+from harness.facts.runs import RECORD_NAME, load_record
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ class ClassifierModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.net = net
-        # What rebuilds `net` from a checkpoint file alone (harness.builders.checkpoint_meta); saved in every one.
+        # What rebuilds `net` from a checkpoint file alone (harness.run.builders.checkpoint_meta); saved in every one.
         self.checkpoint_meta = dict(checkpoint_meta) if checkpoint_meta else None
         self.class_names = list(class_names)
         self.optimizer_factory = optimizer

@@ -4,7 +4,7 @@ Why a module of its own: every reader of runs (harness-compare, harness-suggest,
 workflow, checkpoints copied without their run) needs the same three facts: what the record file is
 called, where the records below a path are, and how a record becomes one flat row of scalars.
 Written once here, torch-free, so comparing a hundred runs starts in milliseconds; the writer
-(:mod:`harness.records`) imports the file name from here.
+(:mod:`harness.run.records`) imports the file name from here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 RECORD_NAME = "record.json"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 # Classes assumed when pricing an edit: only the head's input width depends on it, the same for all arms.
 _PRICING_CLASSES = 10
@@ -56,7 +56,7 @@ def _add_widen(cfg: DictConfig, branch: str, channels: int) -> None:
 
 
 def _architecture(model_cfg: DictConfig) -> dict[str, Any]:
-    from harness.models.edits import is_inception
+    from harness.facts.edits import is_inception
 
     target = str(model_cfg.get("_target_", ""))
     if not is_inception(model_cfg):
@@ -95,7 +95,7 @@ def draw_random_tweak(model_cfg: DictConfig, spec: Mapping[str, Any]) -> dict[st
     to the budget) and, with `inserts: true`, a copied block after any mixed layer whose cost lies
     within 0.5x-2x of the budget. Returns {kind, target, channels, params_added, budget_params}.
     """
-    from harness.models.edits import BRANCHES, MIXED_NAMES, widen_targets
+    from harness.facts.edits import BRANCHES, MIXED_NAMES, widen_targets
 
     arch = _architecture(model_cfg)
     budget_branch = str(spec.get("budget_branch", "mixed3b_5x5"))

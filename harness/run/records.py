@@ -21,7 +21,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from harness.runs import RECORD_NAME, load_record
+from harness.facts.runs import RECORD_NAME, load_record
 
 __all__ = ["RECORD_NAME", "RecordCallback", "RecordWriteError", "RunRecord"]
 log = logging.getLogger(__name__)
@@ -72,11 +72,12 @@ class RunRecord:
     def save(self) -> Path:
         """Write atomically: a full disk or a crash mid-write leaves the previous record intact.
 
-        Only global rank 0 writes (`harness.distributed`): under DDP every rank holds a record, one file is the run's.
+        Only global rank 0 writes (`harness.run.distributed`): under DDP every rank holds a record, one file is
+        the run's.
         Inside `track()` every save also writes the wall time so far, so a killed run keeps what it used and
         a resumed run adds to it (cumulative `wall_seconds`).
         """
-        from harness.distributed import is_rank_zero
+        from harness.run.distributed import is_rank_zero
 
         if not is_rank_zero():
             return self.path
@@ -139,7 +140,7 @@ class RunRecord:
 
     @staticmethod
     def load(path: str | os.PathLike) -> dict[str, Any]:
-        """Read a record from a run directory or a record.json path (:func:`harness.runs.load_record`)."""
+        """Read a record from a run directory or a record.json path (:func:`harness.facts.runs.load_record`)."""
         return load_record(path)
 
 

@@ -37,6 +37,21 @@ class Edit:
         return f"{INSERT_KEY}=[{self.target}]"
 
 
+def flatten_widen(widen: Mapping[str, Any] | None, prefix: str = "") -> dict[str, int]:
+    """``{layer2: {'0': {conv1: 8}}}`` (how Hydra reads ``+model.widen.layer2.0.conv1=8``) -> ``{'layer2.0.conv1': 8}``.
+
+    Flat keys (``{'layer2.0.conv1': 8}``, from Python or a recipe) pass unchanged.
+    """
+    flat: dict[str, int] = {}
+    for key, value in (widen or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_widen(value, f"{name}."))
+        else:
+            flat[name] = int(value)
+    return flat
+
+
 def base_layer(name: str) -> str:
     """``mixed3b_ins1`` -> ``mixed3b``: inserts are requested after the table layer they copy."""
     return name.split("_ins", 1)[0]
@@ -74,8 +89,8 @@ def check(
     ``model.widen_targets``, what ``model.widen`` accepts on its traced graph; unchecked when unknown), and
     ``model.insert`` is InceptionV1's.
     """
-    from harness.errors import ConfigError
-    from harness.models.edits import is_inception, plan_inception
+    from harness.facts.edits import is_inception, plan_inception
+    from harness.facts.errors import ConfigError
 
     if not is_inception(model):
         if not model.get("_target_"):
@@ -100,7 +115,7 @@ def check(
 
 def channels(model: Mapping[str, Any], widen: Mapping[str, int] | None = None, insert: Sequence[str] | None = None):
     """Every layer/branch -> channels of an InceptionV1 config (with its own or the given edits); None otherwise."""
-    from harness.models.edits import is_inception, plan_inception
+    from harness.facts.edits import is_inception, plan_inception
 
     if not is_inception(model):
         return None
@@ -136,8 +151,8 @@ def model_overrides(model: Mapping[str, Any]) -> list[str]:
     """
     from omegaconf import OmegaConf
 
-    from harness.conf_dir import CONF_DIR
-    from harness.models.edits import is_inception
+    from harness.facts.conf_dir import CONF_DIR
+    from harness.facts.edits import is_inception
 
     if is_inception(model) or not model.get("_target_"):
         return []

@@ -139,7 +139,7 @@ def summary_rows(record: Mapping[str, Any], run_dir: str | Path) -> list[tuple[s
     if isinstance(params, int | float):
         rows.append(("parameters", f"{int(params):,}"))
     precision = ((record.get("config") or {}).get("trainer") or {}).get("precision")
-    if precision:  # the resolved value (harness.precision); Lightning's own "Using bfloat16 AMP" line is silenced
+    if precision:  # the resolved value (harness.run.precision); Lightning's own "Using bfloat16 AMP" line is silenced
         rows.append(("precision", str(precision)))
     rows.append(("wall time", _duration(record.get("wall_seconds"))))
     wandb = record.get("wandb") or {}

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
 
-from harness.errors import ConfigError
+from harness.facts.errors import ConfigError
 
 # Branch suffixes of an inception block, in the order of the width table.
 BRANCHES: tuple[str, ...] = ("1x1", "3x3_bottleneck", "3x3", "5x5_bottleneck", "5x5", "pool_reduce")

@@ -106,7 +106,7 @@ def mark_record_failed(run_dir: str | os.PathLike, failure: dict[str, Any]) -> N
 
     Written atomically through a rank-specific temporary file, so it never collides with rank 0's writes.
     """
-    from harness.runs import RECORD_NAME
+    from harness.facts.runs import RECORD_NAME
 
     path = Path(run_dir) / RECORD_NAME
     tmp = path.with_suffix(f".rank{rank()}.tmp")

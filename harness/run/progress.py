@@ -23,7 +23,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 
-log = logging.getLogger("harness.progress")
+log = logging.getLogger("harness.run.progress")
 
 BAR_METRICS = {"train/loss_step": "loss", "train/loss": "loss", "val/acc": "val/acc"}  # shown in the bar
 LINE_METRICS = ("train/loss", "val/loss", "val/acc")
