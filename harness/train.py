@@ -201,8 +201,14 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             paths = _checkpoint_paths(trainer)
             record.update(checkpoints=paths)
             if cfg.get("test"):
-                log.info("%s", testing_line(trainer))
-                trainer.test(module, datamodule=datamodule, ckpt_path=paths["best"], verbose=False, weights_only=True)
+                if distributed.is_rank_zero():
+                    log.info("%s", testing_line(trainer))
+                if trainer.world_size > 1:  # DDP: each rank tests the whole set, unpadded (distributed.unsharded)
+                    datamodule.setup("test")
+                    test = {"dataloaders": distributed.unsharded(datamodule.test_dataloader())}
+                else:
+                    test = {"datamodule": datamodule}
+                trainer.test(module, ckpt_path=paths["best"], verbose=False, weights_only=True, **test)
                 metrics.update(_scalars(trainer))
             record.update(status="finished")
             return metrics, {"trainer": trainer, "module": module, "datamodule": datamodule, "record": record}

@@ -1,7 +1,8 @@
 """DDP on CPU (gloo, 2 processes): one run record, one wandb run, one probe round, test metrics, resume of a
 killed DDP run, and the first failing rank's real cause in the error line and the record.
 
-Small on purpose (the CI machine has 2 cores): 256 training images, batches of 32, 2 epochs.
+Small on purpose (the CI machine has 2 cores): 256 training images, batches of 32, 2 epochs. 96 test images are 3
+batches, which two ranks cannot split evenly: Lightning's DistributedSampler would repeat one to pad the shards.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ DDP = [
     "trainer.devices=2",
     "data.train_size=256",
     "data.val_size=64",
-    "data.test_size=64",
+    "data.test_size=96",
     "data.batch_size=32",
     "trainer.enable_progress_bar=false",
     "probes=[activations]",
@@ -67,10 +68,34 @@ def _train(run_dir: Path, *args: str, kill: bool = False) -> subprocess.Complete
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parents[1])
 
 
-def _probe_rounds(root: Path) -> int:
-    """Final probe rounds logged by any rank of any attempt (rank 0 logs to train.log, rank N to
+def _log_count(root: Path, text: str) -> int:
+    """How often any rank of any attempt logged `text` (rank 0 logs to train.log, rank N to
     train_ddp_process_N.log, in the folder of the command that ran: a resume logs next to its own launch)."""
-    return sum(log.read_text().count("probes (all)") for log in root.glob("*/*.log"))
+    return sum(log.read_text().count(text) for log in root.glob("*/*.log"))
+
+
+def _single_process_test_acc(record: dict) -> float:
+    """test/acc of the run's best checkpoint on the whole test set, in this one process, as train() tests it."""
+    import hydra
+    import torch
+
+    from harness.models import load_net
+
+    cfg = record["config"]
+    datamodule = hydra.utils.instantiate(cfg["data"])
+    datamodule.setup("test")
+    layout = torch.channels_last if cfg["module"].get("channels_last", True) else torch.contiguous_format
+    net, _ = load_net(record["checkpoints"]["best"])
+    net = net.eval().to(memory_format=layout)  # as ClassifierModule runs it
+    bf16 = str(cfg["trainer"]["precision"]).startswith("bf16")
+    correct = total = 0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for x, y in datamodule.test_dataloader():
+            x = x.float().div_(255.0).contiguous(memory_format=layout)
+            correct += int((net(x).argmax(1) == y).sum())
+            total += len(y)
+    assert total == 96
+    return correct / total
 
 
 def test_killed_ddp_run_resumes_to_one_finished_record(tmp_path: Path) -> None:
@@ -94,7 +119,11 @@ def test_killed_ddp_run_resumes_to_one_finished_record(tmp_path: Path) -> None:
     assert record["config"]["trainer"]["strategy"] == "ddp" and record["config"]["trainer"]["devices"] == 2
     # both ranks trained: the logged throughput is their sum, the record's epoch counts the global steps
     assert record["epochs"][-1]["step"] == 2 * (256 // 32 // 2)
-    assert "activations" in record["probes"] and _probe_rounds(tmp_path) == 1
+    assert "activations" in record["probes"] and _log_count(tmp_path, "probes (all)") == 1
+    # test/acc counts each test image once (no DistributedSampler padding): the single-process number exactly;
+    # "testing the best checkpoint" is said once, by rank 0
+    assert record["test"]["test/acc"] == pytest.approx(_single_process_test_acc(record), abs=1e-6)
+    assert _log_count(tmp_path, "testing the best checkpoint") == 1
     # one wandb run (killed + resumed = two offline folders of the same id), written by rank 0 only
     folders = sorted((run / "wandb").glob("offline-run-*"))
     assert {f.name.rsplit("-", 1)[-1] for f in folders} == {record["wandb"]["id"]} and len(folders) == 2

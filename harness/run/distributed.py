@@ -19,11 +19,13 @@ import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 __all__ = [
     "FIRST_FAILURE",
@@ -41,6 +43,7 @@ __all__ = [
     "other_rank_error",
     "rank_prefix",
     "traceback_name",
+    "unsharded",
 ]
 
 FIRST_FAILURE = "first_failure.json"
@@ -172,3 +175,40 @@ def other_rank_error(run_dir: str | os.PathLike) -> str | None:
         return ""
     where = Path(run_dir) / (f"traceback_rank{first['rank']}.txt" if first.get("rank") else "traceback.txt")
     return f"{describe(first)} (traceback: {where})"
+
+
+class WholeSet(DistributedSampler):
+    """Every item of `inner` on every rank. A DistributedSampler in type only, so Lightning keeps it in place
+    instead of sharding (it never wraps a DistributedSampler): its sharding pads the last shard with repeats."""
+
+    def __init__(self, inner: Sampler) -> None:  # no super().__init__: that one would shard
+        self.inner = inner
+        self.num_replicas, self.rank, self.shuffle, self.drop_last, self.epoch, self.seed = 1, 0, False, False, 0, 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+def unsharded(loader: DataLoader) -> DataLoader:
+    """`loader` with a sampler Lightning leaves alone under DDP: every rank tests the whole set.
+
+    Why: Lightning shards a test loader with a DistributedSampler, which repeats items (or whole batches) until
+    every rank has as many, so `test/acc` counted some images twice. When every rank sees every image once,
+    the rank sums that torchmetrics and `sync_dist` form count each image N times, and every ratio (accuracy,
+    per-class accuracy, mean loss) is the single-process one exactly, at the cost of N copies of a test pass."""
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=WholeSet(loader.sampler),
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        persistent_workers=loader.persistent_workers,
+    )
