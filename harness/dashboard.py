@@ -174,10 +174,10 @@ def dashboard_spec(
     tables, images = media_keys(records, layers)
     sections = [
         ("Learning curves", [_line("val/acc", [VAL_ACC, VAL_ACC_BEST]), _line("train/loss and val/loss",
-                                                                            [TRAIN_LOSS, "val/loss"])]),
+                                                                            [TRAIN_LOSS, K.VAL_LOSS])]),
         ("Accuracy and parameters", [
             _bar("val/acc_best by variant", [VAL_ACC_BEST]),
-            _bar("test/acc by variant", ["test/acc"]),
+            _bar("test/acc by variant", [K.TEST_ACC]),
             {"type": "scatter", "title": "parameters vs val/acc_best", "x": SUMMARY_PARAMS, "y": VAL_ACC_BEST},
         ]),
         ("Probe headlines per layer", headline_panels(layers)),

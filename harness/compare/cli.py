@@ -23,6 +23,7 @@ from harness.compare.headline import fmt
 from harness.compare.load import short_dirs
 from harness.compare.pipeline import Comparison, compare
 from harness.compare.stats import ALPHA, FAMILY, by_effect_size
+from harness.facts import keys
 from harness.facts.errors import ConfigError
 
 STATUS_STYLE = {"finished": "green", "failed": "bold red", "running": "yellow"}
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _runs_table(result: Comparison) -> Table:
     common, short = short_dirs(result.runs)
     table = Table(title=escape(f"runs in {common}") if common else "runs", show_lines=False)
-    for name in ("run dir", "status", "variant", "seed", "val/acc", "test/acc", "error"):
+    for name in ("run dir", "status", "variant", "seed", keys.VAL_ACC, keys.TEST_ACC, "error"):
         table.add_column(name, overflow="fold")
     for run in result.runs:
         style = STATUS_STYLE.get(run.status, "magenta")
@@ -57,8 +58,8 @@ def _runs_table(result: Comparison) -> Table:
             f"[{style}]{escape(run.status)}[/]",
             escape(result.labels.get(run.variant, run.variant)),
             "" if run.seed is None else str(run.seed),
-            fmt(run.metrics.get("val/acc")) or "missing",
-            fmt(run.metrics.get("test/acc")) or "missing",
+            fmt(run.metrics.get(keys.VAL_ACC)) or "missing",
+            fmt(run.metrics.get(keys.TEST_ACC)) or "missing",
             escape((run.error or "")[:120]),
         )
     return table

@@ -19,10 +19,11 @@ from matplotlib.figure import Figure
 
 from harness.compare.load import Run
 from harness.compare.plots import Plot, PlotSpec
+from harness.facts import keys
 from harness.facts.runs import load_record
 
 # (title, keys tried in order in each epoch row)
-PANELS = (("val/acc", ("val/acc",)), ("train/loss", ("train/loss_epoch", "train/loss")))
+PANELS = ((keys.VAL_ACC, (keys.VAL_ACC,)), (keys.TRAIN_LOSS, (f"{keys.TRAIN_LOSS}_epoch", keys.TRAIN_LOSS)))
 SPEC = PlotSpec("learning_curves", "Learning curves: val/acc and train/loss per epoch (mean, band = min..max over "
                 "seeds)", "", "", "epochs[*].val/acc, epochs[*].train/loss in record.json")  # fmt: skip
 
@@ -44,8 +45,8 @@ def collect_curves(runs: Sequence[Run], variants: Sequence[str]) -> Curves:
         if not run.finished or run.variant not in variants:
             continue
         for row in _epochs(run):
-            for panel, keys in PANELS:
-                value = next((row[k] for k in keys if isinstance(row.get(k), int | float)), None)
+            for panel, names in PANELS:
+                value = next((row[k] for k in names if isinstance(row.get(k), int | float)), None)
                 if value is None or not math.isfinite(value):
                     continue
                 per_epoch = out.setdefault(run.variant, {}).setdefault(panel, {})

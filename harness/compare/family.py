@@ -26,7 +26,7 @@ from harness.facts.errors import ConfigError
 from harness.facts.runs import as_number
 
 FACTS = ("model/*",)  # parameter counts: follow from the config
-TASK = (("test/acc", "test/loss"), ("val/acc", "val/loss"))  # the first pair present is the task's
+TASK = ((pk.TEST_ACC, pk.TEST_LOSS), (pk.VAL_ACC, pk.VAL_LOSS))  # the first pair present is the task's
 
 
 def is_fact(metric: str) -> bool:

@@ -19,8 +19,9 @@ from typing import Any
 from harness.compare.load import Run
 from harness.compare.power import power_text
 from harness.compare.stats import EXPLORATORY, FACT, FAMILY, Effect
+from harness.facts import keys
 
-VERDICT_METRICS = ("test/acc", "val/acc", "test/loss", "val/loss")
+VERDICT_METRICS = (keys.TEST_ACC, keys.VAL_ACC, keys.TEST_LOSS, keys.VAL_LOSS)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.compare.load import Run, ordered_variants
+from harness.facts import keys
 from harness.facts.stats import paired_interval
 
-PAIRED_METRICS = ("test/acc", "test/loss", "val/acc", "val/loss")
+PAIRED_METRICS = (keys.TEST_ACC, keys.TEST_LOSS, keys.VAL_ACC, keys.VAL_LOSS)
 LEVEL = 0.95
 COLUMNS = ("variant", "baseline", "metric", "n_pairs", "mean_diff", "low", "high", "sd_diff")
 

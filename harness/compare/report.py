@@ -15,6 +15,7 @@ from harness.compare.headline import Headline, fmt
 from harness.compare.load import Run, short_dirs
 from harness.compare.plots import Plot
 from harness.compare.stats import FAMILY, Effect, by_effect_size
+from harness.facts import keys
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; background: #fff; }
@@ -34,7 +35,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 """
 MISSING = '<span class="missing">missing</span>'
 TOP_EFFECTS = 25  # rows of the main effects table per variant; effects.csv keeps every metric
-RUN_METRICS = ("val/acc", "test/acc", "train/loss")
+RUN_METRICS = (keys.VAL_ACC, keys.TEST_ACC, keys.TRAIN_LOSS)
 
 
 def _e(value: object) -> str:

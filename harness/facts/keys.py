@@ -14,6 +14,24 @@ from __future__ import annotations
 
 import math
 
+# --- training metrics: harness.run.module logs `<stage>/<metric>` (and `<stage>/acc/<class>`) -------------
+TRAIN, VAL, TEST = "train", "val", "test"
+LOSS, ACC = "loss", "acc"
+TRAIN_LOSS, TRAIN_ACC = f"{TRAIN}/{LOSS}", f"{TRAIN}/{ACC}"  # epoch means
+TRAIN_LOSS_STEP = f"{TRAIN_LOSS}_step"  # the per-batch value (the progress bar)
+VAL_LOSS, VAL_ACC, VAL_ACC_BEST = f"{VAL}/{LOSS}", f"{VAL}/{ACC}", f"{VAL}/{ACC}_best"
+TEST_LOSS, TEST_ACC = f"{TEST}/{LOSS}", f"{TEST}/{ACC}"
+
+
+def stage_metric(stage: str, metric: str) -> str:
+    """``stage_metric("val", LOSS)`` -> ``val/loss``: how the module names a stage's metric."""
+    return f"{stage}/{metric}"
+
+
+def class_acc(stage: str, name: str) -> str:
+    """``class_acc("test", "arc_high")`` -> ``test/acc/arc_high``: a stage's accuracy on one class."""
+    return f"{stage}/{ACC}/{name}"
+
 # --- runner bookkeeping (every probe): not results of the model -----------------------------------------
 SECONDS, FAILED, SKIPPED = "seconds", "failed", "skipped"
 UNITS_TABLE = "units"  # ProbeResult.tables name of a per-unit table; the record lists it as files["table/units"]
@@ -67,6 +85,7 @@ def orientation_coverage(preferred: list[float], n_bins: int = COVERAGE_BINS) ->
 
 # --- dissect, cka, linear, lineage ---------------------------------------------------------------------
 DISSECT, UNIQUE_CONCEPTS = "dissect", "unique_concepts"
+DETECTOR_UNITS, POLYSEMANTIC_UNITS = "detector_units", "polysemantic_units"
 CKA, CKA_TO_REFERENCE = "cka", "cka_to_reference"
 LINEAR = "linear"
 LINEAGE, ADDED = "lineage", "added"  # lineage/<layer>/added/<category> and .../<category>_frac
@@ -98,20 +117,20 @@ def key(probe: str, layer: str, metric: str) -> str:
 # --- what harness-compare tests (issue 29): headline metrics, counts of units, per-unit columns ------------
 # A few metrics per layer that an experiment's test family is built from (the rest is exploratory); each name
 # is one a probe above reports as <layer>/<metric>.
-SPECTRA = "spectra"
+SPECTRA, STABLE_RANK = "spectra", "stable_rank"
 HEADLINE: dict[str, tuple[str, ...]] = {
     ACTIVATIONS: (DEAD_FRACTION, SPARSITY),
     CURVES: (DETECTORS,),
-    DISSECT: ("detector_units", UNIQUE_CONCEPTS),
+    DISSECT: (DETECTOR_UNITS, UNIQUE_CONCEPTS),
     LINEAR: (linear_acc("class"),),
     CKA: (CKA_TO_REFERENCE,),
-    SPECTRA: ("stable_rank",),
+    SPECTRA: (STABLE_RANK,),
 }
 # Metrics that count k of a layer's N units, tested as counts (None: already a count; "fraction": k / N).
 UNIT_COUNTS: dict[tuple[str, str], str | None] = {
     (CURVES, DETECTORS): None,
-    (DISSECT, "detector_units"): None,
-    (DISSECT, "polysemantic_units"): None,
+    (DISSECT, DETECTOR_UNITS): None,
+    (DISSECT, POLYSEMANTIC_UNITS): None,
     (ACTIVATIONS, DEAD_FRACTION): "fraction",
 }
 # Per-unit table columns whose distribution harness-compare compares between arms (seed- and unit-level bootstrap).

@@ -27,6 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.facts import keys
 from harness.facts.edits import add_widen
 from harness.facts.errors import ConfigError
 from harness.facts.overrides import as_overrides
@@ -37,7 +38,7 @@ from harness.run.records import RECORD_NAME, RunRecord
 log = logging.getLogger("harness.grow")
 
 MODES = ("continue", "scratch")
-ROUND_METRICS = ("val/loss", "val/acc", "train/loss", "test/loss", "test/acc")
+ROUND_METRICS = (keys.VAL_LOSS, keys.VAL_ACC, keys.TRAIN_LOSS, keys.TEST_LOSS, keys.TEST_ACC)
 CHECK_IMAGES = 32
 
 

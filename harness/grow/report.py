@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.compare.load import find_records, load_run
 from harness.compare.paired import paired_effects
+from harness.facts import keys
 from harness.facts.errors import ConfigError
 
 CURVE_MARK = "*"
@@ -59,7 +60,7 @@ def figures(chains: list[dict[str, Any]], curve_classes: Sequence[str]) -> dict[
     policies = list(dict.fromkeys(c["variant"] for c in chains))
     colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(policies)}
     out = {}
-    for metric in ("val/loss", "val/acc"):
+    for metric in (keys.VAL_LOSS, keys.VAL_ACC):
         fig, ax = plt.subplots(figsize=(6, 3.6))
         for i, policy in enumerate(policies):
             mine = [c for c in chains if c["variant"] == policy]
@@ -81,7 +82,8 @@ def figures(chains: list[dict[str, Any]], curve_classes: Sequence[str]) -> dict[
         fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(classes)), 3.6))
         width = 0.8 / len(policies)
         for i, policy in enumerate(policies):
-            vals = [[c["test"].get(f"test/acc/{k}") for c in chains if c["variant"] == policy] for k in classes]
+            mine = [c["test"] for c in chains if c["variant"] == policy]
+            vals = [[test.get(keys.class_acc(keys.TEST, k)) for test in mine] for k in classes]
             vals = [[v for v in vs if v is not None] for vs in vals]
             ax.bar([j + i * width for j in range(len(classes))], [statistics.fmean(v) if v else 0 for v in vals],
                    width, yerr=[_sd(v) for v in vals], color=colours[policy], label=policy, capsize=2)  # fmt: skip
@@ -112,7 +114,7 @@ def write_report(inputs: Sequence[str | Path], out: Path, baseline: str = "rando
         if any(r.variant == base for r in runs):
             rows += [[e.variant, e.baseline, e.metric, e.n_pairs, f"{e.mean_diff:+.4f}",
                       f"{e.low:+.4f} .. {e.high:+.4f}", f"{e.sd_diff:.4f}"]
-                     for e in paired_effects(runs, base, ("test/acc", "val/loss"))]  # fmt: skip
+                     for e in paired_effects(runs, base, (keys.TEST_ACC, keys.VAL_LOSS))]  # fmt: skip
     verdict = _table(["policy", "minus", "metric", "seeds", "mean diff", "95% CI", "sd of diffs"], rows)
     edits = [[c["variant"], c["seed"], e["round"], " ".join(e["overrides"]) or "(none)", e["params_added"],
               f"{e.get('max_logit_change', float('nan')):.1g}", "; ".join(e["evidence"])]

@@ -19,6 +19,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from harness.facts import keys
 from harness.facts.errors import ConfigError
 from harness.facts.runs import RECORD_NAME, load_record
 from harness.oracle.candidates import CONTROL, Candidate, continued_model, scratch_model
@@ -106,7 +107,7 @@ def read_jobs(out: Path) -> tuple[list[JobResult], list[str]]:
             notes.append(f"unreadable {path}: {err}")
             continue
         metrics, name = record.get("metrics") or {}, str(record.get("variant"))
-        loss, acc = metrics.get("val/loss"), metrics.get("val/acc")
+        loss, acc = metrics.get(keys.VAL_LOSS), metrics.get(keys.VAL_ACC)
         if record.get("status") != "finished" or loss is None or acc is None:
             notes.append(f"job {path.parent.name} ({name}, seed {record.get('seed')}) did not finish: "
                          f"{record.get('error') or record.get('status')}")  # fmt: skip

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness.facts.keys import UNIQUE_CONCEPTS
+from harness.facts.keys import DETECTOR_UNITS, POLYSEMANTIC_UNITS, UNIQUE_CONCEPTS
 from harness.probes.activations import per_unit, upper_quantile
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 
@@ -166,9 +166,9 @@ class Dissect(Probe):
             best_iou, best = iou.max(dim=1)
             n_concepts = (iou >= self.iou_threshold).sum(dim=1)
             detector = best_iou >= self.iou_threshold
-            result.scalars[f"{layer}/detector_units"] = float(detector.sum())
+            result.scalars[f"{layer}/{DETECTOR_UNITS}"] = float(detector.sum())
             result.scalars[f"{layer}/{UNIQUE_CONCEPTS}"] = float(len(set(best[detector].tolist())))
-            result.scalars[f"{layer}/polysemantic_units"] = float((n_concepts >= 2).sum())
+            result.scalars[f"{layer}/{POLYSEMANTIC_UNITS}"] = float((n_concepts >= 2).sum())
             for k, concept in enumerate(concepts):
                 result.scalars[f"{layer}/concept/{concept}"] = float((detector & (best == k)).sum())
             rows += [

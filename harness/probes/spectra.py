@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from harness.facts.errors import ConfigError
+from harness.facts.keys import STABLE_RANK
 from harness.models import hook_points
 from harness.models.names import resolve
 from harness.probes.base import Probe, ProbeContext, ProbeResult
@@ -135,7 +136,7 @@ class Spectra(Probe):
             stable_rank = float((sigma**2).sum()) / top**2 if top > 0 else 0.0
             tol = top * max(w.shape) * torch.finfo(weight.dtype).eps if weight.dtype.is_floating_point else 0.0
             eigenvalues = sigma[sigma > tol] ** 2 / max(w.shape)
-            result.scalars[f"{name}/stable_rank"] = stable_rank
+            result.scalars[f"{name}/{STABLE_RANK}"] = stable_rank
             result.scalars[f"{name}/spectral_norm"] = top
             row = {"layer": name, "rows": w.shape[0], "cols": w.shape[1], "eigenvalues": len(eigenvalues)}
             row.update(stable_rank=stable_rank, spectral_norm=top, alpha=None, xmin=None, ks=None, tail=None)

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from harness.facts import keys
+
 
 def warmup_cosine(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.03
@@ -104,12 +106,13 @@ class ClassifierModule(pl.LightningModule):
         loss = self.criterion(logits, y)
         preds = logits.argmax(dim=1)
         if stage == "train":  # the per-batch value; `train/loss` is the epoch mean, like val/loss (not `_epoch`)
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
+            self.log(keys.TRAIN_LOSS_STEP, loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=len(y))
         # sync_dist: the epoch mean over all DDP ranks (torchmetrics objects below sync themselves).
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=len(y),
-                 sync_dist=True)  # fmt: skip
+        self.log(keys.stage_metric(stage, keys.LOSS), loss, on_step=False, on_epoch=True, prog_bar=stage != "train",
+                 batch_size=len(y), sync_dist=True)  # fmt: skip
         self.acc[f"{stage}_acc"].update(preds, y)
-        self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=False, on_epoch=True, prog_bar=True)
+        accuracy = self.acc[f"{stage}_acc"]
+        self.log(keys.stage_metric(stage, keys.ACC), accuracy, on_step=False, on_epoch=True, prog_bar=True)
         if f"{stage}_acc" in self.class_acc:
             self.class_acc[f"{stage}_acc"].update(preds, y)
         return loss
@@ -127,13 +130,13 @@ class ClassifierModule(pl.LightningModule):
         metric = self.class_acc[f"{stage}_acc"]
         per_class = metric.compute()
         for name, value in zip(self.class_names, per_class):
-            self.log(f"{stage}/acc/{name}", value, sync_dist=True)  # equal on all ranks (compute() synced)
+            self.log(keys.class_acc(stage, name), value, sync_dist=True)  # equal on all ranks (compute() synced)
         metric.reset()
 
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:  # the best so far, as the checkpoint picks it (wandb charts it)
             self.val_acc_best = max(self.val_acc_best, float(self.acc["val_acc"].compute()))
-            self.log("val/acc_best", self.val_acc_best)
+            self.log(keys.VAL_ACC_BEST, self.val_acc_best)
         self._log_class_acc("val")
 
     def on_test_epoch_end(self) -> None:

@@ -23,10 +23,12 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 
+from harness.facts import keys
+
 log = logging.getLogger("harness.run.progress")
 
-BAR_METRICS = {"train/loss_step": "loss", "train/loss": "loss", "val/acc": "val/acc"}  # shown in the bar
-LINE_METRICS = ("train/loss", "val/loss", "val/acc")
+BAR_METRICS = {keys.TRAIN_LOSS_STEP: "loss", keys.TRAIN_LOSS: "loss", keys.VAL_ACC: keys.VAL_ACC}  # shown in the bar
+LINE_METRICS = (keys.TRAIN_LOSS, keys.VAL_LOSS, keys.VAL_ACC)
 
 
 def _value(metrics: dict[str, Any], key: str) -> float | None:

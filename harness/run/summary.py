@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.facts import keys
+
 MAX_FINDINGS = 5
 
 
@@ -32,10 +34,10 @@ def _per_layer(metrics: Mapping[str, Any], probe: str, metric: str) -> dict[str,
 
 
 def _curves(m: Mapping[str, Any]) -> str | None:
-    found = _per_layer(m, "curves", "detectors")
+    found = _per_layer(m, keys.CURVES, keys.DETECTORS)
     if not found:
         return None
-    control = _per_layer(m, "curves", "detectors_random_init")
+    control = _per_layer(m, keys.CURVES, keys.DETECTORS_RANDOM_INIT)
     parts = [f"{layer} {n:.0f}" + (f" ({control[layer]:.0f})" if layer in control else "")
              for layer, n in found.items()]  # fmt: skip
     best = max(found, key=lambda layer: found[layer] - control.get(layer, 0.0))
@@ -46,7 +48,7 @@ def _curves(m: Mapping[str, Any]) -> str | None:
 
 
 def _dead(m: Mapping[str, Any]) -> str | None:
-    dead = _per_layer(m, "activations", "dead_fraction")
+    dead = _per_layer(m, keys.ACTIVATIONS, keys.DEAD_FRACTION)
     if not dead:
         return None
     worst = max(dead, key=dead.__getitem__)
@@ -55,7 +57,7 @@ def _dead(m: Mapping[str, Any]) -> str | None:
 
 
 def _linear(m: Mapping[str, Any]) -> str | None:
-    acc = _per_layer(m, "linear", "class_acc")
+    acc = _per_layer(m, keys.LINEAR, keys.linear_acc("class"))
     if not acc:
         return None
     first, best = next(iter(acc)), max(acc, key=acc.__getitem__)
@@ -63,7 +65,7 @@ def _linear(m: Mapping[str, Any]) -> str | None:
 
 
 def _cka(m: Mapping[str, Any]) -> str | None:
-    cka = _per_layer(m, "cka", "cka_to_reference")
+    cka = _per_layer(m, keys.CKA, keys.CKA_TO_REFERENCE)
     if not cka:
         return None
     moved = min(cka, key=cka.__getitem__)
@@ -71,17 +73,17 @@ def _cka(m: Mapping[str, Any]) -> str | None:
 
 
 def _dissect(m: Mapping[str, Any]) -> str | None:
-    units = _per_layer(m, "dissect", "detector_units")
+    units = _per_layer(m, keys.DISSECT, keys.DETECTOR_UNITS)
     if not units:
         return None
     best = max(units, key=units.__getitem__)
-    concepts = _per_layer(m, "dissect", "unique_concepts").get(best)
+    concepts = _per_layer(m, keys.DISSECT, keys.UNIQUE_CONCEPTS).get(best)
     more = f", {concepts:.0f} concepts" if concepts is not None else ""
     return f"concept detectors: most in {best} ({units[best]:.0f} units{more})"
 
 
 def _lineage(m: Mapping[str, Any]) -> str | None:
-    pattern = re.compile(r"^lineage/(?P<branch>[^/]+)/added/(?P<cat>[^/]+)$")
+    pattern = re.compile(rf"^{keys.LINEAGE}/(?P<branch>[^/]+)/{keys.ADDED}/(?P<cat>[^/]+)$")
     per_branch: dict[str, list[str]] = {}
     for key, value in m.items():
         match = pattern.match(key)
@@ -115,27 +117,27 @@ def _duration(seconds: float | None) -> str:
 
 
 def _best_val(record: Mapping[str, Any]) -> str | None:
-    rows = [r for r in record.get("epochs") or [] if isinstance(r.get("val/acc"), int | float)]
+    rows = [r for r in record.get("epochs") or [] if isinstance(r.get(keys.VAL_ACC), int | float)]
     if not rows:
-        value = (record.get("metrics") or {}).get("val/acc")
+        value = (record.get("metrics") or {}).get(keys.VAL_ACC)
         return None if value is None else f"{value:.3f}"
-    best = max(rows, key=lambda r: r["val/acc"])
+    best = max(rows, key=lambda r: r[keys.VAL_ACC])
     total = ((record.get("config") or {}).get("trainer") or {}).get("max_epochs") or len(rows)
-    return f"{best['val/acc']:.3f} (best, epoch {int(best['epoch']) + 1}/{total})"
+    return f"{best[keys.VAL_ACC]:.3f} (best, epoch {int(best['epoch']) + 1}/{total})"
 
 
 def summary_rows(record: Mapping[str, Any], run_dir: str | Path) -> list[tuple[str, str]]:
     """(label, value) pairs of the summary, in print order; missing values are left out."""
     metrics = record.get("metrics") or {}
-    test = (record.get("test") or {}).get("test/acc", metrics.get("test/acc"))
+    test = (record.get("test") or {}).get(keys.TEST_ACC, metrics.get(keys.TEST_ACC))
     params = (record.get("model") or {}).get("params/total")
     rows = [("run dir", str(run_dir)), ("variant", str(record.get("variant") or "?"))]
     if record.get("seed") is not None:
         rows.append(("seed", str(record["seed"])))
     if isinstance(test, int | float):
-        rows.append(("test/acc", f"{test:.3f}"))
+        rows.append((keys.TEST_ACC, f"{test:.3f}"))
     if (val := _best_val(record)) is not None:
-        rows.append(("val/acc", val))
+        rows.append((keys.VAL_ACC, val))
     if isinstance(params, int | float):
         rows.append(("parameters", f"{int(params):,}"))
     precision = ((record.get("config") or {}).get("trainer") or {}).get("precision")

@@ -23,8 +23,7 @@ from harness.facts import keys as K
 TRAIN_STEP = "trainer/global_step"
 PROBE_ROUND, PROBE_EPOCH = "probe/round", "probe/epoch"
 TRAIN_PREFIXES = ("train/", "val/", "test/", "lr-", "perf/", "epoch")  # charted on TRAIN_STEP
-VAL_ACC, VAL_ACC_BEST = "val/acc", "val/acc_best"
-TRAIN_LOSS = "train/loss"  # the epoch mean (the per-batch value is train/loss_step)
+VAL_ACC, VAL_ACC_BEST, TRAIN_LOSS = K.VAL_ACC, K.VAL_ACC_BEST, K.TRAIN_LOSS  # charted on the dashboard
 PER_LAYER = "per_layer"  # `<probe>/per_layer`: every scalar of the probe, one row per layer
 PROBE_SECONDS = "perf/probe_seconds"  # a round's total; per probe: summary `perf/probes/<probe>_seconds`
 

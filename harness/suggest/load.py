@@ -191,7 +191,7 @@ def average(runs: list[RunSummary]) -> RunSummary:
 
 
 def summarise(
-    path: str | Path, pick: str = "best", pick_metric: str = "val/acc", variant: str | None = None
+    path: str | Path, pick: str = "best", pick_metric: str = keys.VAL_ACC, variant: str | None = None
 ) -> tuple[RunSummary, list[str]]:
     """The summary to suggest for, and notes on what was read (for the CLI's header)."""
     try:
