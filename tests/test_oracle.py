@@ -19,7 +19,8 @@ from omegaconf import open_dict
 
 from harness.facts.errors import ConfigError
 from harness.oracle.candidates import TOLERANCE, Candidate, check_preserving, enumerate_candidates
-from harness.oracle.cli import base_run, check_images
+from harness.oracle.cli import base_run
+from harness.oracle.data import check_images
 from harness.oracle.gains import paired_diffs, t_interval
 from harness.oracle.launch import JobResult
 from harness.oracle.report import CANDIDATE_COLUMNS
@@ -315,6 +316,7 @@ def test_tier0_end_to_end_three_candidates(base: Path, tmp_path: Path, one_threa
     with open(out / "signals.csv") as fh:
         signals = {s["signal"]: s for s in csv.DictReader(fh)}
     assert {s["tier"] for s in signals.values()} == {"0"} and signals["gradmax"]["n_candidates"] == "3"
+    assert signals["tiny"]["n_candidates"] == signals["gradmax_per_unit"]["n_candidates"] == "3"  # on set A
     meta = json.loads((out / "oracle.json").read_text())
     assert meta["tier"] == 0 and meta["set_b"] == 64
     page = (out / "report.html").read_text()

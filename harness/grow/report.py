@@ -20,10 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.compare.load import find_records, load_run
+from harness.compare.load import load_run
 from harness.compare.paired import paired_effects
 from harness.facts import keys
 from harness.facts.errors import ConfigError
+from harness.facts.runs import find_records, load_record
+from harness.facts.stats import describe
 
 CURVE_MARK = "*"
 
@@ -32,7 +34,7 @@ def load_chains(inputs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Every finished grow-loop chain record (one with ``grow.rounds``) at or below ``inputs``."""
     chains = []
     for path in find_records(inputs):
-        record = json.loads(path.read_text())
+        record = load_record(path)
         if record.get("status") == "finished" and (record.get("grow") or {}).get("rounds"):
             chains.append({**record, "_path": str(path)})
     if not chains:
@@ -44,10 +46,6 @@ def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _sd(values: Sequence[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def figures(chains: list[dict[str, Any]], curve_classes: Sequence[str]) -> dict[str, str]:
@@ -71,7 +69,8 @@ def figures(chains: list[dict[str, Any]], curve_classes: Sequence[str]) -> dict[
             per = [[r[metric] for c in mine for r in c["grow"]["rounds"] if r["round"] == k and metric in r]
                    for k in rounds]  # fmt: skip
             xs = [k + (i - len(policies) / 2) * 0.04 for k in rounds]
-            ax.errorbar(xs, [statistics.fmean(v) for v in per], yerr=[_sd(v) for v in per], color=colours[policy],
+            sds = [describe(v)[2] or 0.0 for v in per]  # the sample sd over seeds (0 for one seed)
+            ax.errorbar(xs, [statistics.fmean(v) for v in per], yerr=sds, color=colours[policy],
                         marker="o", capsize=3, label=f"{policy} ({len(mine)} seeds)")  # fmt: skip
         ax.set(xlabel="round (0 = the base model, shared by every policy of a seed)", ylabel=metric, xticks=rounds)
         ax.legend(fontsize=8)
@@ -85,8 +84,9 @@ def figures(chains: list[dict[str, Any]], curve_classes: Sequence[str]) -> dict[
             mine = [c["test"] for c in chains if c["variant"] == policy]
             vals = [[test.get(keys.class_acc(keys.TEST, k)) for test in mine] for k in classes]
             vals = [[v for v in vs if v is not None] for vs in vals]
+            sds = [describe(v)[2] or 0.0 for v in vals]
             ax.bar([j + i * width for j in range(len(classes))], [statistics.fmean(v) if v else 0 for v in vals],
-                   width, yerr=[_sd(v) for v in vals], color=colours[policy], label=policy, capsize=2)  # fmt: skip
+                   width, yerr=sds, color=colours[policy], label=policy, capsize=2)  # fmt: skip
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(classes))])
         ax.set_xticklabels([f"{k}{CURVE_MARK}" if k in set(curve_classes) else k for k in classes], rotation=30)
         ax.set(ylabel="final test accuracy", title=f"per class ({CURVE_MARK} = curve class)")

@@ -140,7 +140,7 @@ def logit_change(prev_ckpt: str, model_cfg: Mapping[str, Any], images: torch.Ten
 
 def check_images(data: Mapping[str, Any], n: int) -> torch.Tensor:
     """``n`` validation images of the run's data in [0, 1], as the module feeds them to the network."""
-    from harness.oracle.cli import check_images as oracle_images
+    from harness.oracle.data import check_images as oracle_images
 
     images = oracle_images(dict(data), n)
     return images / 255.0 if float(images.max()) > 1.0 else images

@@ -22,14 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
-import torch
-from omegaconf import OmegaConf
-
 from harness.facts.errors import ConfigError
 from harness.facts.keys import GROWTH_SCORES
 from harness.oracle import report
 from harness.oracle.candidates import Candidate, check_preserving, enumerate_candidates
+from harness.oracle.data import check_images
 from harness.oracle.gains import gains as oracle_gains
 from harness.oracle.gains import paired_diffs
 from harness.oracle.launch import JOBS_DIR, command, read_jobs, run_jobs, write_group
@@ -51,7 +48,6 @@ DEFAULT_STEPS = 100
 DEFAULT_LR_SCALE = 0.1
 ORACLE_JSON = "oracle.json"
 PROBE_RUN = "probe_run"
-CHECK_IMAGES = 64  # validation images the step-0 function check runs on
 TIERS = (0, 1)
 
 
@@ -69,14 +65,6 @@ def base_run(run_dir: str | Path) -> tuple[dict[str, Any], str]:
     if ckpt is None:
         raise ConfigError(f"base run {run_dir} has no checkpoint file (looked for {', '.join(found)})")
     return record, ckpt
-
-
-def check_images(data_cfg: dict[str, Any], n: int = CHECK_IMAGES) -> torch.Tensor:
-    """The first ``n`` validation images of the base run's data (the splits shrunk to ``n``)."""
-    cfg = {**data_cfg, **{k: n for k in ("train_size", "val_size", "test_size") if k in data_cfg}}
-    dm = hydra.utils.instantiate(OmegaConf.create(cfg))
-    dm.setup("validate")
-    return next(iter(dm.val_dataloader()))[0][:n].float()
 
 
 def _steps_of(record: dict[str, Any]) -> int:

@@ -1,4 +1,4 @@
-"""Oracle jobs in one worker process share the generated data splits.
+"""The data of oracle jobs: one worker process shares the generated splits; the images a function check runs on.
 
 Why: an oracle is dozens of short jobs on the same data; the built-in world renders its images on the fly
 (about 20 s per 4,000 images on a busy 2-core machine), so generating 22,000 images per job would cost more
@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import hydra
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 _SPLITS: dict[str, dict[str, Any]] = {}  # data config (JSON) -> its generated splits, in this process
@@ -26,3 +27,18 @@ def shared_splits(target: str, **kwargs: Any) -> Any:
     if isinstance(splits, dict):
         module.splits = _SPLITS.setdefault(json.dumps([target, plain], sort_keys=True, default=str), splits)
     return module
+
+
+CHECK_IMAGES = 64  # validation images the step-0 function check runs on
+
+
+def check_images(data_cfg: dict[str, Any], n: int = CHECK_IMAGES) -> torch.Tensor:
+    """The first ``n`` validation images of a run's data (the splits shrunk to ``n``), as the data module serves them.
+
+    Why here: the oracle's step-0 function check and the grow loop's check of each round compare a network before
+    and after an edit on the same images of the run's own data.
+    """
+    cfg = {**data_cfg, **{k: n for k in ("train_size", "val_size", "test_size") if k in data_cfg}}
+    dm = hydra.utils.instantiate(OmegaConf.create(cfg))
+    dm.setup("validate")
+    return next(iter(dm.val_dataloader()))[0][:n].float()
