@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.facts import keys as K
+from harness.facts.runs import RECORD_NAME, load_record
 from harness.run.wandb_layout import (
     HEADLINES,
     PER_LAYER,
@@ -39,7 +40,6 @@ from harness.run.wandb_layout import (
 )
 
 EXTRA = "pip install 'harness[dashboard]'"  # what installs wandb-workspaces
-RECORD = "record.json"
 # Without records: the default model's probe layers (the tiny InceptionV1) and the default probe set.
 LAYERS = ["conv2d0", "conv2d1", "conv2d2", "mixed3a", "mixed3b", "mixed4a", "mixed4b"]
 DEFAULT_LAYERS = {K.CURVES: LAYERS[2:], "featvis": ["mixed4b"]}
@@ -57,13 +57,14 @@ class DashboardError(Exception):
 def read_records(folder: Path) -> list[dict[str, Any]]:
     """Every record.json below `folder` (a sweep folder or a folder of runs); an error when it holds none."""
     records = []
-    for path in sorted(folder.rglob(RECORD)):
+    for path in sorted(folder.rglob(RECORD_NAME)):
         try:
-            records.append(json.loads(path.read_text()))
+            records.append(load_record(path))
         except (OSError, ValueError):
             continue
     if not records:
-        raise DashboardError(f"no run records ({RECORD}) under {folder}; pass a sweep folder (multirun/<date>/<time>)")
+        raise DashboardError(f"no run records ({RECORD_NAME}) under {folder}; "
+                             "pass a sweep folder (multirun/<date>/<time>)")
     return records
 
 
