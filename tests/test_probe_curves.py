@@ -166,3 +166,21 @@ def test_planted_corner_detectors_are_not_curve_detectors() -> None:
 def test_bad_corner_settings_name_the_key(settings, key) -> None:
     with pytest.raises(ConfigError, match=key):
         CurveCensus(**settings)
+
+
+def test_tuning_plot_has_a_legend() -> None:
+    from harness.probes.curves import tuning_plot
+
+    class Stim:
+        orientations = torch.arange(0, 360, 15.0)
+        line_orientations = torch.arange(0, 180, 15.0)
+
+    rng = np.random.default_rng(0)
+    stats = {"mixed3b": {"selectivity": np.array([3.0]), "detector": np.array([True]), "peak": np.array([1.0]),
+                         "line_tuning": rng.random((12, 1)), "tuning": rng.random((24, 1)),
+                         "preferred_radius": np.array([5.0])}}  # fmt: skip
+    img = tuning_plot(stats, Stim())
+    strip = img[-12:].reshape(-1, 3).astype(int)
+    blue = ((strip[:, 2] > 150) & (strip[:, 0] < 80)).sum()
+    orange = ((strip[:, 0] > 200) & (strip[:, 2] < 60)).sum()
+    assert blue > 10 and orange > 10  # the key to both lines sits in the bottom strip
