@@ -156,6 +156,55 @@ def passes(net: nn.Module, batches: Sequence[Batch], wired: Sequence[Wiring]) ->
         yield Pass(b.inputs, b.grads)
 
 
+class _FromStage(nn.Module):
+    """The logits of ``net`` given the input of its features stage ``stage`` (``net.forward_from``)."""
+
+    def __init__(self, net: nn.Module, stage: str) -> None:
+        super().__init__()
+        self.net, self.stage = net, stage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_from(self.stage, x)
+
+
+@torch.no_grad()
+def resumed(net: nn.Module, batches: Sequence[Batch], targets: Sequence[str]) -> tuple[nn.Module, list[Batch]]:
+    """(a module computing ``net``'s logits from the first stage holding a target, that stage's inputs for
+    ``batches``); ``(net, batches)`` unchanged for a model without ``resume_point``/``forward_from``.
+
+    Why: a growth init's passes (two gradient passes and the line search's ~25 loss passes in TINY) change only the
+    targets and what reads them, so everything before the targets' first stage gives the same tensors every pass.
+    Computing it once made tier 0 (:mod:`harness.oracle.tier0`) faster, with the same numbers: the stage inputs are
+    what the full forward computes, in the same batches (eval mode)."""
+    if not (callable(getattr(net, "resume_point", None)) and callable(getattr(net, "forward_from", None))):
+        return net, list(batches)
+    stages = dict(net.resume_point(t) for t in targets)
+    order: list[str] = []
+    inputs: dict[str, list[torch.Tensor]] = {name: [] for name in stages}
+    handles = [module.register_forward_pre_hook(_record(name, order, inputs)) for name, module in stages.items()]
+    device = next(net.parameters()).device
+    try:
+        with eval_mode(net):
+            for x, _ in batches:
+                net(prepare(x.to(device)))
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not order:
+        return net, list(batches)
+    first = order[0]
+    return _FromStage(net, first), [(a, y) for a, (_, y) in zip(inputs[first], batches)]
+
+
+def _record(name: str, order: list[str], inputs: dict[str, list[torch.Tensor]]):
+    def hook(module: nn.Module, args: tuple) -> None:
+        if name not in order:
+            order.append(name)
+        inputs[name].append(args[0].detach())
+
+    return hook
+
+
 @torch.no_grad()
 def mean_loss(net: nn.Module, batches: Sequence[Batch]) -> float:
     """Mean cross-entropy over the fixed batches, eval mode (the line search's and the record's loss)."""

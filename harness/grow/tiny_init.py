@@ -27,14 +27,15 @@ wins, the units keep the TINY fan-out with zero fan-in and ``ALIVE_BIAS`` (funct
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.grow.new_units import ALIVE_BIAS, Batch, NewUnits, mean_loss, passes
+from harness.grow.new_units import ALIVE_BIAS, Batch, NewUnits, mean_loss, passes, resumed
+from harness.models.consumers import Wiring
 from harness.probes.gradmax import _patch_maps, gradmax_rows
 
 MAX_PROJECT = 4096  # consumers with more unfolded input columns than this are not projected (a 4096^2 solve)
@@ -65,13 +66,13 @@ def _ridge_inverse(gram: torch.Tensor) -> torch.Tensor:
     return torch.linalg.inv(gram + lam * torch.eye(len(gram), dtype=gram.dtype))
 
 
-def _projections(net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits]) -> dict[int, torch.Tensor]:
+def _projections(net: nn.Module, batches: Sequence[Batch], wired: Sequence[Wiring]) -> dict[int, torch.Tensor]:
     """dW_c* per consumer (id -> [out, in * k^2]); consumers too wide to project are left out."""
     cross: dict[int, torch.Tensor] = {}
     gram: dict[int, torch.Tensor] = {}
-    consumers = {id(c.module): c.module for f in found for c in f.wiring.consumers}
+    consumers = {id(c.module): c.module for w in wired for c in w.consumers}
     wide = {k for k, m in consumers.items() if m.weight[0].numel() > MAX_PROJECT}
-    for p in passes(net, batches, found):
+    for p in passes(net, batches, wired):
         for k, m in consumers.items():
             if k in wide:
                 continue
@@ -91,6 +92,41 @@ def _projected(grad: torch.Tensor, a: torch.Tensor, m: nn.Module, dw: torch.Tens
     return grad + a.float() @ dw.float().T
 
 
+def tiny_spectra(
+    net: nn.Module, batches: Sequence[Batch], wired: Sequence[Wiring], k: Mapping[str, int] | None = None
+) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per target (alpha [k, fan-in], omega [k, fan-out], lambda [k]): steps 2-3 of the module docstring, the top
+    ``k[target]`` directions (all of them without ``k``). Shared by :func:`tiny_directions` (a widened network,
+    its new units silenced) and the oracle's ``tiny`` signal (a base network: the same statistics, no new units).
+
+    lambda_i^2 is the first-order loss decrease of direction i at unit amplitude (fan-in sqrt(lambda_i) alpha_i,
+    fan-out sqrt(lambda_i) omega_i): sum_i omega_i^T N^T alpha_i lambda_i = lambda_i^2."""
+    dws = _projections(net, batches, wired)
+    n_sum: dict[str, torch.Tensor] = {}
+    s_sum: dict[str, torch.Tensor] = {}
+    for p in passes(net, batches, wired):
+        for w in wired:
+            grads = [_projected(p.grads[id(c.module)], p.inputs[id(c.module)], c.module, dws.get(id(c.module)))
+                     for c in w.consumers]  # fmt: skip
+            h = p.inputs[id(w.producer)]
+            part = -gradmax_rows(w, h, grads).double().cpu()  # E[V^proj x X]: [fan-out, fan-in]
+            x = _patch_maps(h, w.producer).flatten(2) if isinstance(w.producer, nn.Conv2d) else h.float()
+            x = x.transpose(1, 2).reshape(-1, x.shape[1]) if x.dim() == 3 else x.reshape(-1, x.shape[-1])
+            x = x.double().cpu()
+            s_sum[w.target] = s_sum.get(w.target, 0) + x.T @ x / len(x) * len(h)
+            n_sum[w.target] = part if w.target not in n_sum else n_sum[w.target] + part
+    out = {}
+    for w in wired:
+        s, n = s_sum[w.target], n_sum[w.target].T  # [fan-in, fan-in], [fan-in, fan-out]
+        evals, evecs = torch.linalg.eigh(s + RIDGE * float(s.diagonal().mean().clamp(min=1e-12)) * torch.eye(len(s),
+                                         dtype=s.dtype))  # fmt: skip
+        s_half_inv = evecs @ torch.diag(evals.clamp(min=1e-12).rsqrt()) @ evecs.T
+        u, lam, vh = torch.linalg.svd(s_half_inv @ n, full_matrices=False)
+        top = len(lam) if k is None else k[w.target]
+        out[w.target] = ((s_half_inv @ u[:, :top]).T, vh[:top], lam[:top])
+    return out
+
+
 def tiny_directions(
     net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits]
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -101,32 +137,7 @@ def tiny_directions(
         for unit in f.units:
             f.set_fan_in(unit, torch.zeros_like(f.fan_in(unit)))
             f.set_bias(unit, 0.0)
-    dws = _projections(net, batches, found)
-    n_sum: dict[str, torch.Tensor] = {}
-    s_sum: dict[str, torch.Tensor] = {}
-    for p in passes(net, batches, found):
-        for f in found:
-            w = f.wiring
-            grads = [_projected(p.grads[id(c.module)], p.inputs[id(c.module)], c.module, dws.get(id(c.module)))
-                     for c in w.consumers]  # fmt: skip
-            h = p.inputs[id(w.producer)]
-            part = -gradmax_rows(w, h, grads).double().cpu()  # E[V^proj x X]: [fan-out, fan-in]
-            x = _patch_maps(h, w.producer).flatten(2) if isinstance(w.producer, nn.Conv2d) else h.float()
-            x = x.transpose(1, 2).reshape(-1, x.shape[1]) if x.dim() == 3 else x.reshape(-1, x.shape[-1])
-            x = x.double().cpu()
-            s_sum[f.target] = s_sum.get(f.target, 0) + x.T @ x / len(x) * len(h)
-            n_sum[f.target] = part if f.target not in n_sum else n_sum[f.target] + part
-    out = {}
-    for f in found:
-        s, n = s_sum[f.target], n_sum[f.target].T  # [fan-in, fan-in], [fan-in, fan-out]
-        evals, evecs = torch.linalg.eigh(s + RIDGE * float(s.diagonal().mean().clamp(min=1e-12)) * torch.eye(len(s),
-                                         dtype=s.dtype))  # fmt: skip
-        s_half_inv = evecs @ torch.diag(evals.clamp(min=1e-12).rsqrt()) @ evecs.T
-        u, lam, vh = torch.linalg.svd(s_half_inv @ n, full_matrices=False)
-        k = len(f.units)
-        alpha, omega = (s_half_inv @ u[:, :k]).T, vh[:k]
-        out[f.target] = (alpha, omega, lam[:k])
-    return out
+    return tiny_spectra(net, batches, [f.wiring for f in found], {f.target: len(f.units) for f in found})
 
 
 def _write(found: Sequence[NewUnits], dirs, scales, gamma: float, sign: float) -> None:
@@ -145,6 +156,7 @@ def _write(found: Sequence[NewUnits], dirs, scales, gamma: float, sign: float) -
 def tiny_init(net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits]) -> dict[str, dict[str, Any]]:
     """Write TINY's new units into ``net`` in place (one line search over every target together); the record
     per target: lambdas, the chosen gamma and sign, and the step-0 loss change on the fixed batches (<= 0)."""
+    net, batches = resumed(net, batches, [f.target for f in found])  # every pass below starts at the first target
     dirs = tiny_directions(net, batches, found)
     scales = {f.target: (f.mean_old("in"), f.mean_old("out")) for f in found}
     before = mean_loss(net, batches)
