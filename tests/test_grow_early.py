@@ -13,8 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
 from harness.facts.errors import ConfigError
+from harness.facts.keys import SCHEDULE_STEP_KEY
 from harness.facts.overrides import channels
-from harness.grow.carry import SCHEDULE_STEP_KEY
 from harness.grow.loop import run_chain
 from harness.run.records import RunRecord
 from harness.train import train

@@ -32,6 +32,9 @@ def class_acc(stage: str, name: str) -> str:
     """``class_acc("test", "arc_high")`` -> ``test/acc/arc_high``: a stage's accuracy on one class."""
     return f"{stage}/{ACC}/{name}"
 
+# --- checkpoint keys beside Lightning's own ----------------------------------------------------------------
+SCHEDULE_STEP_KEY = "harness_schedule_step"  # a checkpoint's step on its LR schedule (steps carried across growth)
+
 # --- runner bookkeeping (every probe): not results of the model -----------------------------------------
 SECONDS, FAILED, SKIPPED = "seconds", "failed", "skipped"
 UNITS_TABLE = "units"  # ProbeResult.tables name of a per-unit table; the record lists it as files["table/units"]

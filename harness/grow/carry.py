@@ -27,10 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.facts.keys import SCHEDULE_STEP_KEY
 from harness.grow.new_units import NewUnits, bias_before_activation
 from harness.models.consumers import wirings
-
-SCHEDULE_STEP_KEY = "harness_schedule_step"  # a checkpoint's step on its schedule (carried steps included)
 
 
 def new_entry_masks(

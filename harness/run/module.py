@@ -79,10 +79,8 @@ class ClassifierModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the architecture with the weights (as nanoGPT stores `model_args`): see harness.models.build."""
-        from harness.grow.carry import SCHEDULE_STEP_KEY
-
         offset = self.growth.step if self.growth is not None and self.growth.old_state is not None else 0
-        checkpoint[SCHEDULE_STEP_KEY] = offset + int(self.global_step)  # where a carried schedule goes on
+        checkpoint[keys.SCHEDULE_STEP_KEY] = offset + int(self.global_step)  # where a carried schedule goes on
         checkpoint["val_acc_best"] = self.val_acc_best
         if self.checkpoint_meta is not None:
             from harness.models.build import CHECKPOINT_KEY
