@@ -113,6 +113,18 @@ class ChannelsLastNet(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
+class TwoConvNet(nn.Module):
+    """conv ``a`` (3 -> ``a`` units, 1x1) -> ReLU -> conv ``b`` (-> ``b`` units, 1x1) -> ReLU -> mean -> linear head:
+    two widen targets in series, for growth signals with a planted best location (``a`` and ``b`` by module path)."""
+
+    def __init__(self, a: int = 4, b: int = 4, classes: int = 2) -> None:
+        super().__init__()
+        self.a, self.b, self.head = nn.Conv2d(3, a, 1), nn.Conv2d(a, b, 1), nn.Linear(b, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.relu(self.b(F.relu(self.a(x)))).mean((2, 3)))
+
+
 class GatedNet(nn.Module):
     """A conv whose output is scaled by a squeeze-excitation gate: widening ``a`` or ``excite`` grows both (the
     product has the new channels on both sides), which gradmax cannot linearise; ``squeeze`` and ``b`` it can."""

@@ -96,7 +96,7 @@ LINEAGE_CATEGORIES: tuple[str, ...] = ("dead", "duplicate", "curve_detector", "o
 
 
 # --- growth criteria (gradmax, effective_rank, sensli): read by harness-oracle and the grow loop ------------
-GRADMAX, EFFECTIVE_RANK, SENSLI = "gradmax", "effective_rank", "sensli"
+GRADMAX, EFFECTIVE_RANK, SENSLI, NORTH = "gradmax", "effective_rank", "sensli", "north"
 SCORE, SCORE_PER_PARAM = "score", "score_per_param"  # gradmax/<target>/..., sensli/<insert position>/score
 RANK_FRACTION, RANK_FRACTION_INIT, RANK_RATIO_TO_INIT = "fraction", "fraction_init", "ratio_to_init"
 # probe -> the metrics that rank candidates, first found wins (effective_rank has no ratio without init weights)
@@ -104,6 +104,7 @@ GROWTH_SCORES: dict[str, tuple[str, ...]] = {
     GRADMAX: (SCORE,),
     EFFECTIVE_RANK: (RANK_RATIO_TO_INIT, RANK_FRACTION),
     SENSLI: (SCORE,),
+    NORTH: (SCORE,),  # phi - gamma * phi_init (no score without the init control: NORTH needs it)
 }
 
 

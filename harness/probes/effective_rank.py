@@ -31,15 +31,20 @@ from harness.models.consumers import widen_candidates
 from harness.probes.base import Probe, ProbeContext, ProbeResult
 
 
-def centred_spectrum(acts: torch.Tensor, max_rows: int, seed: int = 0) -> torch.Tensor:
-    """Singular values (float64, descending) of the centred [samples, units] matrix of `acts` ([N, C, H, W]:
-    every (image, position) is a sample; or [N, C]), at most `max_rows` samples drawn with `seed`."""
+def sample_rows(acts: torch.Tensor, max_rows: int, seed: int = 0) -> torch.Tensor:
+    """The [samples, units] matrix of `acts` ([N, C, H, W]: every (image, position) is a sample; or [N, C]),
+    float64, at most `max_rows` samples drawn with `seed` (shared with NORTH's probe, :mod:`harness.probes.north`)."""
     units = acts.shape[1]
     rows = acts.transpose(0, 1).reshape(units, -1).T if acts.dim() > 2 else acts  # [samples, units]
     if len(rows) > max_rows:
         pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:max_rows]
         rows = rows[pick]
-    rows = rows.double()
+    return rows.double()
+
+
+def centred_spectrum(acts: torch.Tensor, max_rows: int, seed: int = 0) -> torch.Tensor:
+    """Singular values (float64, descending) of the centred `sample_rows` of `acts`."""
+    rows = sample_rows(acts, max_rows, seed)
     return torch.linalg.svdvals(rows - rows.mean(dim=0, keepdim=True))
 
 
