@@ -27,6 +27,7 @@ from harness.facts.keys import GROWTH_SCORES
 from harness.oracle import report
 from harness.oracle.candidates import Candidate, check_preserving, enumerate_candidates
 from harness.oracle.data import check_images
+from harness.oracle.first_order import first_order_signals
 from harness.oracle.gains import gains as oracle_gains
 from harness.oracle.gains import paired_diffs
 from harness.oracle.launch import JOBS_DIR, command, read_jobs, run_jobs, write_group
@@ -83,7 +84,8 @@ def check_tier_args(args: argparse.Namespace) -> None:
         raise ConfigError("--top picks tier 1's candidates from tier 0's ranking; use it with --tier 1")
 
 
-Tier0 = tuple[list[dict[str, Any]], dict[str, Any], list[SignalScore], list[str]]
+# (candidate rows, per-image gains on B, signal scores, notes, first-order signals computed on set A)
+Tier0 = tuple[list[dict[str, Any]], dict[str, Any], list[SignalScore], list[str], dict[str, dict[str, float]]]
 
 
 def run_tier0(args: argparse.Namespace, candidates: list[Candidate] | None = None, out: Path | None = None,
@@ -110,6 +112,7 @@ def run_tier0(args: argparse.Namespace, candidates: list[Candidate] | None = Non
     rows_by_name, diffs = tier0.tier0(config["model"], ckpt, net, candidates, sets, n_classes, image_size,
                                       args.signal_seed)  # fmt: skip
     wall = round(time.perf_counter() - started, 1)
+    first_order = first_order_signals(net, sets.a, candidates, image_size)  # on set A, as tier 0's line search
     notes = [f"tier 0: base {args.base} ({ckpt}), budget {budget} parameters, {len(rows_by_name)} candidates grown "
              f"with {tier0.INIT} on set A ({args.set_a} training images), gain measured on set B ({args.set_b} "
              f"disjoint training images), batch norm in eval mode, paired bootstrap over B's images; {wall} s"]
@@ -126,7 +129,7 @@ def run_tier0(args: argparse.Namespace, candidates: list[Candidate] | None = Non
     scores: list[SignalScore] = []
     if write:
         out.mkdir(parents=True, exist_ok=True)
-        signals, signal_notes = _signals(args, ckpt, out, candidates)
+        signals, signal_notes = _signals(args, ckpt, out, candidates, first_order)
         notes += signal_notes
         scores = [score_signal(name, s, diffs, args.bootstrap, args.signal_seed, tier=0) for name, s in signals.items()]
         for row in rows:
@@ -137,14 +140,15 @@ def run_tier0(args: argparse.Namespace, candidates: list[Candidate] | None = Non
         (out / ORACLE_JSON).write_text(json.dumps(meta, indent=1))
         title = f"Where to grow (tier 0): {args.base}"
         _write_outputs(out, title, notes, rows, scores, list(signals), "gain_train_loss")
-    return rows, diffs, scores, notes
+    return rows, diffs, scores, notes, first_order
 
 
-def _signals(args: argparse.Namespace, ckpt: str, out: Path, candidates: list[Candidate]) -> tuple[dict, list[str]]:
+def _signals(args: argparse.Namespace, ckpt: str, out: Path, candidates: list[Candidate],
+             first_order: dict[str, dict[str, float]]) -> tuple[dict, list[str]]:  # fmt: skip
     run = load_run(Path(args.base) / RECORD_NAME)
     extra, notes = probe_run(ckpt, run.metrics, out, out)
     run.metrics.update({k: float(v) for k, v in extra.items() if isinstance(v, int | float) and v is not None})
-    signals, signal_notes = all_signals(run, load_config(), candidates, args.signal_seed)
+    signals, signal_notes = all_signals(run, load_config(), candidates, args.signal_seed, first_order)
     return signals, [*notes, *signal_notes]
 
 
@@ -276,13 +280,14 @@ def score(base: str | Path, oracle_dir: Path, out: Path, notes: list[str] | None
     extra, probe_notes = probe_run(meta["ckpt"], run.metrics, oracle_dir, out)
     run.metrics.update({k: float(v) for k, v in extra.items() if isinstance(v, int | float) and v is not None})
     notes += probe_notes
-    signals, signal_notes = all_signals(run, load_config(), candidates, seed)
+    signals, signal_notes = all_signals(run, load_config(), candidates, seed,
+                                        tier0_result[4] if tier0_result is not None else None)  # fmt: skip
     notes += signal_notes
     loss_diffs = {name: d["val_loss"] for name, d in diffs.items()}
     scores = [score_signal(name, s, loss_diffs, reps, seed) for name, s in signals.items()]
     rows = report.candidate_rows(candidates, gains, signals)
     if tier0_result is not None:  # both tiers: tier 0's gains beside tier 1's, signals scored against both
-        rows0, diffs0, _, notes0 = tier0_result
+        rows0, diffs0, _, notes0, _ = tier0_result
         by_name = {r["candidate"]: r for r in rows0}
         for row in rows:
             row.update({k: v for k, v in by_name.get(row["candidate"], {}).items() if k.startswith("gain_train")})

@@ -3,13 +3,16 @@
 Three families, each a dict candidate -> score (higher = "grow here"):
 * growth probes, read by key from the base run's record (or a `harness-probe` run of its checkpoint):
   ``gradmax/<target>/score``; ``effective_rank/<target>/ratio_to_init`` (``fraction`` when the probe had no
-  initial weights); ``sensli/<mixed layer>/score`` for the insert after that layer. A candidate the probe
+  initial weights); ``north/<target>/score`` (NORTH's phi - gamma phi_init, :mod:`harness.probes.north`);
+  ``sensli/<mixed layer>/score`` for the insert after that layer. A candidate the probe
   has no key for gets no score (it is left out of that signal's ranking, not scored 0).
 * every harness-suggest rule (``harness.suggest.rules.RULES``) as run on the base: a suggestion to widen
   a candidate's target scores +score there, a suggestion to prune it (``prune_dead``) -score ("not here"),
   an insert suggestion scores the insert candidate; a rule that is silent on a candidate scores 0, and a
   rule that cannot run (its probe absent) gives no signal at all. ``ablation``: the Δloss per ablated unit
   of the candidate's layer (stem layer or mixed block), where the ablation probe ran (0 elsewhere).
+* first-order scores of the base network per candidate at its own k (``tiny``, ``gradmax_per_unit``:
+  :mod:`harness.oracle.first_order`), computed by the tier-0 run on its set A.
 * ``random``: seeded uniform scores, the control every signal must beat.
 """
 
@@ -24,6 +27,7 @@ import numpy as np
 
 from harness.facts.keys import GROWTH_SCORES, SENSLI
 from harness.oracle.candidates import Candidate, block_of
+from harness.oracle.first_order import FIRST_ORDER
 from harness.suggest.load import RunSummary
 from harness.suggest.rules import RULES, MissingInputs
 
@@ -87,9 +91,14 @@ def random_signal(candidates: Sequence[Candidate], seed: int = 0) -> dict[str, f
 
 
 def all_signals(
-    run: RunSummary, cfg: Any, candidates: Sequence[Candidate], seed: int = 0
+    run: RunSummary,
+    cfg: Any,
+    candidates: Sequence[Candidate],
+    seed: int = 0,
+    first_order: Mapping[str, dict[str, float]] | None = None,
 ) -> tuple[dict[str, dict[str, float]], list[str]]:
-    """(signal -> candidate -> score, notes on signals that are absent and why)."""
+    """(signal -> candidate -> score, notes on signals that are absent and why). ``first_order``: the signals
+    :func:`harness.oracle.first_order.first_order_signals` computed on the base network (tier 0's set A)."""
     signals: dict[str, dict[str, float]] = {}
     notes = []
     for probe in GROWTH_SCORES:  # probe -> metric keys read, first found wins
@@ -111,5 +120,10 @@ def all_signals(
         notes.append(f"{ABLATION}: absent (the ablation probe did not run on the base)")
     else:
         signals[ABLATION] = found
+    if first_order:
+        signals.update(first_order)
+    else:
+        notes.append(f"{', '.join(FIRST_ORDER)}: absent (computed on tier 0's set A: run --tier 0, or --tier 1 with "
+                     "--top K)")  # fmt: skip
     signals[RANDOM] = random_signal(candidates, seed)
     return signals, notes
