@@ -279,7 +279,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             data = objects["record"].data
     except Exception as err:
         if multirun:
-            raise  # Hydra records the failed job and runs the others (see README, "Sweeps")
+            raise  # Hydra records the failed job and runs the others (docs/training-and-variants.md, "Sweeps")
         raise SystemExit(_report(err, cfg)) from None
     from harness.run.summary import print_summary
 

@@ -3,7 +3,7 @@
 Why a module: the per-family end-to-end tests (`tests/test_any_model.py`) and the model x probe benchmark
 (`benchmarks/probes_224.py`) must cover the same families; defined once here, both import it. Any other
 torchvision or timm classifier, or your own `nn.Module` (`model=custom`), may work too: these are the ones
-checked on every change (README, "Bring your own model").
+checked on every change (docs/own-model-and-data.md).
 """
 
 from __future__ import annotations

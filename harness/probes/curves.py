@@ -216,7 +216,7 @@ class CurveCensus(Probe):
         Why: the census's cost is stimuli x one pass through the network, and a 224 px pass costs ~12x a 64 px
         one. At 36 orientations (10 deg steps) there are half the stimuli (lines too: their orientations are the
         arcs' below 180 deg), which is what fits resnet18's default round at 224 px into the 60 s probing budget
-        (README, "Large images"). Every criterion is in degrees and stays meaningful at 10 deg steps; on a
+        (docs/probes.md, "Large images"). Every criterion is in degrees and stays meaningful at 10 deg steps; on a
         trained 64 px model, 36 and 72 orientations agreed on 5 of 8 detectors and ranked every tuning statistic
         alike (Spearman 0.89-0.98). Set `large_image_orientations: null` for the full 72 at any size.
         """

@@ -3,9 +3,10 @@
 Why not one fixed default: bf16 autocast pays off only where the hardware has bf16 arithmetic. On a CPU with
 AVX512-BF16 (AMD Zen 4, Intel Cooper Lake) or AMX-BF16 (Intel Sapphire Rapids and later), oneDNN runs bf16
 convolutions natively and the default experiment trains faster at the same accuracy (measured numbers:
-README, "Performance"). On AVX2-only CPUs (and AVX-512 without the BF16 extension) bf16 is emulated and was
-~6x *slower* than fp32 (0.15x, benchmarks/README.md), so those keep fp32. torch's own
-`torch.ops.mkldnn._is_mkldnn_bf16_supported()` is not the test: it is true on any AVX-512 CPU, emulated or not.
+benchmarks/README.md, "Precision on a CPU with native bf16"). On AVX2-only CPUs (and AVX-512 without the BF16
+extension) bf16 is emulated and was ~6x *slower* than fp32 (0.15x, benchmarks/README.md), so those keep fp32.
+torch's own `torch.ops.mkldnn._is_mkldnn_bf16_supported()` is not the test: it is true on any AVX-512 CPU,
+emulated or not.
 
 `conf/trainer/default.yaml` sets ``precision: ${auto_precision:${trainer.accelerator}}``; the run record
 stores the resolved value, so a record says what ran. Any explicit ``trainer.precision=...`` wins.
