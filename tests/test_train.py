@@ -92,12 +92,6 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_fast_dev_run(tmp_path: Path) -> None:
-    proc = _cli(tmp_path, "debug=fdr")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert RunRecord.load(tmp_path / "run")["status"] == "finished"
-
-
 def test_cli_sweep_two_jobs(tmp_path: Path) -> None:
     proc = _cli(tmp_path, "-m", "debug=fdr", "+model.widen.mixed3b_5x5=0,8", f"hydra.sweep.dir={tmp_path}/sweep")
     assert proc.returncode == 0, proc.stderr[-3000:]
