@@ -19,7 +19,8 @@ from harness.facts.errors import ConfigError
 from harness.grow import policies
 from harness.grow.loop import run_chain
 from harness.grow.rounds import check_images, logit_change
-from harness.oracle.candidates import TOLERANCE, count_params
+from harness.models.pricing import count_params
+from harness.oracle.candidates import TOLERANCE
 from harness.run.records import RunRecord
 from harness.suggest.config import load_config
 from harness.suggest.load import RunSummary
@@ -154,6 +155,27 @@ def test_probe_policies_pick_the_top_score_and_need_their_probe(arch) -> None:
     assert list(pick.widen) == ["mixed4b_5x5"]
     with pytest.raises(ConfigError, match="needs the effective_rank probe"):
         policies.choose("effective_rank", arch, 8, 4000, _summary(arch, metrics), random.Random(0))
+
+
+def test_measured_policies_grow_where_the_measurement_is_best(arch) -> None:
+    """Planted: the measurement (tier 0's gain, or TINY's score) is best at conv2d2; negative control: a flat
+    measurement invents no preference (the first candidate in forward order, as every argmax here)."""
+    candidates = policies.candidates_for(arch, 8, 4000, False)
+
+    def planted(cands):
+        return {c.name: 0.5 if c.name == "conv2d2" else 0.01 * i for i, c in enumerate(cands)}
+
+    pick = policies.choose("oracle", arch, 8, 4000, _summary(arch, {}), random.Random(0), measured=planted)
+    assert list(pick.widen) == ["conv2d2"] and pick.evidence[0].startswith("oracle: top score 0.5 at conv2d2")
+    assert abs(pick.detail["params_added"] - 4000) <= BUDGET_TOLERANCE * 4000
+    for policy in policies.MEASURED_POLICIES:
+        assert list(policies.pick_best(policy, planted(candidates), candidates).widen) == ["conv2d2"]
+        flat = policies.pick_best(policy, dict.fromkeys((c.name for c in candidates), 0.0), candidates)
+        assert list(flat.widen) == [candidates[0].target]
+        with pytest.raises(ConfigError, match=f"grow.policy={policy} measures the trained network"):
+            policies.choose(policy, arch, 8, 4000, _summary(arch, {}), random.Random(0))
+    with pytest.raises(ConfigError, match="grow.oracle_set_b must be an integer >= 1"):
+        policies.measured_sets({"oracle_set_b": 0})
 
 
 def test_random_is_seeded_and_uniform_spreads_in_proportion_to_width(arch) -> None:

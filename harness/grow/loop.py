@@ -22,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ from harness.facts.edits import add_widen
 from harness.facts.errors import ConfigError
 from harness.facts.overrides import as_overrides
 from harness.grow import policies, rounds
-from harness.oracle.candidates import DEFAULT_BUDGET_FRACTION, TOLERANCE, count_params
+from harness.models.pricing import count_params
+from harness.oracle.candidates import DEFAULT_BUDGET_FRACTION, TOLERANCE
 from harness.run.records import RECORD_NAME, RunRecord
 
 log = logging.getLogger("harness.grow")
@@ -164,7 +166,16 @@ def run_chain(cfg: DictConfig, train: TrainFn) -> dict[str, float]:
             if policy == "to_width":
                 pick = policies.to_width(_arch(base_model), arch, _target_width(grow, base_model), k + 1, n_rounds)
             else:
-                pick = policies.choose(policy, arch, n_classes, budget, summary, rng, suggest_cfg, mode == "scratch")
+                ckpt = (data.get("checkpoints") or {}).get("last") or (data.get("checkpoints") or {}).get("best")
+                measured = None
+                if policy in policies.MEASURED_POLICIES:
+                    if not ckpt:
+                        raise ConfigError(f"grow.policy={policy} measures round {k}'s network: it left no checkpoint")
+                    sets = policies.measured_sets(grow)
+                    measured = partial(policies.measure, policy, model, ckpt, job["data"], num_classes=n_classes,
+                                       sets=sets, seed=int(cfg.seed))  # fmt: skip
+                pick = policies.choose(policy, arch, n_classes, budget, summary, rng, suggest_cfg, mode == "scratch",
+                                       measured)  # fmt: skip
             ckpt = (data.get("checkpoints") or {}).get("last") or (data.get("checkpoints") or {}).get("best")
             if mode == "continue" and not ckpt:
                 raise ConfigError(f"round {k} left no checkpoint to grow from (callbacks.model_checkpoint is needed)")

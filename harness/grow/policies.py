@@ -8,6 +8,10 @@ arm differs from another only in *where* it grows:
                      (``curve_layer``/``curve_branch`` of conf/suggest.yaml), marked ``fallback``.
 * ``gradmax``,       the top candidate of that criterion (``<probe>/<target>/...`` read from the round's record
   ``effective_rank`` by :func:`harness.oracle.signals.probe_signal`).
+* ``tiny``           the top candidate of TINY's projected first-order improvement per added unit, measured on the
+                     round's trained network (:func:`harness.oracle.first_order.first_order_signals`, set A).
+* ``oracle``         tier 0's argmax (:mod:`harness.oracle.tier0`: every candidate added with TINY's init, its
+                     realised train-loss drop on set B): the ceiling, what choosing well can buy at all.
 * ``random``         a seeded draw among the same equal-cost candidates.
 * ``uniform``        the budget spread over every branch of every mixed block in proportion to its width.
 * ``none``           no growth: the compute control.
@@ -22,18 +26,26 @@ Candidates and their budget-sized amounts come from :func:`harness.oracle.candid
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.facts.errors import ConfigError
 from harness.facts.keys import EFFECTIVE_RANK, GRADMAX
-from harness.oracle.candidates import Candidate, count_params, enumerate_candidates
+from harness.models.pricing import added, count_params
+from harness.oracle.candidates import Candidate, enumerate_candidates
 from harness.oracle.signals import probe_signal
 from harness.suggest.load import RunSummary
 
-POLICIES: tuple[str, ...] = ("suggest", GRADMAX, EFFECTIVE_RANK, "random", "uniform", "none", "to_width")
+TINY, ORACLE = "tiny", "oracle"
+POLICIES: tuple[str, ...] = ("suggest", GRADMAX, EFFECTIVE_RANK, TINY, ORACLE, "random", "uniform", "none",
+                             "to_width")  # fmt: skip
 PROBE_POLICIES: tuple[str, ...] = (GRADMAX, EFFECTIVE_RANK)  # policies that read their own probe's score
+# Policies that measure the round's trained network on fixed training images (tier 0's sets A and B) instead of
+# reading a probe: they need the checkpoint and the data, so the loop calls :func:`measure` for them.
+MEASURED_POLICIES: tuple[str, ...] = (TINY, ORACLE)
+# Their sets (A, B) of training images: grow.oracle_set_a / grow.oracle_set_b, else harness-oracle's defaults.
+MEASURED_SETS = {"oracle_set_a": 512, "oracle_set_b": 1024}
 UNIFORM_STEPS = 16  # bisection steps for the uniform policy's width fraction (f to 1/65536 of its bracket)
 
 
@@ -106,6 +118,59 @@ def pick_probe(probe: str, metrics: Mapping[str, float], candidates: Sequence[Ca
     return pick
 
 
+def pick_best(policy: str, scores: Mapping[str, float], candidates: Sequence[Candidate]) -> Pick:
+    """The candidate with the highest score (ties: forward order), the top three cited as evidence."""
+    if not scores:
+        raise ConfigError(f"grow.policy={policy} scored no candidate (it scores widen candidates only)")
+    best = max((c.name for c in candidates if c.name in scores), key=lambda name: scores[name])
+    pick = _of(next(c for c in candidates if c.name == best))
+    top = sorted(scores.items(), key=lambda kv: -kv[1])[:3]
+    pick.evidence = [f"{policy}: top score {scores[best]:.4g} at {best} (next: "
+                     + ", ".join(f"{n}={v:.4g}" for n, v in top[1:]) + ")"]  # fmt: skip
+    pick.detail["scores"] = {n: round(v, 8) for n, v in top}
+    return pick
+
+
+def measured_sets(grow: Mapping[str, Any]) -> tuple[int, int]:
+    """(set A, set B) image counts of a measured policy, each one line when not an integer >= 1."""
+    out = []
+    for key, default in MEASURED_SETS.items():
+        value = grow.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"grow.{key} must be an integer >= 1 (training images), got {value!r}")
+        out.append(int(value))
+    return out[0], out[1]
+
+
+def measure(
+    policy: str,
+    model_cfg: Mapping[str, Any],
+    ckpt: str,
+    data_cfg: Mapping[str, Any],
+    candidates: Sequence[Candidate],
+    num_classes: int,
+    sets: tuple[int, int],
+    seed: int = 0,
+) -> dict[str, float]:
+    """Candidate -> score of a measured policy on the trained network ``ckpt`` (``model_cfg``: the round's model
+    config), on tier 0's fixed sets of ``sets`` = (A, B) training images: ``tiny`` reads set A only, ``oracle``
+    grows every candidate (tier 0) and scores its train-loss gain on B."""
+    from harness.models.build import load_net
+    from harness.oracle import tier0
+    from harness.oracle.first_order import TINY as TINY_SIGNAL
+    from harness.oracle.first_order import first_order_signals
+
+    fixed = tier0.fixed_sets(data_cfg, sets[0], sets[1], seed)
+    net, _ = load_net(ckpt)
+    image_size = int(fixed.b_images.shape[-1])
+    if policy == TINY:
+        return first_order_signals(net, fixed.a, candidates, image_size)[TINY_SIGNAL]
+    if policy == ORACLE:
+        rows, _ = tier0.tier0(model_cfg, ckpt, net, candidates, fixed, num_classes, image_size, seed)
+        return {name: float(row[tier0.GAIN]) for name, row in rows.items()}
+    raise ConfigError(f"grow.policy={policy} is not measured; measured: {', '.join(MEASURED_POLICIES)}")
+
+
 def pick_random(candidates: Sequence[Candidate], rng: random.Random) -> Pick:
     cand = rng.choice(list(candidates))
     pick = _of(cand)
@@ -128,10 +193,7 @@ def uniform_widen(arch: Mapping[str, Any], num_classes: int, budget: int) -> tup
 
     def cost(f: float) -> int:
         widen = edit(f)
-        merged = {**(arch.get("widen") or {})}
-        for k, v in widen.items():
-            merged[k] = merged.get(k, 0) + v
-        return count_params({**arch, "widen": merged}, num_classes) - base if widen else 0
+        return added(arch, num_classes, widen, base=base) if widen else 0
 
     lo, hi = 0.0, 1.0
     while cost(hi) < budget:
@@ -172,9 +234,13 @@ def choose(
     rng: random.Random,
     suggest_cfg: Any = None,
     inserts: bool = False,
+    measured: Callable[[Sequence[Candidate]], Mapping[str, float]] | None = None,
 ) -> Pick:
-    """The policy's edit for the model ``arch`` (nothing loaded) whose last round is summarised by ``run``."""
+    """The policy's edit for the model ``arch`` (nothing loaded) whose last round is summarised by ``run``;
+    ``measured(candidates)`` scores the candidates for a measured policy (``tiny``, ``oracle``: see :func:`measure`)."""
     check_policy(policy)
+    if policy in MEASURED_POLICIES and measured is None:
+        raise ConfigError(f"grow.policy={policy} measures the trained network: pass the round's measurement")
     if policy == "none":
         return Pick(evidence=["none: the compute control (same steps, no growth)"], detail={"params_added": 0})
     if policy == "uniform":
@@ -186,4 +252,6 @@ def choose(
         return pick_random(candidates, rng)
     if policy in PROBE_POLICIES:
         return pick_probe(policy, run.metrics, candidates)
+    if policy in MEASURED_POLICIES:
+        return pick_best(policy, measured(candidates), candidates)
     return pick_suggest(run, suggest_cfg, candidates)
