@@ -25,10 +25,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from harness.facts.edits import MIXED_NAMES, add_widen, is_inception, widen_targets
+from harness.facts.edits import MIXED_NAMES, is_inception, widen_targets
 from harness.facts.errors import ConfigError
 from harness.facts.overrides import Edit
 from harness.models.build import architecture
+from harness.models.pricing import added, count_params, edited, units_for_budget
 from harness.models.surgery import max_output_change
 
 log = logging.getLogger(__name__)
@@ -73,17 +74,6 @@ def block_of(target: str) -> str:
     return target
 
 
-def count_params(model_cfg: Mapping[str, Any], num_classes: int) -> int:
-    """Parameters of the network ``model_cfg`` builds (nothing loaded), the global RNG left alone."""
-    with torch.random.fork_rng(devices=[]):
-        net = hydra.utils.instantiate(OmegaConf.create(dict(model_cfg)), num_classes=num_classes)
-    return sum(p.numel() for p in net.parameters())
-
-
-def _edited(arch: Mapping[str, Any], widen: Mapping[str, int], insert: Sequence[str] = ()) -> dict[str, Any]:
-    return {**arch, "widen": add_widen(arch.get("widen"), widen), "insert": [*(arch.get("insert") or []), *insert]}
-
-
 def enumerate_candidates(
     model_cfg: Mapping[str, Any],
     num_classes: int,
@@ -113,23 +103,21 @@ def enumerate_candidates(
     for target in targets:
         if wanted is not None and target not in wanted:
             continue
-        unit = count_params(_edited(arch, {target: 1}), num_classes) - base
-        amount = max(1, round(budget / unit))
-        added = count_params(_edited(arch, {target: amount}), num_classes) - base
-        out.append(Candidate(target, "widen", target, amount, added))
+        amount = units_for_budget(arch, num_classes, target, budget, base)
+        out.append(Candidate(target, "widen", target, amount, added(arch, num_classes, {target: amount}, base=base)))
     lo, hi = INSERT_RANGE
     for name in names[len(targets) :]:
         if wanted is not None and name not in wanted:
             continue
         after = name[len(INSERT_PREFIX) :]
-        added = count_params(_edited(arch, {}, [after]), num_classes) - base
+        cost = added(arch, num_classes, insert=[after], base=base)
         if not inserts:
             if wanted is not None:
                 raise ConfigError(f"candidate {name} is an insert: only --from-scratch trains inserts (a block cannot "
                                   f"be inserted into a loaded network function-preservingly)")  # fmt: skip
             continue
-        if lo * budget <= added <= hi * budget or wanted is not None:
-            out.append(Candidate(name, "insert", after, 1, added))
+        if lo * budget <= cost <= hi * budget or wanted is not None:
+            out.append(Candidate(name, "insert", after, 1, cost))
     return out, budget
 
 
@@ -146,8 +134,8 @@ def scratch_model(model_cfg: Mapping[str, Any], candidate: Candidate) -> dict[st
     """The model config of a job training the base architecture plus the candidate's edit from initialisation."""
     arch = architecture(model_cfg)
     if candidate.kind == "widen":
-        return _edited(arch, {candidate.target: candidate.amount})
-    return _edited(arch, {}, [candidate.target] if candidate.kind == "insert" else [])
+        return edited(arch, {candidate.target: candidate.amount})
+    return edited(arch, {}, [candidate.target] if candidate.kind == "insert" else [])
 
 
 def check_preserving(

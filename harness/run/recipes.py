@@ -69,25 +69,6 @@ def _architecture(model_cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.create(arch), resolve=True)
 
 
-def count_params(arch: Mapping[str, Any]) -> int:
-    """Parameters of an InceptionV1 with these architecture settings (random init, nothing loaded)."""
-    from harness.models import InceptionV1
-
-    net = InceptionV1(num_classes=_PRICING_CLASSES, **arch)
-    return sum(p.numel() for p in net.parameters())
-
-
-def _with(arch: Mapping[str, Any], widen: Mapping[str, int] | None = None, insert: str | None = None) -> dict:
-    out = dict(arch)
-    merged = dict(arch.get("widen") or {})
-    for key, n in (widen or {}).items():
-        merged[key] = merged.get(key, 0) + n
-    out["widen"] = merged
-    if insert is not None:
-        out["insert"] = [*(arch.get("insert") or []), insert]
-    return out
-
-
 def draw_random_tweak(model_cfg: DictConfig, spec: Mapping[str, Any]) -> dict[str, Any]:
     """A seeded random edit whose parameter cost matches `+channels` at `budget_branch`.
 
@@ -96,6 +77,7 @@ def draw_random_tweak(model_cfg: DictConfig, spec: Mapping[str, Any]) -> dict[st
     within 0.5x-2x of the budget. Returns {kind, target, channels, params_added, budget_params}.
     """
     from harness.facts.edits import BRANCHES, MIXED_NAMES, widen_targets
+    from harness.models.pricing import added, count_params
 
     arch = _architecture(model_cfg)
     budget_branch = str(spec.get("budget_branch", "mixed3b_5x5"))
@@ -103,19 +85,19 @@ def draw_random_tweak(model_cfg: DictConfig, spec: Mapping[str, Any]) -> dict[st
     targets = widen_targets(arch.get("insert"), arch.get("last_layer"))
     if budget_branch not in targets:
         raise ConfigError(f"unknown random_tweak.budget_branch {budget_branch!r}; valid: {', '.join(targets)}")
-    base = count_params(arch)
-    budget = count_params(_with(arch, {budget_branch: channels})) - base
+    base = count_params(arch, _PRICING_CLASSES)
+    budget = added(arch, _PRICING_CLASSES, {budget_branch: channels}, base=base)
     options: list[dict[str, Any]] = []
     if budget > 0:
         for target in targets:
             if not target.endswith(tuple(f"_{b}" for b in BRANCHES)):
                 continue  # stem layers change every later shape; the control edits blocks, like the recipe
-            per_unit = count_params(_with(arch, {target: 1})) - base
+            per_unit = added(arch, _PRICING_CLASSES, {target: 1}, base=base)  # a widen's cost is linear in its units
             n = max(1, round(budget / per_unit))
             options.append({"kind": "widen", "target": target, "channels": n, "params_added": n * per_unit})
         if spec.get("inserts", True):
             for layer in (name for name in MIXED_NAMES if f"{name}_1x1" in targets):
-                cost = count_params(_with(arch, insert=layer)) - base
+                cost = added(arch, _PRICING_CLASSES, insert=[layer], base=base)
                 if 0.5 * budget <= cost <= 2 * budget:
                     options.append({"kind": "insert", "target": layer, "channels": 0, "params_added": cost})
     if not options:
