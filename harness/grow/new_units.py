@@ -156,7 +156,7 @@ def passes(net: nn.Module, batches: Sequence[Batch], wired: Sequence[Wiring]) ->
         yield Pass(b.inputs, b.grads)
 
 
-class _FromStage(nn.Module):
+class FromStage(nn.Module):
     """The logits of ``net`` given the input of its features stage ``stage`` (``net.forward_from``)."""
 
     def __init__(self, net: nn.Module, stage: str) -> None:
@@ -193,7 +193,7 @@ def resumed(net: nn.Module, batches: Sequence[Batch], targets: Sequence[str]) ->
     if not order:
         return net, list(batches)
     first = order[0]
-    return _FromStage(net, first), [(a, y) for a, (_, y) in zip(inputs[first], batches)]
+    return FromStage(net, first), [(a, y) for a, (_, y) in zip(inputs[first], batches)]
 
 
 def _record(name: str, order: list[str], inputs: dict[str, list[torch.Tensor]]):

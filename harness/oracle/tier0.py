@@ -14,6 +14,10 @@ every candidate by design (function-preserving); only an init that moves the fun
 at step 0. Inserts are not scored: an inception block has no function-preserving or line-searchable identity
 initialisation here (its bottlenecks are narrower than its input), so tier 0 has nothing to add for them.
 
+Speed: a candidate changes nothing before the stage that holds its target, so TINY's passes on set A
+(:func:`harness.grow.new_units.resumed`) and the gain's pass on set B (:func:`b_from_stage`, set B's stage inputs
+computed once per stage on the base) start at that stage; the numbers are those of full passes.
+
 Tier 0 is not neutral: it shares its mathematics with the gradient signals (TINY, GradMax). Judge every signal
 against tier 1 too (``harness-oracle --tier 1``).
 """
@@ -34,7 +38,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from harness.facts.errors import ConfigError
-from harness.grow.new_units import Batch, prepare
+from harness.grow.new_units import Batch, FromStage, prepare, resumed
 from harness.grow.widen_init import added_by_config, init_units
 from harness.models.hooks import eval_mode
 from harness.oracle.candidates import CONTROL, Candidate, continued_model
@@ -86,16 +90,37 @@ def fixed_sets(data_cfg: Mapping[str, Any], n_a: int = SET_A, n_b: int = SET_B, 
     return FixedSets(a, x[n_a:], y[n_a:])
 
 
+B_BATCH = 256  # images per forward pass on set B
+
+
+def b_batches(sets: FixedSets, batch: int = B_BATCH) -> list[Batch]:
+    return [(sets.b_images[i : i + batch], sets.b_labels[i : i + batch]) for i in range(0, len(sets.b_labels), batch)]
+
+
 @torch.no_grad()
-def per_image_loss(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 256) -> np.ndarray:
+def per_image_losses(net: nn.Module, batches: Sequence[Batch]) -> np.ndarray:
     """Cross-entropy of every image, eval mode, float64 (the paired differences are small)."""
     device = next(net.parameters()).device
     out = []
     with eval_mode(net):
-        for i in range(0, len(labels), batch):
-            logits = net(prepare(images[i : i + batch].to(device))).double()
-            out.append(F.cross_entropy(logits, labels[i : i + batch].to(device).long(), reduction="none").cpu())
+        for x, y in batches:
+            logits = net(prepare(x.to(device))).double()
+            out.append(F.cross_entropy(logits, y.to(device).long(), reduction="none").cpu())
     return torch.cat(out).numpy()
+
+
+def b_from_stage(base: nn.Module, net: nn.Module, target: str, sets: FixedSets,
+                 cache: dict[str, list[Batch]]) -> tuple[nn.Module, list[Batch]]:  # fmt: skip
+    """(``net`` from the first stage holding ``target``, set B's inputs to that stage), the inputs computed once per
+    stage on the base. Why the base's: a widen changes nothing before the target's stage (the grown network's
+    earlier layers are the base's, copied), so every candidate of a stage sees the same tensors there."""
+    batches = b_batches(sets)
+    if not callable(getattr(base, "resume_point", None)):
+        return net, batches
+    stage = base.resume_point(target)[0]
+    if stage not in cache:
+        _, cache[stage] = resumed(base, batches, [target])
+    return FromStage(net, stage), cache[stage]
 
 
 def grown(model_cfg: Mapping[str, Any], ckpt: str, cand: Candidate, sets: FixedSets, num_classes: int,
@@ -134,15 +159,16 @@ def tier0(
     seed: int = 0,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """({candidate: gain_train_loss, _low, _high, loss_change_a, gamma}, {candidate: per-image gains on B})."""
-    control = per_image_loss(base, sets.b_images, sets.b_labels)
+    control = per_image_losses(base, b_batches(sets))
     idx = bootstrap_indices(len(control), seed=seed)
     rows: dict[str, dict[str, Any]] = {}
     diffs: dict[str, np.ndarray] = {}
+    stage_inputs: dict[str, list[Batch]] = {}  # set B at each stage's input, from the base (b_from_stage)
     for cand in candidates:
         if cand.kind != "widen":
             continue  # inserts and the control: see the module docstring
         net, info = grown(model_cfg, ckpt, cand, sets, num_classes, image_size)
-        diffs[cand.name] = d = control - per_image_loss(net, sets.b_images, sets.b_labels)
+        diffs[cand.name] = d = control - per_image_losses(*b_from_stage(base, net, cand.target, sets, stage_inputs))
         mean, low, high = interval(d, idx)
         target = next(iter(info.values()), {})
         rows[cand.name] = {GAIN: mean, f"{GAIN}_low": low, f"{GAIN}_high": high,
