@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.facts.family import family
+
 WIDEN_PREFIX = "+model.widen."
 INSERT_KEY = "model.insert"
 
@@ -83,47 +85,18 @@ def as_overrides(widen: Mapping[str, int], insert: Sequence[str]) -> list[str]:
 def check(
     model: Mapping[str, Any], widen: Mapping[str, int], insert: Sequence[str], targets: Mapping[str, int] | None = None
 ) -> str | None:
-    """None when the InceptionV1 plan accepts these edits, else the one-line reason (e.g. pruning unsupported).
+    """None when the model's family accepts these edits, else the one-line reason (e.g. pruning unsupported).
 
-    Any other model: widen edits must add units to one of its widen ``targets`` (the run record's
-    ``model.widen_targets``, what ``model.widen`` accepts on its traced graph; unchecked when unknown), and
-    ``model.insert`` is InceptionV1's.
+    InceptionV1: its channel plan decides. Any other model: widen edits must add units to one of its widen
+    ``targets`` (the run record's ``model.widen_targets``; unchecked when unknown), and ``model.insert`` is
+    InceptionV1's. No model config: nothing to check against (:mod:`harness.facts.family`).
     """
-    from harness.facts.edits import is_inception, plan_inception
-    from harness.facts.errors import ConfigError
-
-    if not is_inception(model):
-        if not model.get("_target_"):
-            return None  # no model config: nothing to check against
-        if insert:
-            return "model.insert works on InceptionV1 only"
-        for name, n in widen.items():
-            if n < 0:
-                return f"model.widen.{name}={n}: only adding units works on this model (graph_widen)"
-            if targets and name not in targets:
-                return f"model.widen.{name}: not a widen target of this model; valid: {', '.join(targets)}"
-        return None
-
-    try:
-        plan_inception(
-            width=model.get("width", 1.0), widen=dict(widen), insert=list(insert), last_layer=model.get("last_layer")
-        )
-    except ConfigError as err:
-        return str(err)
-    return None
+    return family(model).check(model, widen, insert, targets)
 
 
 def channels(model: Mapping[str, Any], widen: Mapping[str, int] | None = None, insert: Sequence[str] | None = None):
     """Every layer/branch -> channels of an InceptionV1 config (with its own or the given edits); None otherwise."""
-    from harness.facts.edits import is_inception, plan_inception
-
-    if not is_inception(model):
-        return None
-
-    widen = dict(model.get("widen") or {}) if widen is None else dict(widen)
-    insert = list(model.get("insert") or []) if insert is None else list(insert)
-    plan = plan_inception(width=model.get("width", 1.0), widen=widen, insert=insert, last_layer=model.get("last_layer"))
-    return dict(plan.channels)
+    return family(model).channels(model, widen, insert)
 
 
 def _value(v: Any) -> str | None:
@@ -152,9 +125,8 @@ def model_overrides(model: Mapping[str, Any]) -> list[str]:
     from omegaconf import OmegaConf
 
     from harness.facts.conf_dir import CONF_DIR
-    from harness.facts.edits import is_inception
 
-    if is_inception(model) or not model.get("_target_"):
+    if family(model).is_default:
         return []
     options = {
         p.stem: OmegaConf.to_container(OmegaConf.load(p)) for p in sorted(Path(CONF_DIR, "model").glob("*.yaml"))

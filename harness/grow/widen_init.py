@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.facts.edits import is_inception
 from harness.facts.errors import ConfigError
+from harness.facts.family import family
 from harness.facts.overrides import flatten_widen
 from harness.grow.gradmax_init import gradmax_init
 from harness.grow.new_units import Batch, new_units
@@ -56,7 +56,8 @@ def added_by_config(model_cfg: Mapping[str, Any], net: nn.Module) -> dict[str, l
     """The units a config's widen edits appended to loaded weights (InceptionV1: ``weights``/``init_from``; any
     other model: always, ``model.widen`` appends zero-fan-out units to whatever it built); {} when none."""
     widen = flatten_widen(model_cfg.get("widen"))
-    if is_inception(model_cfg) and not (model_cfg.get("weights") or model_cfg.get("init_from")):
+    loaded = model_cfg.get("weights") or model_cfg.get("init_from")
+    if family(model_cfg).widen_is_architecture and not loaded:
         return {}  # built from scratch: its widen is part of the architecture, no unit is new
     return added_units(net, {k: v for k, v in widen.items() if v > 0})
 

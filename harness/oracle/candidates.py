@@ -25,8 +25,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from harness.facts.edits import MIXED_NAMES, is_inception, widen_targets
+from harness.facts.edits import MIXED_NAMES, widen_targets
 from harness.facts.errors import ConfigError
+from harness.facts.family import family
 from harness.facts.overrides import Edit
 from harness.models.build import architecture
 from harness.models.pricing import added, count_params, edited, units_for_budget
@@ -87,7 +88,7 @@ def enumerate_candidates(
     a mixed layer joins when its cost is within ``INSERT_RANGE`` x the budget.
     """
     arch = architecture(model_cfg)
-    if not is_inception(arch):
+    if not family(arch).has_plan:
         got = arch.get("_target_")
         raise ConfigError(f"harness-oracle needs an InceptionV1 base run (widen/insert edits); got {got}")
     base = count_params(arch, num_classes)

@@ -56,10 +56,10 @@ def _add_widen(cfg: DictConfig, branch: str, channels: int) -> None:
 
 
 def _architecture(model_cfg: DictConfig) -> dict[str, Any]:
-    from harness.facts.edits import is_inception
+    from harness.facts.family import family
 
     target = str(model_cfg.get("_target_", ""))
-    if not is_inception(model_cfg):
+    if not family(model_cfg).has_plan:
         raise ConfigError(
             f"random_tweak and curve_widen need an InceptionV1 model (model=inception_v1_tiny or "
             f"model=inception_v1), got {target or 'no model'}"

@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.facts import keys
-from harness.facts.edits import BRANCHES, CONCAT_BRANCHES, is_inception
+from harness.facts.edits import BRANCHES, CONCAT_BRANCHES
 from harness.facts.errors import ConfigError
+from harness.facts.family import Family, family
 from harness.facts.overrides import channels as plan_channels
 from harness.facts.overrides import flatten_widen
 from harness.facts.runs import find_records, flatten, load_record, model_config
@@ -64,9 +65,10 @@ class RunSummary:
     widen_error: str | None = None
 
     @property
-    def inception(self) -> bool:
-        """InceptionV1, or no model config at all (summaries built in code, old records): the default model."""
-        return not self.model.get("_target_") or is_inception(self.model)
+    def family(self) -> Family:
+        """What the run's model can do (InceptionV1; no model config at all, as in summaries built in code and old
+        records, reads as the default model): :mod:`harness.facts.family`."""
+        return family(self.model)
 
     @property
     def widen(self) -> dict[str, int]:

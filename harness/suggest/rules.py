@@ -72,13 +72,14 @@ def _per_layer(metrics: dict[str, float], probe: str, metric: str) -> dict[str, 
 def _need_channels(run: RunSummary) -> None:
     if not run.channels:
         raise MissingInputs(["model.channels (an InceptionV1 run: record['model']['channels'] or config.model)"])
-    if not run.inception and not run.targets:
+    if not run.family.has_plan and not run.targets:
         why = f": {run.widen_error}" if run.widen_error else " (a record of this harness version)"
         raise MissingInputs([f"model.widen_targets of a model torch.fx can trace{why}"])
 
 
-def _need_inception(run: RunSummary, what: str) -> None:
-    if not run.inception:
+def _need(able: bool, what: str) -> None:
+    """A rule whose edit the run's model family cannot make is skipped, naming the family that can."""
+    if not able:
         raise MissingInputs([f"an InceptionV1 model ({what})"])
 
 
@@ -127,7 +128,7 @@ def _curve_branch(run: RunSummary, layer: str, cfg: Any, by_count: bool = True) 
 
     Any other model: the widen target growing ``layer`` (its widest widenable conv, or the one feeding it; None when
     nothing grows it), named in the note."""
-    if not run.inception:
+    if not run.family.has_plan:
         target = run.grow_target(layer)
         return target, f"widen {target}" if target and target != layer else ""
     if f"{layer}_5x5" not in run.channels:
@@ -174,7 +175,7 @@ def prune_dead(run: RunSummary, cfg: Any) -> list[Suggestion]:
 
     InceptionV1 only: on other models model.widen only adds units, and a block output's dead units are not the
     units of any one conv (a residual stream)."""
-    _need_inception(run, "pruning: model.widen on other models only adds units")
+    _need(run.family.prunes, "pruning: model.widen on other models only adds units")
     dead = {k: v for k, v in _per_layer(run.metrics, pk.ACTIVATIONS, pk.DEAD_FRACTION).items() if k in run.channels}
     dead = {k: v for k, v in dead.items() if is_branch(k) or not k.startswith("mixed")}  # widen targets only
     if not dead:
@@ -195,7 +196,7 @@ def prune_dead(run: RunSummary, cfg: Any) -> list[Suggestion]:
 def insert_at_jump(run: RunSummary, cfg: Any) -> list[Suggestion]:
     """Insert a block where a linear read-out (linear/<layer>/<target>_acc) jumps between consecutive measured
     layers; the block goes right before the later layer (after the mixed layer, or inserted block, preceding it)."""
-    _need_inception(run, "model.insert")
+    _need(run.family.inserts, "model.insert")
     _need_channels(run)
     layers, m = run.layers(), run.metrics
     found, best = False, {}
