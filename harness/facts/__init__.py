@@ -6,6 +6,7 @@
 - ``keys``: every record key (training metric names, probe keys and bins);
 - ``edits``: InceptionV1's width table, branch names and widen/insert plans;
 - ``overrides``: the edit grammar (an edit as Hydra overrides, composing edits);
+- ``family``: what a model can do, read from its config (InceptionV1's plan or any traced model);
 - ``conf_dir``: where the shipped Hydra configs are.
 
 Why a folder: harness-compare and harness-suggest read runs without torch, and ``tests/test_facts.py``
