@@ -39,9 +39,9 @@ from torch import nn
 
 from harness.data.world_datamodule import WorldDataModule
 from harness.facts.stats import paired_interval
-from harness.grow.carry import Growth, new_entry_masks
-from harness.grow.new_units import mean_loss, new_units, prepare
-from harness.grow.widen_init import init_units
+from harness.growth.carry import Growth, new_entry_masks
+from harness.growth.new_units import mean_loss, new_units, prepare
+from harness.growth.widen_init import init_units
 from harness.models import InceptionV1, resize
 from harness.models.hooks import capture, eval_mode
 from harness.run.module import warmup_cosine

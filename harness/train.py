@@ -23,8 +23,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from harness.facts.errors import config_error
-from harness.grow.carry import growth_from_config
-from harness.grow.widen_init import init_from_config
+from harness.growth.carry import growth_from_config
+from harness.growth.widen_init import init_from_config
 from harness.run import distributed
 from harness.run.builders import (
     CONF_DIR,

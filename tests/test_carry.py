@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 
 from harness.facts.errors import ConfigError
-from harness.grow.carry import Growth, NewLR, carry_state, growth_from_config, new_entry_masks
+from harness.growth.carry import Growth, NewLR, carry_state, growth_from_config, new_entry_masks
 from harness.models import InceptionV1, resize
 from harness.models.graph_widen import widen_modules
 from harness.run.module import warmup_cosine

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.facts.errors import ConfigError
-from harness.grow.new_units import mean_loss, new_units
-from harness.grow.tiny_init import RIDGE, tiny_directions
-from harness.grow.widen_init import init_units
+from harness.growth.new_units import mean_loss, new_units
+from harness.growth.tiny_init import RIDGE, tiny_directions
+from harness.growth.widen_init import init_units
 from harness.models import InceptionV1, max_output_change, resize
 from harness.models.graph_widen import widen_modules
 from tests.helpers import GatedNet, TinyResNet

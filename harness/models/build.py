@@ -193,8 +193,8 @@ def inception_v1(
     ``widen_init``), negative widths prune, and ``freeze_old`` trains only the new units.
 
     ``widen_init`` gradmax / tiny build their units like zero; the entry point rewrites them on ``widen_batches``
-    training batches (:mod:`harness.grow.widen_init`); ``new_lr_scale`` and ``carry_optimizer`` are read by the
-    training module (:mod:`harness.grow.carry`).
+    training batches (:mod:`harness.growth.widen_init`); ``new_lr_scale`` and ``carry_optimizer`` are read by the
+    training module (:mod:`harness.growth.carry`).
 
     Usage: ``inception_v1(weights="inception5h.pth", num_classes=1008, widen={"mixed3b_5x5": 8})``
     """

@@ -38,7 +38,7 @@ _HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
 # Keys this wrapper handles when the constructor does not take them (the growth keys are read after the build).
 OWN_KEYS = ("weights", "widen", "widen_init", "widen_batches", "new_lr_scale", "carry_optimizer")
 # How new units start. gradmax / tiny need training batches: the build makes their units like zero's (fresh
-# fan-in, zero fan-out) and harness.grow.widen_init rewrites them once the data exists.
+# fan-in, zero fan-out) and harness.growth.widen_init rewrites them once the data exists.
 WIDEN_INITS: tuple[str, ...] = ("zero", "net2net", "gradmax", "tiny")
 
 

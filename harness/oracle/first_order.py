@@ -5,11 +5,11 @@ Both ask what tier 0 measures (:mod:`harness.oracle.tier0`), to first order and 
 could the training loss fall if the candidate's k units were added here?
 
 * ``tiny``: TINY's projected first-order improvement per added unit (Verbockhaven et al. 2024), sum_{i<=k}
-  lambda_i^2 / k, the lambdas of :func:`harness.grow.tiny_init.tiny_spectra` (the part of the desired update that
+  lambda_i^2 / k, the lambdas of :func:`harness.growth.tiny_init.tiny_spectra` (the part of the desired update that
   the existing weights cannot express, fit by k new units; lambda_i^2 is direction i's first-order loss decrease
   at unit amplitude).
 * ``gradmax_per_unit``: GradMax (Evci et al. 2022) per added unit, sum_{i<=k} sigma_i(B) / k, B = E[g_next h_in^T]
-  (:func:`harness.grow.gradmax_init.b_matrices`): the largest fan-in gradient the k new units can start with.
+  (:func:`harness.growth.gradmax_init.b_matrices`): the largest fan-in gradient the k new units can start with.
 
 Why per unit, and why k = the candidate's: candidates cost the same parameters, not the same units (the budget buys
 4 stem units or 40 bottleneck units), so the ``gradmax`` probe's fixed k = 4 compares unlike edits; a direction
@@ -26,9 +26,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from harness.grow.gradmax_init import b_matrices
-from harness.grow.new_units import Batch, resumed
-from harness.grow.tiny_init import tiny_spectra
+from harness.growth.gradmax_init import b_matrices
+from harness.growth.new_units import Batch, resumed
+from harness.growth.tiny_init import tiny_spectra
 from harness.models.consumers import wirings
 from harness.oracle.candidates import Candidate
 from harness.probes.gradmax import top_singular_values

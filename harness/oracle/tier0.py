@@ -4,7 +4,7 @@ Why (docs/DESIGN.md, "Where to grow"): the fine-tune oracle (tier 1) measures th
 runs, and at its defaults the seed noise was 3-5x the spread between candidates. Tier 0 asks the first-order
 question GradMax, TINY and SENN estimate, by doing it: for each candidate it adds the budget's units to the trained
 base with TINY's init (fan-in and fan-out from the projected desired update, amplitude by a line search on a fixed
-set A of training images, :mod:`harness.grow.tiny_init`), then measures the realised loss decrease on a disjoint
+set A of training images, :mod:`harness.growth.tiny_init`), then measures the realised loss decrease on a disjoint
 fixed set B, every network in eval mode so no batch-norm statistic moves. The gain of a candidate is
 ``control loss - candidate loss`` on B (> 0 helps), with a paired bootstrap over B's images: every candidate and
 the control see the same images, and every bootstrap replicate draws the same indices for all of them.
@@ -15,7 +15,7 @@ at step 0. Inserts are not scored: an inception block has no function-preserving
 initialisation here (its bottlenecks are narrower than its input), so tier 0 has nothing to add for them.
 
 Speed: a candidate changes nothing before the stage that holds its target, so TINY's passes on set A
-(:func:`harness.grow.new_units.resumed`) and the gain's pass on set B (:func:`b_from_stage`, set B's stage inputs
+(:func:`harness.growth.new_units.resumed`) and the gain's pass on set B (:func:`b_from_stage`, set B's stage inputs
 computed once per stage on the base) start at that stage; the numbers are those of full passes.
 
 Tier 0 is not neutral: it shares its mathematics with the gradient signals (TINY, GradMax). Judge every signal
@@ -38,8 +38,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from harness.facts.errors import ConfigError
-from harness.grow.new_units import Batch, FromStage, prepare, resumed
-from harness.grow.widen_init import added_by_config, init_units
+from harness.growth.new_units import Batch, FromStage, prepare, resumed
+from harness.growth.widen_init import added_by_config, init_units
 from harness.models.hooks import eval_mode
 from harness.oracle.candidates import CONTROL, Candidate, continued_model
 

@@ -61,7 +61,7 @@ def batch_gradients(
     inputs_of: Sequence[nn.Module] = (),
 ) -> Iterator[GradBatch]:
     """`loss_gradients` over any batches (images ready for the model, on its device): the loss is
-    sum(CE) / `total` per batch. Why separate: growth inits (:mod:`harness.grow.new_units`) take the same pass
+    sum(CE) / `total` per batch. Why separate: growth inits (:mod:`harness.growth.new_units`) take the same pass
     over fixed training batches instead of the probe set."""
     with eval_mode(model):
         for x, y in batches:

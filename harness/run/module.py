@@ -140,7 +140,7 @@ class ClassifierModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_class_acc("test")
 
-    # A continued, grown run's carried optimizer state and new-unit LR (harness.grow.carry.Growth), set by the entry
+    # A continued, grown run's carried optimizer state and new-unit LR (harness.growth.carry.Growth), set by the entry
     # point; the schedule then goes on from the carried step and ends at this run's last step.
     growth: Any = None
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from harness.facts.keys import SCHEDULE_STEP_KEY
-from harness.grow.new_units import NewUnits, bias_before_activation
+from harness.growth.new_units import NewUnits, bias_before_activation
 from harness.models.consumers import wirings
 
 
@@ -164,7 +164,7 @@ def growth_from_config(model_cfg: Mapping[str, Any], net: nn.Module, image_size:
     """The :class:`Growth` of a run's model config: ``carry_optimizer`` (with ``init_from``; without it, as in a grow
     chain's base round, there is nothing to carry) and ``new_lr_scale``; None when neither applies."""
     from harness.facts.errors import ConfigError
-    from harness.grow.widen_init import added_by_config
+    from harness.growth.widen_init import added_by_config
 
     init_from = model_cfg.get("init_from")
     carry = bool(model_cfg.get("carry_optimizer", False)) and bool(init_from)  # a chain's base round: nothing to carry

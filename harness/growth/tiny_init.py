@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.grow.new_units import ALIVE_BIAS, Batch, NewUnits, mean_loss, passes, resumed
+from harness.growth.new_units import ALIVE_BIAS, Batch, NewUnits, mean_loss, passes, resumed
 from harness.models.consumers import Wiring
 from harness.probes.gradmax import _patch_maps, gradmax_rows
 

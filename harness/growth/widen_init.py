@@ -21,9 +21,9 @@ from torch import nn
 from harness.facts.errors import ConfigError
 from harness.facts.family import family
 from harness.facts.overrides import flatten_widen
-from harness.grow.gradmax_init import gradmax_init
-from harness.grow.new_units import Batch, new_units
-from harness.grow.tiny_init import tiny_init
+from harness.growth.gradmax_init import gradmax_init
+from harness.growth.new_units import Batch, new_units
+from harness.growth.tiny_init import tiny_init
 from harness.models.surgery import added_units
 
 DATA_INITS: tuple[str, ...] = ("gradmax", "tiny")

@@ -11,7 +11,7 @@ fan-out (sigma 0).
 Why 0.5 of the mean: the new units' fan-in gradient is then half of what an existing unit with the same
 direction would get; large enough to leave the saddle at the first step, small enough that a badly estimated
 B (a few batches) cannot dominate the layer's read-out. The bias before the activation is ``ALIVE_BIAS``
-(ReLU's slope at 0 is 0; see :mod:`harness.grow.new_units`).
+(ReLU's slope at 0 is 0; see :mod:`harness.growth.new_units`).
 
 Exact where the probe's B is exact (consumers reached without max pools or local response norm, eval-mode batch
 norm); in training mode a batch norm right after the new unit rescales its fan-in gradient by 1/sqrt(eps) and
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from harness.grow.new_units import ALIVE_BIAS, Batch, NewUnits, passes
+from harness.growth.new_units import ALIVE_BIAS, Batch, NewUnits, passes
 from harness.models.consumers import Wiring
 from harness.probes.gradmax import gradmax_rows
 

@@ -1,5 +1,5 @@
 """The new units of a widened network, by target: where their fan-in and fan-out live, and the loss gradients
-that data-driven growth inits (:mod:`harness.grow.gradmax_init`, :mod:`harness.grow.tiny_init`) read.
+that data-driven growth inits (:mod:`harness.growth.gradmax_init`, :mod:`harness.growth.tiny_init`) read.
 
 Why one module: both inits write the same places (the producer's rows for the new units, the consumers'
 columns reading them, the per-channel bias before the activation) and read the same statistics (the producer's
