@@ -151,6 +151,29 @@ def test_resumed_recipe_run_is_not_edited_twice(make_cfg, tmp_path: Path) -> Non
     assert resumed.model.widen.mixed3b_5x5 == 8 and resumed.variant == "mixed3b_5x5+8"
 
 
+def test_a_record_from_before_the_run_package_resumes_with_todays_targets(make_cfg, tmp_path: Path) -> None:
+    """Records saved before harness/run/ existed name harness.module, harness.callbacks and harness.wandb_logger."""
+    from omegaconf import OmegaConf
+
+    from harness.run.resume import resume_config
+
+    config = OmegaConf.to_container(make_cfg("logger=wandb"), resolve=True)
+    config.pop("hydra")
+    config["module"]["_target_"] = "harness.module.ClassifierModule"
+    config["module"]["scheduler"]["_target_"] = "harness.module.warmup_cosine"
+    config["callbacks"]["throughput"]["_target_"] = "harness.callbacks.ThroughputLogger"
+    config["logger"]["wandb"]["_target_"] = "harness.wandb_logger.make_wandb_logger"
+    run = write_record(tmp_path, "run", config=config)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    resumed = resume_config(make_cfg(f"resume={run}"), [f"resume={run}"])
+    assert resumed.module._target_ == "harness.run.module.ClassifierModule"
+    assert resumed.module.scheduler._target_ == "harness.run.module.warmup_cosine"
+    assert resumed.callbacks.throughput._target_ == "harness.run.callbacks.ThroughputLogger"
+    assert resumed.logger.wandb._target_ == "harness.run.wandb_logger.make_wandb_logger"
+    assert resumed.model._target_ == config["model"]["_target_"]  # a target that did not move is left alone
+
+
 # Resume writes only into the run it continues (Hydra's run dir = the run, original .hydra/ kept).
 def test_resume_runs_in_the_resumed_folder(tmp_path: Path) -> None:
     run = tmp_path / "outputs" / "2026-12-01" / "11-00-00"

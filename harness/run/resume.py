@@ -27,6 +27,21 @@ log = logging.getLogger(__name__)
 
 # Keys a resumed run never takes from the command line: they say which run to continue.
 _NOT_OVERRIDABLE = ("resume", "hydra", "paths", "ckpt_path")
+# Run records saved before the run plumbing moved to harness/run/ name its old modules in their `_target_`s.
+_MOVED = {f"harness.{m}.": f"harness.run.{m}." for m in ("module", "callbacks", "wandb_logger")}
+
+
+def _moved_targets(node: Any) -> Any:
+    """A saved config (plain dicts and lists) whose `_target_`s name the modules' homes of today."""
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if isinstance(target, str):
+            old = next((o for o in _MOVED if target.startswith(o)), None)
+            node = {**node, "_target_": _MOVED[old] + target[len(old) :]} if old else node
+        return {k: _moved_targets(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_moved_targets(v) for v in node]
+    return node
 
 
 def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -40,7 +55,7 @@ def resume_config(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         )
     try:
         record = load_record(record_path)
-        saved = OmegaConf.create(record["config"])
+        saved = OmegaConf.create(_moved_targets(record["config"]))
     except (ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"resume={run_dir}: {RECORD_NAME} is unreadable ({err}); cannot resume this run") from None
     last = run_dir / "checkpoints" / "last.ckpt"
