@@ -20,7 +20,7 @@ from harness.grow import policies
 from harness.grow.loop import run_chain
 from harness.grow.rounds import check_images, logit_change
 from harness.models.pricing import count_params
-from harness.oracle.candidates import TOLERANCE
+from harness.oracle.candidates import TOLERANCE, Candidate
 from harness.run.records import RunRecord
 from harness.suggest.config import load_config
 from harness.suggest.load import RunSummary
@@ -160,7 +160,7 @@ def test_probe_policies_pick_the_top_score_and_need_their_probe(arch) -> None:
 def test_measured_policies_grow_where_the_measurement_is_best(arch) -> None:
     """Planted: the measurement (tier 0's gain, or TINY's score) is best at conv2d2; negative control: a flat
     measurement invents no preference (the first candidate in forward order, as every argmax here)."""
-    candidates = policies.candidates_for(arch, 8, 4000, False)
+    candidates = [Candidate(t, "widen", t, 4) for t in ("conv2d0", "conv2d2", "mixed3b_5x5")]
 
     def planted(cands):
         return {c.name: 0.5 if c.name == "conv2d2" else 0.01 * i for i, c in enumerate(cands)}
