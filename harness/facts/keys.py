@@ -86,6 +86,11 @@ def orientation_coverage(preferred: list[float], n_bins: int = COVERAGE_BINS) ->
     return len({orientation_bin(p, n_bins) for p in preferred}) / n_bins
 
 
+# --- ablation: ablation/<layer>/<group>/<metric>; each group's random control is the group random_<group> --------
+ABLATION = "ablation"
+DELTA_LOSS, DELTA_ACC, GROUP_SIZE = "delta_loss", "delta_acc", "size"
+RANDOM_GROUP = "random_"  # prefix of a group's random-control name
+
 # --- dissect, cka, linear, lineage ---------------------------------------------------------------------
 DISSECT, UNIQUE_CONCEPTS = "dissect", "unique_concepts"
 DETECTOR_UNITS, POLYSEMANTIC_UNITS = "detector_units", "polysemantic_units"

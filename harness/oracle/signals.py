@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.facts.keys import GROWTH_SCORES, SENSLI
+from harness.facts.keys import ABLATION, DELTA_LOSS, GROUP_SIZE, GROWTH_SCORES, RANDOM_GROUP, SENSLI
 from harness.oracle.candidates import Candidate, block_of
 from harness.oracle.first_order import FIRST_ORDER
 from harness.suggest.load import RunSummary
@@ -33,7 +33,6 @@ from harness.suggest.rules import RULES, MissingInputs
 
 INSERT_PROBES = (SENSLI,)  # keyed by the mixed layer an insert follows
 RANDOM = "random"
-ABLATION = "ablation"
 
 
 def probe_signal(metrics: Mapping[str, float], probe: str, candidates: Sequence[Candidate]) -> dict[str, float]:
@@ -72,8 +71,9 @@ def ablation_signal(metrics: Mapping[str, float], candidates: Sequence[Candidate
     per_layer: dict[str, float] = {}
     for key, value in metrics.items():
         parts = key.split("/")
-        if len(parts) == 4 and parts[0] == ABLATION and parts[3] == "delta_loss" and not parts[2].startswith("random"):
-            size = metrics.get(f"{ABLATION}/{parts[1]}/{parts[2]}/size") or 0
+        own_group = len(parts) == 4 and not parts[2].startswith(RANDOM_GROUP)
+        if own_group and parts[0] == ABLATION and parts[3] == DELTA_LOSS:
+            size = metrics.get(f"{ABLATION}/{parts[1]}/{parts[2]}/{GROUP_SIZE}") or 0
             if size > 0 and math.isfinite(value):
                 per_layer[parts[1]] = max(per_layer.get(parts[1], -math.inf), value / size)
     if not per_layer:

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.facts.errors import ConfigError
+from harness.facts.keys import ABLATION, DELTA_ACC, DELTA_LOSS, GROUP_SIZE, RANDOM_GROUP
 from harness.models import layers as layer_channels
 from harness.models.hooks import eval_mode
 from harness.models.names import resolve
@@ -172,7 +173,7 @@ class AblationProbe(Probe):
     Usage: ``AblationProbe(units=["mixed3b:3"]).run(ctx).scalars["mixed3b/custom/delta_acc"]``
     """
 
-    name = "ablation"
+    name = ABLATION
     order = 1  # reads the curves/dissect verdicts of this round
     cheap = False
 
@@ -229,7 +230,7 @@ class AblationProbe(Probe):
             if others and self.random_draws:
                 # Seeded per (run seed, layer, group): the same control groups every time.
                 gen = torch.Generator().manual_seed(ctx.seed * 1_000_003 + zlib.crc32(f"{layer}/{group}".encode()))
-                trials[(layer, f"random_{group}")] = [
+                trials[(layer, f"{RANDOM_GROUP}{group}")] = [
                     [others[i] for i in torch.randperm(len(others), generator=gen)[: len(units)].tolist()]
                     for _ in range(self.random_draws)
                 ]
@@ -242,9 +243,9 @@ class AblationProbe(Probe):
         for (layer, name), draws in trials.items():
             delta = {k: torch.stack([f[k] for f in found[(layer, name)]]).mean(0) - intact[k] for k in intact}
             prefix = f"{layer}/{name}"
-            result.scalars[f"{prefix}/delta_loss"] = float(delta["loss"])
-            result.scalars[f"{prefix}/delta_acc"] = float(delta["acc"])
-            result.scalars[f"{prefix}/size"] = float(len(draws[0]))
+            result.scalars[f"{prefix}/{DELTA_LOSS}"] = float(delta["loss"])
+            result.scalars[f"{prefix}/{DELTA_ACC}"] = float(delta["acc"])
+            result.scalars[f"{prefix}/{GROUP_SIZE}"] = float(len(draws[0]))
             result.tables.setdefault("groups", []).append(
                 {
                     "layer": layer,
