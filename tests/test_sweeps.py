@@ -34,6 +34,7 @@ def _records(tmp_path: Path) -> list[dict]:
     return [RunRecord.load(p) for p in paths]
 
 
+@pytest.mark.slow  # covered by test_optuna_storage (2 launches x 2 joblib workers) and the oracle's tier-1 test
 def test_joblib_launcher_runs_two_jobs_in_parallel_workers(tmp_path: Path) -> None:
     proc = _sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "debug=fdr",
                   "+model.widen.mixed3b_5x5=0,4")
@@ -63,6 +64,7 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path: Path) -> None:
     assert ok["status"] == "finished" and ok["epochs"]
 
 
+@pytest.mark.slow  # covered by test_optuna_storage: each trial's value is its record's val/acc, best reported
 def test_optuna_sweeper_optimises_the_returned_metric(tmp_path: Path) -> None:
     proc = _sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1",
                   "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "test=false")
