@@ -147,8 +147,11 @@ def variant_effects(
     for e in tested:
         if not e.beyond_noise:
             per_arm = (e.n_base + e.n_variant) / 2
-            e.seeds_needed = (seeds_for_count(e.stat, per_arm, threshold) if e.test == "count"
-                              else seeds_for_effect(e.effect, threshold))  # fmt: skip
+            needed = (seeds_for_count(e.stat, per_arm, threshold) if e.test == "count"
+                      else seeds_for_effect(e.effect, threshold))  # fmt: skip
+            # the expected p at today's seeds can pass where the observed one did not (Welch's degrees of
+            # freedom fall below 2n - 2 when the arms' spreads differ): a design that just failed needs more seeds
+            e.seeds_needed = None if needed is None else max(needed, max(e.n_base, e.n_variant) + 1)
     return effects
 
 
