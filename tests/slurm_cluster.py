@@ -109,6 +109,16 @@ class SlurmCluster:
                 return field.split("=", 1)[1]
         return "UNKNOWN"
 
+    def final_state(self, job_id: str, timeout: float = 60.0) -> str:
+        """`job_state` once the job has left SLURM's live states. Why: a job's output (and submitit's result) lands
+        before slurmd reports it ended, so right after the sweep returns a finished job can still show RUNNING."""
+        deadline = time.monotonic() + timeout
+        state = self.job_state(job_id)
+        while state in {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING"} and time.monotonic() < deadline:
+            time.sleep(0.5)
+            state = self.job_state(job_id)
+        return state
+
 
 def _wait_node_idle(cluster: SlurmCluster, timeout: float) -> None:
     deadline = time.monotonic() + timeout

@@ -81,7 +81,7 @@ def test_two_job_sweep_runs_on_slurm_and_a_failing_job_is_failed(slurm: SlurmClu
     assert [(r["status"], r["seed"]) for r in records] == [("finished", 0), ("finished", 1)]
     assert all(r["test"]["test/acc"] is not None for r in records)
     jobs = _slurm_jobs(good)
-    assert len(jobs) == 2 and [slurm.job_state(j) for j in jobs] == ["COMPLETED", "COMPLETED"]
+    assert len(jobs) == 2 and [slurm.final_state(j) for j in jobs] == ["COMPLETED", "COMPLETED"]
     assert "--partition=cpu" in next((good / ".submitit").glob("*/*_submission.sh")).read_text()
 
     cmp = subprocess.run(
