@@ -163,10 +163,10 @@ def run_chain(cfg: DictConfig, train: TrainFn) -> dict[str, float]:
             arch = _arch(model)
             rng = random.Random(f"grow/{cfg.seed}/{k}")
             summary = load_run(rounds.round_dir(job_dir, k) / RECORD_NAME)
+            ckpt = (data.get("checkpoints") or {}).get("last") or (data.get("checkpoints") or {}).get("best")
             if policy == "to_width":
                 pick = policies.to_width(_arch(base_model), arch, _target_width(grow, base_model), k + 1, n_rounds)
             else:
-                ckpt = (data.get("checkpoints") or {}).get("last") or (data.get("checkpoints") or {}).get("best")
                 measured = None
                 if policy in policies.MEASURED_POLICIES:
                     if not ckpt:
@@ -176,7 +176,6 @@ def run_chain(cfg: DictConfig, train: TrainFn) -> dict[str, float]:
                                        sets=sets, seed=int(cfg.seed))  # fmt: skip
                 pick = policies.choose(policy, arch, n_classes, budget, summary, rng, suggest_cfg, mode == "scratch",
                                        measured)  # fmt: skip
-            ckpt = (data.get("checkpoints") or {}).get("last") or (data.get("checkpoints") or {}).get("best")
             if mode == "continue" and not ckpt:
                 raise ConfigError(f"round {k} left no checkpoint to grow from (callbacks.model_checkpoint is needed)")
             total = {"widen": add_widen(total["widen"], pick.widen), "insert": [*total["insert"], *pick.insert]}
