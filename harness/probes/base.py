@@ -124,6 +124,15 @@ class ProbeContext:
         """Drop every cached activation: the weights changed since they were captured (a new training epoch)."""
         self._cache.clear()
 
+    def random_init_model(self) -> nn.Module:
+        """A fresh random init of the probed architecture (`make_model`) on the probe device, seeded by `seed`, so
+        every probe's control is the same network; the global RNG is left alone."""
+        if self.make_model is None:
+            raise ValueError("ctx.make_model is None: no random-init control can be built")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            return self.make_model().to(self.device)
+
     def forget(self, model: nn.Module) -> None:
         """Drop cached activations of a model (e.g. a temporary control) to free memory."""
         for key in [k for k in self._cache if k[0] == id(model)]:

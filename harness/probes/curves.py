@@ -284,9 +284,7 @@ class CurveCensus(Probe):
 
     def control_census(self, ctx: ProbeContext, layers: list[str], positions: dict, crop: Crop | None) -> tuple:
         """({layer: detector units} of a fresh random init, how it was obtained), from the cache when it has it."""
-        with torch.random.fork_rng(devices=[]):  # a seeded control that leaves the global RNG alone
-            torch.manual_seed(ctx.seed)
-            control = ctx.make_model().to(ctx.device)
+        control = ctx.random_init_model()
         size = ctx.probe_set.images.shape[-1]
         key = control_cache.cache_key(
             control, probe=self.name, size=size, layers=layers, device=ctx.device.type,

@@ -42,6 +42,14 @@ def sample_rows(acts: torch.Tensor, max_rows: int, seed: int = 0) -> torch.Tenso
     return rows.double()
 
 
+def unit_activations(ctx: ProbeContext, model: torch.nn.Module, targets: list[str]) -> dict[str, torch.Tensor]:
+    """`ctx.activations` of `targets` with the units on axis 1, as `sample_rows` reads them (a linear's units are
+    its last axis). Shared with NORTH's probe."""
+    acts = ctx.activations(targets, model=model)
+    points = hook_points(model)
+    return {t: acts[t].movedim(-1, 1) if isinstance(points.get(t), torch.nn.Linear) else acts[t] for t in targets}
+
+
 def centred_spectrum(acts: torch.Tensor, max_rows: int, seed: int = 0) -> torch.Tensor:
     """Singular values (float64, descending) of the centred `sample_rows` of `acts`."""
     rows = sample_rows(acts, max_rows, seed)
@@ -92,11 +100,8 @@ class EffectiveRank(Probe):
         self.eps, self.max_rows, self.random_init = float(eps), int(max_rows), bool(random_init)
 
     def _spectra(self, ctx: ProbeContext, model: torch.nn.Module, targets: list[str]) -> dict[str, torch.Tensor]:
-        acts = ctx.activations(targets, model=model)
-        points = hook_points(model)
-        last = {t for t in targets if isinstance(points.get(t), torch.nn.Linear)}  # a linear's units: its last axis
-        return {t: centred_spectrum(acts[t].movedim(-1, 1) if t in last else acts[t], self.max_rows, ctx.seed)
-                for t in targets}  # fmt: skip
+        acts = unit_activations(ctx, model, targets)
+        return {t: centred_spectrum(acts[t], self.max_rows, ctx.seed) for t in targets}
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         targets = self.layers or widen_candidates(ctx.model, int(ctx.probe_set.images.shape[-1]))
@@ -105,9 +110,7 @@ class EffectiveRank(Probe):
         trained = self._spectra(ctx, ctx.model, targets)
         init: dict[str, float] = {}
         if self.random_init and ctx.make_model is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ctx.seed)
-                control = ctx.make_model().to(ctx.device)
+            control = ctx.random_init_model()
             try:
                 spectra = self._spectra(ctx, control, targets)
                 init = {t: fraction_above(s, self.eps, units[t]) for t, s in spectra.items()}

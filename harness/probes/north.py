@@ -33,10 +33,10 @@ import torch
 
 from harness.facts.errors import ConfigError
 from harness.facts.keys import NORTH, RANK_FRACTION, RANK_FRACTION_INIT, SCORE
-from harness.models import hook_points, layers
+from harness.models import layers
 from harness.models.consumers import widen_candidates
 from harness.probes.base import Probe, ProbeContext, ProbeResult
-from harness.probes.effective_rank import sample_rows
+from harness.probes.effective_rank import sample_rows, unit_activations
 
 EPS, GAMMA = 0.01, 0.9  # the paper's CIFAR settings (VGG-11 also swept gamma in 0.9, 0.97, 0.99)
 
@@ -80,11 +80,8 @@ class North(Probe):
         self.eps, self.gamma, self.max_rows = float(eps), float(gamma), int(max_rows)
 
     def _phis(self, ctx: ProbeContext, model: torch.nn.Module, targets: list[str]) -> dict[str, float]:
-        acts = ctx.activations(targets, model=model)
-        points = hook_points(model)
-        last = {t for t in targets if isinstance(points.get(t), torch.nn.Linear)}  # a linear's units: its last axis
-        return {t: effective_dimension(acts[t].movedim(-1, 1) if t in last else acts[t], self.eps, self.max_rows,
-                                       ctx.seed) for t in targets}  # fmt: skip
+        acts = unit_activations(ctx, model, targets)
+        return {t: effective_dimension(acts[t], self.eps, self.max_rows, ctx.seed) for t in targets}
 
     def run(self, ctx: ProbeContext) -> ProbeResult:
         targets = self.layers or widen_candidates(ctx.model, int(ctx.probe_set.images.shape[-1]))
@@ -93,9 +90,7 @@ class North(Probe):
         phi = self._phis(ctx, ctx.model, targets)
         init: dict[str, float] = {}
         if ctx.make_model is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ctx.seed)
-                control = ctx.make_model().to(ctx.device)
+            control = ctx.random_init_model()
             try:
                 init = self._phis(ctx, control, targets)
             finally:
