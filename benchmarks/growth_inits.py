@@ -122,6 +122,14 @@ def _seed(args: argparse.Namespace, seed: int, data: dict[str, torch.Tensor]) ->
                 "val_acc": _accuracy(net, data["val_x"], data["val_y"]),
                 "train_loss": _fixed_loss(net, data["fixed_x"], data["fixed_y"])}  # fmt: skip
 
+    def train_and_measure(net: nn.Module, opt, sched, new: list[int], row: dict) -> None:
+        """Train on the continuation batches, measuring at each checkpoint into ``row["at<step>"]``."""
+        done = 0
+        for upto in checkpoints:
+            _train(net, opt, sched, later[done:upto], [])
+            done = upto
+            row[f"at{upto}"] = measure(net, new)
+
     base_batches = batches(args.base_steps)
     fixed, later = batches(args.widen_batches), batches(args.steps)
     rows = []
@@ -130,11 +138,8 @@ def _seed(args: argparse.Namespace, seed: int, data: dict[str, torch.Tensor]) ->
     opt = _optimizer(ref)
     sched = warmup_cosine(opt, args.base_steps + args.steps)
     _train(ref, opt, sched, base_batches, [])
-    row, done = {"init": "unplanted", "optimizer": "-", "seed": seed}, 0
-    for upto in checkpoints:
-        _train(ref, opt, sched, later[done:upto], [])
-        done = upto
-        row[f"at{upto}"] = measure(ref, [])
+    row = {"init": "unplanted", "optimizer": "-", "seed": seed}
+    train_and_measure(ref, opt, sched, [], row)
     rows.append(row)
 
     torch.manual_seed(seed)
@@ -169,11 +174,7 @@ def _seed(args: argparse.Namespace, seed: int, data: dict[str, torch.Tensor]) ->
             assert offset == args.base_steps and not growth.fresh
         else:
             sched = warmup_cosine(opt, args.steps)
-        done = 0
-        for upto in checkpoints:
-            _train(net, opt, sched, later[done:upto], [])
-            done = upto
-            row[f"at{upto}"] = measure(net, new)
+        train_and_measure(net, opt, sched, new, row)
         rows.append(row)
         a, b = row[f"at{checkpoints[0]}"], row[f"at{args.steps}"]
         print(f"  {init:8s} {handling:5s} dloss0 {row['loss_change_step0']:+.5f} grad0 {row['fan_in_grad_step0']:.3g}"
