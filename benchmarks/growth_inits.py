@@ -40,6 +40,7 @@ from torch import nn
 from harness.data.world_datamodule import WorldDataModule
 from harness.facts.stats import paired_interval
 from harness.growth.carry import Growth, new_entry_masks
+from harness.growth.gradmax_init import gradmax_init
 from harness.growth.new_units import mean_loss, new_units, prepare
 from harness.growth.widen_init import init_units
 from harness.models import InceptionV1, resize
@@ -151,29 +152,33 @@ def _seed(args: argparse.Namespace, seed: int, data: dict[str, torch.Tensor]) ->
     old_names = [n for n, _ in base.named_parameters()]
     print(f"seed {seed}: base {args.base_steps} steps, val acc {_accuracy(base, data['val_x'], data['val_y']):.3f}")
 
-    arms = [("none", "fresh"), ("none", "carry")] + [(i, o) for i in ("zero", "net2net", "gradmax", "tiny")
-                                                     for o in ("fresh", "carry")]  # fmt: skip
-    for init, handling in arms:
+    for init, handling, opts in (parse_arm(a) for a in args.arms):
         grow = {} if init == "none" else {target: cut}
         net = resize(base, grow, init=init if init != "none" else "zero",
                      generator=torch.Generator().manual_seed(seed))  # fmt: skip
         new = list(range(net.channels[target] - grow.get(target, 0), net.channels[target]))
         before = mean_loss(base, fixed)
-        record = init_units(net, {target: new}, fixed, init, 64) if init in ("gradmax", "tiny") else {}
+        if init == "gradmax" and "frac" in opts:
+            record = gradmax_init(net, fixed, new_units(net, {target: new}, 64, init), fraction=opts["frac"])
+        else:
+            record = init_units(net, {target: new}, fixed, init, 64) if init in ("gradmax", "tiny") else {}
         row = {"init": init, "optimizer": handling, "seed": seed, "loss_change_step0": mean_loss(net, fixed) - before,
                "fan_in_grad_step0": _fan_in_grad(net, target, fixed, new) if new else 0.0}  # fmt: skip
         if record:
             row["init_record"] = record[target]
         opt = _optimizer(net)
+        masks = new_entry_masks(net, {target: new}) if new else {}
         if handling == "carry":
-            growth = Growth(new_entry_masks(net, {target: new}) if new else {}, old_state=base_state,
-                            old_names=old_names, step=args.base_steps, prefix="")  # fmt: skip
+            growth = Growth(masks, opts.get("lr", 1.0), old_state=base_state, old_names=old_names,
+                            step=args.base_steps, prefix="")  # fmt: skip
             offset = growth.attach(opt, net)
             sched = warmup_cosine(opt, args.base_steps + args.steps)
             growth.advance(sched)
             assert offset == args.base_steps and not growth.fresh
         else:
+            Growth(masks, opts.get("lr", 1.0), prefix="").attach(opt, net)  # new_lr_scale only
             sched = warmup_cosine(opt, args.steps)
+        row["optimizer"] = handling + "".join(f" {k}={v:g}" for k, v in opts.items())
         train_and_measure(net, opt, sched, new, row)
         rows.append(row)
         a, b = row[f"at{checkpoints[0]}"], row[f"at{args.steps}"]
@@ -186,6 +191,21 @@ def _seed(args: argparse.Namespace, seed: int, data: dict[str, torch.Tensor]) ->
     print(f"  unplanted: val acc {rows[0][f'at{args.steps}']['val_acc']:.3f} "
           f"train loss {rows[0][f'at{args.steps}']['train_loss']:.4f}", flush=True)  # fmt: skip
     return rows
+
+
+DEFAULT_ARMS = ["none/fresh", "none/carry"] + [f"{i}/{o}" for i in ("zero", "net2net", "gradmax", "tiny")
+                                               for o in ("fresh", "carry")]  # fmt: skip
+
+
+def parse_arm(spec: str) -> tuple[str, str, dict[str, float]]:
+    """``init/optimizer[/lr=X][/frac=F]``: lr is ``model.new_lr_scale``, frac GradMax's fan-out fraction."""
+    init, handling, *rest = spec.split("/")
+    opts = {k: float(v) for k, v in (r.split("=", 1) for r in rest)}
+    if init not in ("none", "zero", "net2net", "gradmax", "tiny") or handling not in ("fresh", "carry") or \
+            set(opts) - {"lr", "frac"} or ("frac" in opts and init != "gradmax"):  # fmt: skip
+        raise SystemExit(f"error: arm {spec!r}: init none|zero|net2net|gradmax|tiny, optimizer fresh|carry, "
+                         f"options lr=X, frac=F (gradmax only)")  # fmt: skip
+    return init, handling, opts
 
 
 def recovered(arm: list[float], none: list[float], unplanted: list[float], draws: int = 4000) -> tuple[float, ...]:
@@ -244,7 +264,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path)
+    p.add_argument("--arms", nargs="+", default=DEFAULT_ARMS,
+                   help="init/optimizer[/lr=X][/frac=F]; none/fresh is always run (the reference)")  # fmt: skip
     args = p.parse_args()
+    if "none/fresh" not in args.arms:
+        args.arms = ["none/fresh", *args.arms]
+    for a in args.arms:
+        parse_arm(a)
     torch.set_num_threads(args.threads)
     started = time.process_time()
 

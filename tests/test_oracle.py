@@ -280,12 +280,15 @@ def test_tier0_bootstrap_is_paired_and_resolves_a_planted_effect() -> None:
 
 
 def test_tier0_sets_are_disjoint_training_images_and_bad_sizes_are_one_line(base: Path) -> None:
-    from harness.oracle.tier0 import fixed_sets
+    from harness.oracle.tier0 import fixed_sets, halves
 
     record, _ = base_run(base)
     sets = fixed_sets(record["config"]["data"], 40, 60)
     a = torch.cat([x for x, _ in sets.a])
     assert len(a) == 40 and len(sets.b_images) == 60 and len(sets.b_labels) == 60
+    directions, amplitude = halves(sets.a)  # --amplitude held_out: A's two halves, in order
+    assert torch.equal(torch.cat([x for x, _ in directions + amplitude]), a)
+    assert sum(len(y) for _, y in directions) == sum(len(y) for _, y in amplitude) == 20
     seen = {hash(img.numpy().tobytes()) for img in a}
     assert not seen & {hash(img.numpy().tobytes()) for img in sets.b_images}
     again = fixed_sets(record["config"]["data"], 40, 60)
@@ -318,7 +321,7 @@ def test_tier0_end_to_end_three_candidates(base: Path, tmp_path: Path, one_threa
     assert {s["tier"] for s in signals.values()} == {"0"} and signals["gradmax"]["n_candidates"] == "3"
     assert signals["tiny"]["n_candidates"] == signals["gradmax_per_unit"]["n_candidates"] == "3"  # on set A
     meta = json.loads((out / "oracle.json").read_text())
-    assert meta["tier"] == 0 and meta["set_b"] == 64
+    assert meta["tier"] == 0 and meta["set_b"] == 64 and meta["amplitude"] in ("same", "held_out")
     page = (out / "report.html").read_text()
     assert "tier 0" in page and "Tied scores" in page
     first = {k: r["gain_train_loss"] for k, r in rows.items()}

@@ -93,6 +93,23 @@ def test_tiny_lowers_the_loss_on_its_batches_and_records_it() -> None:
         assert record["loss_change"] < 0 and float(wide.a.weight[4:].detach().abs().max()) > 0
 
 
+def test_tiny_held_out_amplitude_is_searched_on_the_held_out_batches() -> None:
+    """Directions from one set, amplitude from another: the record's loss change is the held-out batches' (<= 0);
+    the same batches in both roles give exactly the default's units (the control)."""
+    net, wide, batches = _grown(1)
+    held = _batches((3, 8, 8), 3, seed=7)
+    same = widen_modules(net, {"a": 3}, image_size=8).eval()
+    default = init_units(same, {"a": [4, 5, 6]}, batches, "tiny", image_size=8)["a"]
+    twice = init_units(wide, {"a": [4, 5, 6]}, batches, "tiny", image_size=8, amplitude_batches=batches)["a"]
+    assert (twice["gamma"], twice["sign"], twice["loss_change"]) == (default["gamma"], default["sign"],
+                                                                     default["loss_change"])  # fmt: skip
+    assert torch.equal(same.a.weight, wide.a.weight) and twice["amplitude_on"] == "held_out"
+    record = init_units(wide, {"a": [4, 5, 6]}, batches, "tiny", image_size=8, amplitude_batches=held)["a"]
+    assert record["loss_before"] == pytest.approx(mean_loss(net, held), abs=1e-6)
+    assert record["loss_change"] <= 1e-7 and mean_loss(wide, held) == pytest.approx(record["loss_after"], abs=1e-6)
+    assert record["lambda"] == pytest.approx(default["lambda"], rel=1e-5)  # the directions are the fit batches'
+
+
 def test_tiny_directions_match_the_papers_equations_on_an_mlp() -> None:
     torch.manual_seed(0)
     net = MLP().eval()

@@ -153,11 +153,20 @@ def _write(found: Sequence[NewUnits], dirs, scales, gamma: float, sign: float) -
             f.set_bias(unit, 0.0 if gamma > 0 else ALIVE_BIAS)
 
 
-def tiny_init(net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits]) -> dict[str, dict[str, Any]]:
+def tiny_init(net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits],
+              amplitude_batches: Sequence[Batch] | None = None) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Write TINY's new units into ``net`` in place (one line search over every target together); the record
-    per target: lambdas, the chosen gamma and sign, and the step-0 loss change on the fixed batches (<= 0)."""
-    net, batches = resumed(net, batches, [f.target for f in found])  # every pass below starts at the first target
-    dirs = tiny_directions(net, batches, found)
+    per target: lambdas, the chosen gamma and sign, and the step-0 loss change on the line search's batches (<= 0).
+
+    ``amplitude_batches``: run the line search on these instead of ``batches`` (the directions' batches). Why: on a
+    converged base the directions fit the fixed batches' own residual gradients, and a line search on the same
+    batches rewards that fit with a large step that raises the loss on any other image (tier 0 measured it:
+    docs/results/2026-12-06-oracle-tier0.md). On held-out batches a direction that does not generalise gets
+    gamma = 0 and changes nothing."""
+    targets = [f.target for f in found]
+    run, ready = resumed(net, batches, targets)  # every pass below starts at the first target
+    dirs = tiny_directions(run, ready, found)
+    net, batches = (run, ready) if amplitude_batches is None else resumed(net, amplitude_batches, targets)
     scales = {f.target: (f.mean_old("in"), f.mean_old("out")) for f in found}
     before = mean_loss(net, batches)
     best = (before, 0.0, 1.0)
@@ -178,4 +187,5 @@ def tiny_init(net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits
     return {f.target: {"init": "tiny", "units": len(f.units), "lambda": [float(x) for x in dirs[f.target][2]],
                        "gamma": gamma, "sign": sign, "loss_before": before, "loss_after": after,
                        "loss_change": after - before, "fan_in_norm": gamma * scales[f.target][0],
+                       "amplitude_on": "same" if amplitude_batches is None else "held_out",
                        "fan_out_norm": scales[f.target][1]} for f in found}  # fmt: skip

@@ -31,18 +31,22 @@ WIDEN_BATCHES = 4  # default model.widen_batches: enough for B's top singular ve
 
 
 def init_units(
-    net: nn.Module, added: Mapping[str, Sequence[int]], batches: Sequence[Batch], init: str, image_size: int = 64
-) -> dict[str, dict[str, Any]]:
+    net: nn.Module, added: Mapping[str, Sequence[int]], batches: Sequence[Batch], init: str, image_size: int = 64,
+    amplitude_batches: Sequence[Batch] | None = None,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Initialise the ``added`` units (target -> unit indices) of ``net`` in place with ``init`` (gradmax | tiny).
 
-    Usage: ``init_units(wide, {"layer2.0.conv1": [128, 129]}, [(x, y)], "gradmax", image_size=32)``
+    Usage: ``init_units(wide, {"layer2.0.conv1": [128, 129]}, [(x, y)], "gradmax", image_size=32)``;
+    ``amplitude_batches``: TINY's line search runs on these instead (held out from its directions' batches).
     """
     if init not in DATA_INITS:
         raise ConfigError(f"init_units serves the data-driven inits; valid: {', '.join(DATA_INITS)}, got {init!r}")
     found = new_units(net, added, image_size, init)
     if not found:
         return {}
-    return gradmax_init(net, batches, found) if init == "gradmax" else tiny_init(net, batches, found)
+    if init == "gradmax":
+        return gradmax_init(net, batches, found)
+    return tiny_init(net, batches, found, amplitude_batches)
 
 
 def fixed_batches(datamodule: Any, n: int) -> list[Batch]:

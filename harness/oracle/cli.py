@@ -33,6 +33,7 @@ from harness.oracle.gains import paired_diffs
 from harness.oracle.launch import JOBS_DIR, command, read_jobs, run_jobs, write_group
 from harness.oracle.scoring import BOOTSTRAP_REPS, SIGNALS_COLUMNS, SignalScore, score_signal, spearman
 from harness.oracle.signals import all_signals
+from harness.oracle.tier0 import AMPLITUDE, AMPLITUDES
 from harness.run.builders import CONF_DIR
 from harness.run.records import RECORD_NAME, RunRecord
 from harness.suggest.config import load_config
@@ -110,12 +111,13 @@ def run_tier0(args: argparse.Namespace, candidates: list[Candidate] | None = Non
     net, _ = load_net(ckpt)
     image_size = int(sets.b_images.shape[-1])
     rows_by_name, diffs = tier0.tier0(config["model"], ckpt, net, candidates, sets, n_classes, image_size,
-                                      args.signal_seed)  # fmt: skip
+                                      args.signal_seed, args.amplitude)  # fmt: skip
     wall = round(time.perf_counter() - started, 1)
     first_order = first_order_signals(net, sets.a, candidates, image_size)  # on set A, as tier 0's line search
     notes = [f"tier 0: base {args.base} ({ckpt}), budget {budget} parameters, {len(rows_by_name)} candidates grown "
-             f"with {tier0.INIT} on set A ({args.set_a} training images), gain measured on set B ({args.set_b} "
-             f"disjoint training images), batch norm in eval mode, paired bootstrap over B's images; {wall} s"]
+             f"with {tier0.INIT} on set A ({args.set_a} training images, amplitude {args.amplitude}), gain measured "
+             f"on set B ({args.set_b} disjoint training images), batch norm in eval mode, paired bootstrap over B's "
+             f"images; {wall} s"]  # fmt: skip
     if len(diffs) >= 2:
         first, second, (d, lo, hi) = tier0.winner_resolved(diffs, args.signal_seed)
         verdict = "resolved" if lo > 0 else "not resolved"
@@ -135,7 +137,8 @@ def run_tier0(args: argparse.Namespace, candidates: list[Candidate] | None = Non
         for row in rows:
             row.update({f"{report.SCORE_PREFIX}{s}": v.get(row["candidate"], math.nan) for s, v in signals.items()})
         meta = {"tier": 0, "base": str(Path(args.base).resolve()), "ckpt": ckpt, "budget": budget,
-                "set_a": args.set_a, "set_b": args.set_b, "init": tier0.INIT, "wall_s": wall,
+                "set_a": args.set_a, "set_b": args.set_b, "init": tier0.INIT, "amplitude": args.amplitude,
+                "wall_s": wall,
                 "candidates": [c.as_dict() for c in candidates]}  # fmt: skip
         (out / ORACLE_JSON).write_text(json.dumps(meta, indent=1))
         title = f"Where to grow (tier 0): {args.base}"
@@ -336,6 +339,9 @@ def parser() -> argparse.ArgumentParser:
                    "candidate and the control over --seeds (the earlier oracle)")  # fmt: skip
     p.add_argument("--top", type=int, help="tier 1 only: fine-tune tier 0's top K candidates (plus --candidates)")
     p.add_argument("--set-a", type=int, default=512, help="tier 0: training images of the line search (default 512)")
+    p.add_argument("--amplitude", default=AMPLITUDE, choices=AMPLITUDES,
+                   help="tier 0: where TINY's line search runs: same = on set A, where its directions were fit; "
+                   "held_out = directions from A's first half, amplitude from its second")  # fmt: skip
     p.add_argument("--set-b", type=int, default=1024, help="tier 0: disjoint training images the gain is measured on "
                    "(default 1024)")  # fmt: skip
     return p

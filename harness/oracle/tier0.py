@@ -4,7 +4,8 @@ Why (docs/DESIGN.md, "Where to grow"): the fine-tune oracle (tier 1) measures th
 runs, and at its defaults the seed noise was 3-5x the spread between candidates. Tier 0 asks the first-order
 question GradMax, TINY and SENN estimate, by doing it: for each candidate it adds the budget's units to the trained
 base with TINY's init (fan-in and fan-out from the projected desired update, amplitude by a line search on a fixed
-set A of training images, :mod:`harness.growth.tiny_init`), then measures the realised loss decrease on a disjoint
+set A of training images, :mod:`harness.growth.tiny_init`; with ``amplitude="held_out"`` the directions come from
+A's first half and the amplitude from its second), then measures the realised loss decrease on a disjoint
 fixed set B, every network in eval mode so no batch-norm statistic moves. The gain of a candidate is
 ``control loss - candidate loss`` on B (> 0 helps), with a paired bootstrap over B's images: every candidate and
 the control see the same images, and every bootstrap replicate draws the same indices for all of them.
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 SET_A = 512  # images the line search runs on (TINY's directions and amplitude)
 SET_B = 1024  # disjoint images the gain is measured on
 INIT = "tiny"  # see the module docstring: GradMax's step-0 change is 0 by construction
+# Where TINY's line search runs: "same" = on set A, where its directions were fit; "held_out" = directions from
+# A's first half, amplitude from its second half (a direction that fits only its own images then gets gamma = 0).
+AMPLITUDES = ("same", "held_out")
+AMPLITUDE = "same"
 BOOTSTRAP_REPS = 2000
 LEVEL = 0.95
 GAIN = "gain_train_loss"
@@ -93,6 +98,19 @@ def fixed_sets(data_cfg: Mapping[str, Any], n_a: int = SET_A, n_b: int = SET_B, 
 B_BATCH = 256  # images per forward pass on set B
 
 
+def halves(batches: Sequence[Batch]) -> tuple[list[Batch], list[Batch]]:
+    """The batches' images split in two halves (first, second), in order: TINY's directions and its amplitude."""
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    if len(y) < 2:
+        raise ConfigError(f"a held-out amplitude needs set A of >= 2 images, got {len(y)}")
+    size, half = max(len(b[1]) for b in batches), len(y) // 2
+
+    def cut(xs: torch.Tensor, ys: torch.Tensor) -> list[Batch]:
+        return [(xs[i : i + size], ys[i : i + size]) for i in range(0, len(ys), size)]
+
+    return cut(x[:half], y[:half]), cut(x[half:], y[half:])
+
+
 def b_batches(sets: FixedSets, batch: int = B_BATCH) -> list[Batch]:
     return [(sets.b_images[i : i + batch], sets.b_labels[i : i + batch]) for i in range(0, len(sets.b_labels), batch)]
 
@@ -124,15 +142,19 @@ def b_from_stage(base: nn.Module, net: nn.Module, target: str, sets: FixedSets,
 
 
 def grown(model_cfg: Mapping[str, Any], ckpt: str, cand: Candidate, sets: FixedSets, num_classes: int,
-          image_size: int) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
+          image_size: int, amplitude: str = AMPLITUDE) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
     """The base plus the candidate's units, TINY-initialised on set A, built as a tier-1 job builds it."""
+    if amplitude not in AMPLITUDES:
+        raise ConfigError(f"--amplitude must be one of {', '.join(AMPLITUDES)}, got {amplitude!r}")
     cfg = continued_model(model_cfg, ckpt, cand)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = hydra.utils.instantiate(OmegaConf.create(cfg), num_classes=num_classes)
     added = added_by_config(cfg, net)
-    info = init_units(net, added, sets.a, INIT, image_size) if added else {}
-    return net, info
+    if not added:
+        return net, {}
+    directions, amplitude_batches = halves(sets.a) if amplitude == "held_out" else (sets.a, None)
+    return net, init_units(net, added, directions, INIT, image_size, amplitude_batches)
 
 
 def bootstrap_indices(n: int, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> np.ndarray:
@@ -157,6 +179,7 @@ def tier0(
     num_classes: int,
     image_size: int,
     seed: int = 0,
+    amplitude: str = AMPLITUDE,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """({candidate: gain_train_loss, _low, _high, loss_change_a, gamma}, {candidate: per-image gains on B})."""
     control = per_image_losses(base, b_batches(sets))
@@ -167,7 +190,7 @@ def tier0(
     for cand in candidates:
         if cand.kind != "widen":
             continue  # inserts and the control: see the module docstring
-        net, info = grown(model_cfg, ckpt, cand, sets, num_classes, image_size)
+        net, info = grown(model_cfg, ckpt, cand, sets, num_classes, image_size, amplitude)
         diffs[cand.name] = d = control - per_image_losses(*b_from_stage(base, net, cand.target, sets, stage_inputs))
         mean, low, high = interval(d, idx)
         target = next(iter(info.values()), {})
