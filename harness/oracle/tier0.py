@@ -51,8 +51,11 @@ SET_B = 1024  # disjoint images the gain is measured on
 INIT = "tiny"  # see the module docstring: GradMax's step-0 change is 0 by construction
 # Where TINY's line search runs: "same" = on set A, where its directions were fit; "held_out" = directions from
 # A's first half, amplitude from its second half (a direction that fits only its own images then gets gamma = 0).
+# Default held_out, measured on 6 converged curvature bases (docs/results/2026-12-06-loop-ceiling.md): with "same"
+# every gradient signal anti-correlated with the gain (rho -0.36 .. -0.43: the strongest directions got the largest
+# overfit steps) and 5 of 6 winners had gains <= 0; held out, that artefact is gone and tier 0 is ~3x faster.
 AMPLITUDES = ("same", "held_out")
-AMPLITUDE = "same"
+AMPLITUDE = "held_out"
 BOOTSTRAP_REPS = 2000
 LEVEL = 0.95
 GAIN = "gain_train_loss"
