@@ -221,6 +221,7 @@ def test_oracle_end_to_end_two_candidates_one_seed(base: Path, tmp_path: Path) -
      (["BASE", "--tier", "1", "--seeds", "0"], "--seeds must be >= 1"),
      (["BASE", "--tier", "1", "--lr-scale", "0"], "--lr-scale must be > 0"),
      (["BASE", "--tier", "2"], "--tier must be 0"),
+     (["BASE", "--amplitude", "train"], "--amplitude must be one of same, held_out"),
      (["BASE", "--tier", "1", "--top", "0"], "--top must be >= 1"),
      (["BASE", "--top", "3"], "use it with --tier 1"),
      (["BASE", "--set-a", "300", "--candidates", "conv2d1"], "exceed the training split")],

@@ -79,6 +79,9 @@ def check_tier_args(args: argparse.Namespace) -> None:
     if args.tier not in TIERS:
         raise ConfigError(f"--tier must be 0 (deterministic: add, line-search, measure) or 1 (fine-tune), "
                           f"got {args.tier}")  # fmt: skip
+    if args.amplitude not in AMPLITUDES:
+        raise ConfigError(f"--amplitude must be one of {', '.join(AMPLITUDES)} (where tier 0's line search runs), "
+                          f"got {args.amplitude!r}")  # fmt: skip
     if args.top is not None and args.top <= 0:
         raise ConfigError(f"--top must be >= 1 (the tier-0 top K candidates tier 1 fine-tunes), got {args.top}")
     if args.top is not None and args.tier != 1:
@@ -339,9 +342,10 @@ def parser() -> argparse.ArgumentParser:
                    "candidate and the control over --seeds (the earlier oracle)")  # fmt: skip
     p.add_argument("--top", type=int, help="tier 1 only: fine-tune tier 0's top K candidates (plus --candidates)")
     p.add_argument("--set-a", type=int, default=512, help="tier 0: training images of the line search (default 512)")
-    p.add_argument("--amplitude", default=AMPLITUDE, choices=AMPLITUDES,
-                   help="tier 0: where TINY's line search runs: same = on set A, where its directions were fit; "
-                   "held_out = directions from A's first half, amplitude from its second")  # fmt: skip
+    p.add_argument("--amplitude", default=AMPLITUDE,
+                   help=f"tier 0: where TINY's line search runs ({' | '.join(AMPLITUDES)}; default {AMPLITUDE}): same "
+                   "= on set A, where its directions were fit; held_out = directions from A's first half, amplitude "
+                   "from its second")  # fmt: skip
     p.add_argument("--set-b", type=int, default=1024, help="tier 0: disjoint training images the gain is measured on "
                    "(default 1024)")  # fmt: skip
     return p
