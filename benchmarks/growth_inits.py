@@ -3,6 +3,7 @@ gradmax, tiny) and optimizer handling (fresh, carried), over paired seeds.
 
     python benchmarks/growth_inits.py                       # one seed, ~5 CPU-min at the defaults
     python benchmarks/growth_inits.py --seeds 0 1 2 3 4 --target conv2d2 --cut 44 --json runs/repair_conv2d2.json
+    python benchmarks/growth_inits.py --arms zero/fresh/lr=10 gradmax/fresh/frac=0.05  # new_lr_scale, GradMax fan-out
 
 The base is the tiny InceptionV1 (width 0.25, batch norm) with ``--target`` cut by ``--cut`` channels (conv2d0
 cut to 2 channels is ``experiment=planted_stem``), trained ``--base-steps`` on the curvature world at reduced

@@ -161,7 +161,7 @@ def tiny_init(net: nn.Module, batches: Sequence[Batch], found: Sequence[NewUnits
     ``amplitude_batches``: run the line search on these instead of ``batches`` (the directions' batches). Why: on a
     converged base the directions fit the fixed batches' own residual gradients, and a line search on the same
     batches rewards that fit with a large step that raises the loss on any other image (tier 0 measured it:
-    docs/results/2026-12-06-oracle-tier0.md). On held-out batches a direction that does not generalise gets
+    docs/results/2026-12-06-loop-ceiling.md). On held-out batches a direction that does not generalise gets
     gamma = 0 and changes nothing."""
     targets = [f.target for f in found]
     run, ready = resumed(net, batches, targets)  # every pass below starts at the first target

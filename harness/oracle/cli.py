@@ -341,7 +341,8 @@ def parser() -> argparse.ArgumentParser:
                    "on set A, measure the train-loss drop on set B (deterministic, no seeds); 1: fine-tune every "
                    "candidate and the control over --seeds (the earlier oracle)")  # fmt: skip
     p.add_argument("--top", type=int, help="tier 1 only: fine-tune tier 0's top K candidates (plus --candidates)")
-    p.add_argument("--set-a", type=int, default=512, help="tier 0: training images of the line search (default 512)")
+    p.add_argument("--set-a", type=int, default=512, help="tier 0: training images of TINY's directions and line "
+                   "search, half each with --amplitude held_out (default 512)")  # fmt: skip
     p.add_argument("--amplitude", default=AMPLITUDE,
                    help=f"tier 0: where TINY's line search runs ({' | '.join(AMPLITUDES)}; default {AMPLITUDE}): same "
                    "= on set A, where its directions were fit; held_out = directions from A's first half, amplitude "

@@ -46,14 +46,15 @@ from harness.oracle.candidates import CONTROL, Candidate, continued_model
 
 log = logging.getLogger(__name__)
 
-SET_A = 512  # images the line search runs on (TINY's directions and amplitude)
+SET_A = 512  # images TINY's directions and line search run on (held-out amplitude: the first and second half)
 SET_B = 1024  # disjoint images the gain is measured on
 INIT = "tiny"  # see the module docstring: GradMax's step-0 change is 0 by construction
 # Where TINY's line search runs: "same" = on set A, where its directions were fit; "held_out" = directions from
 # A's first half, amplitude from its second half (a direction that fits only its own images then gets gamma = 0).
-# Default held_out, measured on 6 converged curvature bases (docs/results/2026-12-06-loop-ceiling.md): with "same"
-# every gradient signal anti-correlated with the gain (rho -0.36 .. -0.43: the strongest directions got the largest
-# overfit steps) and 5 of 6 winners had gains <= 0; held out, that artefact is gone and tier 0 is ~3x faster.
+# Default held_out, measured on 9 converged bases (docs/results/2026-12-06-loop-ceiling.md): with "same" every
+# gradient signal anti-correlated with the gain (mean rho -0.33 .. -0.45: the strongest directions got the largest
+# overfit steps) and 131 of 243 gains were resolved below 0; held out, the signals sit near 0, 45 gains are below 0,
+# and tier 0 takes 74-119 s instead of 196-443 s per base (a 256-image line search).
 AMPLITUDES = ("same", "held_out")
 AMPLITUDE = "held_out"
 BOOTSTRAP_REPS = 2000
@@ -105,7 +106,7 @@ def halves(batches: Sequence[Batch]) -> tuple[list[Batch], list[Batch]]:
     """The batches' images split in two halves (first, second), in order: TINY's directions and its amplitude."""
     x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     if len(y) < 2:
-        raise ConfigError(f"a held-out amplitude needs set A of >= 2 images, got {len(y)}")
+        raise ConfigError(f"a held-out amplitude needs set A (--set-a) of >= 2 images, got {len(y)}")
     size, half = max(len(b[1]) for b in batches), len(y) // 2
 
     def cut(xs: torch.Tensor, ys: torch.Tensor) -> list[Batch]:
