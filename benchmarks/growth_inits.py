@@ -153,7 +153,7 @@ def _seed(args: argparse.Namespace, seed: int, data: dict[str, torch.Tensor]) ->
     old_names = [n for n, _ in base.named_parameters()]
     print(f"seed {seed}: base {args.base_steps} steps, val acc {_accuracy(base, data['val_x'], data['val_y']):.3f}")
 
-    for init, handling, opts in (parse_arm(a) for a in args.arms):
+    for init, handling, opts in args.arms:
         grow = {} if init == "none" else {target: cut}
         net = resize(base, grow, init=init if init != "none" else "zero",
                      generator=torch.Generator().manual_seed(seed))  # fmt: skip
@@ -270,8 +270,7 @@ def main() -> None:
     args = p.parse_args()
     if "none/fresh" not in args.arms:
         args.arms = ["none/fresh", *args.arms]
-    for a in args.arms:
-        parse_arm(a)
+    args.arms = [parse_arm(a) for a in args.arms]  # a bad arm fails here, before any training
     torch.set_num_threads(args.threads)
     started = time.process_time()
 

@@ -94,12 +94,15 @@ def fixed_sets(data_cfg: Mapping[str, Any], n_a: int = SET_A, n_b: int = SET_B, 
     if have < n_a + n_b:
         raise ConfigError(f"set A ({n_a}) + set B ({n_b}) images exceed the training split ({have} images)")
     x, y = torch.cat(xs)[: n_a + n_b], torch.cat(ys)[: n_a + n_b]
-    size = max(len(b) for b in ys)
-    a = [(x[i : min(i + size, n_a)], y[i : min(i + size, n_a)]) for i in range(0, n_a, size)]
-    return FixedSets(a, x[n_a:], y[n_a:])
+    return FixedSets(chunks(x[:n_a], y[:n_a], max(len(b) for b in ys)), x[n_a:], y[n_a:])
 
 
 B_BATCH = 256  # images per forward pass on set B
+
+
+def chunks(x: torch.Tensor, y: torch.Tensor, size: int) -> list[Batch]:
+    """(images, labels) in consecutive batches of ``size`` (the last may be shorter)."""
+    return [(x[i : i + size], y[i : i + size]) for i in range(0, len(y), size)]
 
 
 def halves(batches: Sequence[Batch]) -> tuple[list[Batch], list[Batch]]:
@@ -108,15 +111,18 @@ def halves(batches: Sequence[Batch]) -> tuple[list[Batch], list[Batch]]:
     if len(y) < 2:
         raise ConfigError(f"a held-out amplitude needs set A (--set-a) of >= 2 images, got {len(y)}")
     size, half = max(len(b[1]) for b in batches), len(y) // 2
+    return chunks(x[:half], y[:half], size), chunks(x[half:], y[half:], size)
 
-    def cut(xs: torch.Tensor, ys: torch.Tensor) -> list[Batch]:
-        return [(xs[i : i + size], ys[i : i + size]) for i in range(0, len(ys), size)]
 
-    return cut(x[:half], y[:half]), cut(x[half:], y[half:])
+def line_search_sets(sets: FixedSets, amplitude: str) -> tuple[list[Batch], list[Batch] | None]:
+    """(TINY's direction batches, its line-search batches or None = the same ones) for ``amplitude``."""
+    if amplitude not in AMPLITUDES:
+        raise ConfigError(f"--amplitude must be one of {', '.join(AMPLITUDES)}, got {amplitude!r}")
+    return halves(sets.a) if amplitude == "held_out" else (sets.a, None)
 
 
 def b_batches(sets: FixedSets, batch: int = B_BATCH) -> list[Batch]:
-    return [(sets.b_images[i : i + batch], sets.b_labels[i : i + batch]) for i in range(0, len(sets.b_labels), batch)]
+    return chunks(sets.b_images, sets.b_labels, batch)
 
 
 @torch.no_grad()
@@ -145,11 +151,10 @@ def b_from_stage(base: nn.Module, net: nn.Module, target: str, sets: FixedSets,
     return FromStage(net, stage), cache[stage]
 
 
-def grown(model_cfg: Mapping[str, Any], ckpt: str, cand: Candidate, sets: FixedSets, num_classes: int,
-          image_size: int, amplitude: str = AMPLITUDE) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
-    """The base plus the candidate's units, TINY-initialised on set A, built as a tier-1 job builds it."""
-    if amplitude not in AMPLITUDES:
-        raise ConfigError(f"--amplitude must be one of {', '.join(AMPLITUDES)}, got {amplitude!r}")
+def grown(model_cfg: Mapping[str, Any], ckpt: str, cand: Candidate, search: tuple[list[Batch], list[Batch] | None],
+          num_classes: int, image_size: int) -> tuple[nn.Module, dict[str, Any]]:  # fmt: skip
+    """The base plus the candidate's units, TINY-initialised on set A (``search``: :func:`line_search_sets`), built
+    as a tier-1 job builds it."""
     cfg = continued_model(model_cfg, ckpt, cand)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -157,8 +162,7 @@ def grown(model_cfg: Mapping[str, Any], ckpt: str, cand: Candidate, sets: FixedS
     added = added_by_config(cfg, net)
     if not added:
         return net, {}
-    directions, amplitude_batches = halves(sets.a) if amplitude == "held_out" else (sets.a, None)
-    return net, init_units(net, added, directions, INIT, image_size, amplitude_batches)
+    return net, init_units(net, added, search[0], INIT, image_size, search[1])
 
 
 def bootstrap_indices(n: int, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> np.ndarray:
@@ -186,6 +190,7 @@ def tier0(
     amplitude: str = AMPLITUDE,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """({candidate: gain_train_loss, _low, _high, loss_change_a, gamma}, {candidate: per-image gains on B})."""
+    search = line_search_sets(sets, amplitude)  # once: every candidate searches on the same batches
     control = per_image_losses(base, b_batches(sets))
     idx = bootstrap_indices(len(control), seed=seed)
     rows: dict[str, dict[str, Any]] = {}
@@ -194,7 +199,7 @@ def tier0(
     for cand in candidates:
         if cand.kind != "widen":
             continue  # inserts and the control: see the module docstring
-        net, info = grown(model_cfg, ckpt, cand, sets, num_classes, image_size, amplitude)
+        net, info = grown(model_cfg, ckpt, cand, search, num_classes, image_size)
         diffs[cand.name] = d = control - per_image_losses(*b_from_stage(base, net, cand.target, sets, stage_inputs))
         mean, low, high = interval(d, idx)
         target = next(iter(info.values()), {})
