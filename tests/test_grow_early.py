@@ -15,7 +15,7 @@ from omegaconf import open_dict
 from harness.facts.errors import ConfigError
 from harness.facts.keys import SCHEDULE_STEP_KEY
 from harness.facts.overrides import channels
-from harness.grow.loop import run_chain
+from harness.grow.loop import check, resolve_budget, run_chain
 from harness.run.records import RunRecord
 from harness.train import train
 from tests.conftest import CONF_DIR
@@ -49,16 +49,32 @@ def test_grow_early_ends_at_the_target_width_in_the_static_budget(tmp_path: Path
     target = channels({**record["config"]["model"], "width": 0.25, "widen": {}})
     assert record["model"]["channels"]["conv2d0"] == target["conv2d0"] == 16
     assert all(record["model"]["channels"][t] == target[t] for t in ("mixed3b_5x5", "mixed4a_3x3", "conv2d2"))
+    # grow.budget=to_width (any other policy's budget in this experiment): to_width's own growth per round, on average
+    budget = resolve_budget(cfg.grow, dict(record["config"]["model"]), len(record["classes"]))
+    assert rounds[-1]["params"] - rounds[0]["params"] == pytest.approx(2 * budget, abs=1)
     last = RunRecord.load(rounds[-1]["run_dir"])
     assert last["widen_init"]["init"] == "gradmax"
     ckpt = torch.load(last["checkpoints"]["last"], map_location="cpu", weights_only=False)
     assert ckpt[SCHEDULE_STEP_KEY] == 7  # 3 + 2 carried + 2 of its own: one schedule across the chain
 
 
-def test_to_width_needs_a_target_above_the_base(tmp_path: Path) -> None:
-    cfg = _compose(tmp_path, "grow.target_width=0.05")
+@pytest.mark.parametrize("extra", [["grow.target_width=0.05"], ["grow.policy=random", "grow.target_width=0.05"]])
+def test_to_width_needs_a_target_above_the_base(tmp_path: Path, extra: list[str]) -> None:
+    cfg = _compose(tmp_path, *extra)  # the to_width policy, and the to_width budget of any other policy
     try:
-        with pytest.raises(ConfigError, match="grow.target_width > the base model.width"):
+        with pytest.raises(ConfigError, match="grow.target_width > the base"):
             run_chain(cfg, train)
     finally:
         GlobalHydra.instance().clear()
+
+
+def test_budget_is_a_count_null_or_to_width(tmp_path: Path) -> None:
+    cfg = _compose(tmp_path, "grow.policy=random")
+    GlobalHydra.instance().clear()
+    base = {**cfg.model}
+    ten_percent = resolve_budget({**cfg.grow, "budget": None}, base, 12)
+    assert resolve_budget(cfg.grow, base, 12) > 10 * ten_percent  # from 1/4 width: 4 rounds to 16x the parameters
+    assert resolve_budget({**cfg.grow, "budget": 500}, base, 12) == 500
+    for bad in ("to_with", 0, True):  # negative controls: one line naming the valid values
+        with pytest.raises(ConfigError, match="null .10% of the base. or to_width"):
+            check({**cfg.grow, "budget": bad})

@@ -58,15 +58,35 @@ def check(grow: Any) -> None:
         raise ConfigError(f"unknown grow.mode {grow.get('mode')!r}; valid: {', '.join(MODES)}")
     _int(grow, "rounds", 0), _int(grow, "steps", 1), _int(grow, "base_steps", 1)
     budget = grow.get("budget")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
-        raise ConfigError(f"grow.budget must be a number of parameters >= 1 or null (10% of the base), got {budget!r}")
+    if budget is not None and budget != TO_WIDTH_BUDGET and (isinstance(budget, bool) or not isinstance(budget, int)
+                                                              or budget < 1):  # fmt: skip
+        raise ConfigError(f"grow.budget must be a number of parameters >= 1, null (10% of the base) or "
+                          f"{TO_WIDTH_BUDGET} (to_width's mean per round), got {budget!r}")  # fmt: skip
+
+
+# grow.budget=to_width: every policy adds per round what the to_width policy adds on average, so a chain of any
+# policy ends at the parameter count of the target width (experiment=grow_early: the static baseline's).
+TO_WIDTH_BUDGET = "to_width"
+
+
+def resolve_budget(grow: Any, base_model: dict[str, Any], n_classes: int) -> int:
+    """Parameters per round: grow.budget, 10% of the base (null), or (target width's - base's) / grow.rounds."""
+    base_params = count_params(_arch(base_model), n_classes)
+    budget = grow.get("budget")
+    if budget is None:
+        return round(DEFAULT_BUDGET_FRACTION * base_params)
+    if budget != TO_WIDTH_BUDGET:
+        return int(budget)
+    goal = count_params(_arch({**base_model, "width": _target_width(grow, base_model)}), n_classes)
+    return max(1, round((goal - base_params) / max(int(grow.rounds), 1)))
 
 
 def _target_width(grow: Any, base_model: dict[str, Any]) -> float:
-    """grow.target_width of the to_width policy: a number above the base model's width."""
+    """grow.target_width of the to_width policy and budget: a number above the base model's width."""
     value, base = grow.get("target_width"), float(base_model.get("width", 1.0))
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > base:
-        raise ConfigError(f"grow.policy=to_width needs grow.target_width > the base model.width ({base:g}), "
+        raise ConfigError(f"grow.policy=to_width and grow.budget=to_width need grow.target_width > the base "
+                          f"model.width ({base:g}), "
                           f"got {value!r}")  # fmt: skip
     return float(value)
 
@@ -124,7 +144,7 @@ def run_chain(cfg: DictConfig, train: TrainFn) -> dict[str, float]:
     need = list(probes_of.get(policy) or [])
     suggest_cfg = _suggest_cfg(grow) if policy == "suggest" else None
     base_model = dict(job["model"])
-    if policy == "to_width":
+    if policy == "to_width" or grow.get("budget") == TO_WIDTH_BUDGET:
         _target_width(grow, base_model)  # before anything trains
     model, total = base_model, {"widen": {}, "insert": []}
     metrics: dict[str, float] = {}
@@ -156,10 +176,7 @@ def run_chain(cfg: DictConfig, train: TrainFn) -> dict[str, float]:
             n_classes = len(data.get("classes") or [])
             budget = state.get("budget")
             if budget is None:
-                base_params = count_params(_arch(base_model), n_classes)
-                budget = int(grow.budget) if grow.get("budget") is not None else round(DEFAULT_BUDGET_FRACTION *
-                                                                                        base_params)  # fmt: skip
-                state["budget"] = budget
+                state["budget"] = budget = resolve_budget(grow, base_model, n_classes)
             arch = _arch(model)
             rng = random.Random(f"grow/{cfg.seed}/{k}")
             summary = load_run(rounds.round_dir(job_dir, k) / RECORD_NAME)
