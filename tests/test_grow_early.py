@@ -78,3 +78,16 @@ def test_budget_is_a_count_null_or_to_width(tmp_path: Path) -> None:
     for bad in ("to_with", 0, True):  # negative controls: one line naming the valid values
         with pytest.raises(ConfigError, match="null .10% of the base. or to_width"):
             check({**cfg.grow, "budget": bad})
+
+
+def test_every_policy_can_run_in_grow_early(tmp_path: Path) -> None:
+    """Every grow.policy has its probes listed and configured here (gradmax once failed after round 0: no probe)."""
+    from harness.grow.policies import POLICIES, PROBE_POLICIES
+
+    cfg = _compose(tmp_path)
+    GlobalHydra.instance().clear()
+    assert set(cfg.grow.probes) == set(POLICIES)
+    for policy in PROBE_POLICIES:
+        assert policy in cfg.grow.probes[policy]
+    named = {p for listed in cfg.grow.probes.values() for p in listed}
+    assert named <= set(cfg.probes) and {"curves", "lineage"} <= set(cfg.grow.probes.suggest)

@@ -197,6 +197,9 @@ def test_bad_grow_settings_get_one_line(tmp_path) -> None:
         _chain(tmp_path, "smart", 0)
     with pytest.raises(ConfigError, match="grow.mode"):
         _chain(tmp_path, "none", 0, "grow.mode=later")
+    with pytest.raises(ConfigError, match=r"grow.probes.gradmax does not list it \(has: none\)"):
+        _chain(tmp_path, "gradmax", 0, "grow.probes.gradmax=[]")  # before round 0 trains
+    assert not (tmp_path / "gradmax_0" / "rounds").exists()
 
 
 # --- end to end: a harness-train multirun, then harness-compare --baseline random --------------------------

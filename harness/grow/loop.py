@@ -142,6 +142,10 @@ def run_chain(cfg: DictConfig, train: TrainFn) -> dict[str, float]:
     record.save()
     probes_of = dict(grow.get("probes") or {})
     need = list(probes_of.get(policy) or [])
+    if policy in policies.PROBE_POLICIES and policy not in need:  # before round 0 trains, not after it
+        has = ", ".join(need) or "none"
+        raise ConfigError(f"grow.policy={policy} reads the {policy} probe's scores, and grow.probes.{policy} does "
+                          f"not list it (has: {has}); set grow.probes.{policy}=[{policy}]")  # fmt: skip
     suggest_cfg = _suggest_cfg(grow) if policy == "suggest" else None
     base_model = dict(job["model"])
     if policy == "to_width" or grow.get("budget") == TO_WIDTH_BUDGET:

@@ -66,7 +66,7 @@ def round_config(
     if missing:
         have = ", ".join(job.get("probes") or {}) or "none"
         raise ConfigError(f"grow.probes names {', '.join(missing)}, which the job's probes config lacks (has: {have});"
-                          f" add them to the probes list of experiment=grow_loop")  # fmt: skip
+                          f" add them to the experiment's probes list (override /probes)")  # fmt: skip
     cfg.update(
         seed=round_seed(job["seed"], k),
         variant=f"{job.get('variant')}/round{k}",
