@@ -33,7 +33,7 @@ from harness.oracle.gains import paired_diffs
 from harness.oracle.launch import JOBS_DIR, command, read_jobs, run_jobs, write_group
 from harness.oracle.scoring import BOOTSTRAP_REPS, SIGNALS_COLUMNS, SignalScore, score_signal, spearman
 from harness.oracle.signals import all_signals
-from harness.oracle.tier0 import AMPLITUDE, AMPLITUDES
+from harness.oracle.tier0 import AMPLITUDE, AMPLITUDES, check_amplitude
 from harness.run.builders import CONF_DIR
 from harness.run.records import RECORD_NAME, RunRecord
 from harness.suggest.config import load_config
@@ -79,9 +79,7 @@ def check_tier_args(args: argparse.Namespace) -> None:
     if args.tier not in TIERS:
         raise ConfigError(f"--tier must be 0 (deterministic: add, line-search, measure) or 1 (fine-tune), "
                           f"got {args.tier}")  # fmt: skip
-    if args.amplitude not in AMPLITUDES:
-        raise ConfigError(f"--amplitude must be one of {', '.join(AMPLITUDES)} (where tier 0's line search runs), "
-                          f"got {args.amplitude!r}")  # fmt: skip
+    check_amplitude(args.amplitude)
     if args.top is not None and args.top <= 0:
         raise ConfigError(f"--top must be >= 1 (the tier-0 top K candidates tier 1 fine-tunes), got {args.top}")
     if args.top is not None and args.tier != 1:

@@ -114,10 +114,16 @@ def halves(batches: Sequence[Batch]) -> tuple[list[Batch], list[Batch]]:
     return chunks(x[:half], y[:half], size), chunks(x[half:], y[half:], size)
 
 
+def check_amplitude(amplitude: str) -> None:
+    """One line for an ``amplitude`` that is not one of ``AMPLITUDES`` (the CLI's check and the library's)."""
+    if amplitude not in AMPLITUDES:
+        raise ConfigError(f"--amplitude must be one of {', '.join(AMPLITUDES)} (where tier 0's line search runs), "
+                          f"got {amplitude!r}")  # fmt: skip
+
+
 def line_search_sets(sets: FixedSets, amplitude: str) -> tuple[list[Batch], list[Batch] | None]:
     """(TINY's direction batches, its line-search batches or None = the same ones) for ``amplitude``."""
-    if amplitude not in AMPLITUDES:
-        raise ConfigError(f"--amplitude must be one of {', '.join(AMPLITUDES)}, got {amplitude!r}")
+    check_amplitude(amplitude)
     return halves(sets.a) if amplitude == "held_out" else (sets.a, None)
 
 
