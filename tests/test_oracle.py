@@ -280,6 +280,24 @@ def test_tier0_bootstrap_is_paired_and_resolves_a_planted_effect() -> None:
     assert np.array_equal(idx, bootstrap_indices(400, reps=500))  # the same draws for every candidate
 
 
+def test_tier0_reliability_is_high_for_a_planted_spread_and_near_zero_without_one() -> None:
+    from harness.oracle.tier0 import reliability
+
+    def world(seed: int, spread: float) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        shared = rng.normal(0, 1, 512)  # per-image component every candidate shares (the pairing)
+        return {f"c{i}": shared + spread * rng.normal() + rng.normal(0, 0.3, 512) for i in range(20)}
+
+    # planted: the candidates' true gains differ by 10x the noise of a mean over 256 images -> the order replicates
+    assert reliability(world(0, 0.2), splits=50) > 0.95
+    # negative control: no true spread -> B's halves rank the candidates independently, r scatters around 0
+    nulls = [reliability(world(s, 0.0), splits=50) for s in range(12)]
+    assert abs(np.mean(nulls)) < 0.2 and min(nulls) < 0.3
+    # between: true spread about the noise of a mean over the 512 images (0.3 / sqrt(512) = 0.013) -> r near 0.5
+    assert 0.2 < np.mean([reliability(world(s, 0.013), splits=50) for s in range(6)]) < 0.8
+    assert np.isnan(reliability({"a": np.ones(10), "b": np.zeros(10)}))  # < 3 candidates: nothing to rank
+
+
 def test_tier0_sets_are_disjoint_training_images_and_bad_sizes_are_one_line(base: Path) -> None:
     from harness.oracle.tier0 import fixed_sets, halves
 
@@ -323,8 +341,9 @@ def test_tier0_end_to_end_three_candidates(base: Path, tmp_path: Path, one_threa
     assert signals["tiny"]["n_candidates"] == signals["gradmax_per_unit"]["n_candidates"] == "3"  # on set A
     meta = json.loads((out / "oracle.json").read_text())
     assert meta["tier"] == 0 and meta["set_b"] == 64 and meta["amplitude"] in ("same", "held_out")
+    assert math.isfinite(meta["reliability"]) and meta["reliability"] <= 1  # split-half r of 3 candidates
     page = (out / "report.html").read_text()
-    assert "tier 0" in page and "Tied scores" in page
+    assert "tier 0" in page and "Tied scores" in page and "split-half reliability" in page
     first = {k: r["gain_train_loss"] for k, r in rows.items()}
     main([*args, "--out", str(tmp_path / "again")])
     with open(tmp_path / "again" / "candidates.csv") as fh:

@@ -124,6 +124,11 @@ def run_tier0(args: argparse.Namespace, candidates: list[Candidate] | None = Non
         verdict = "resolved" if lo > 0 else "not resolved"
         notes.append(f"tier 0 winner {first}, {verdict} against the runner-up {second}: difference {d:.3g} "
                      f"[{lo:.3g}, {hi:.3g}]")  # fmt: skip
+    reliable = tier0.reliability(diffs, seed=args.signal_seed)
+    if math.isfinite(reliable):
+        notes.append(f"tier 0's ranking: split-half reliability {reliable:.2f} ({tier0.SPLITS} random halvings of set "
+                     f"B, Spearman-Brown), so a signal's rho with tier 0 can reach about "
+                     f"{math.sqrt(max(reliable, 0.0)):.2f}")  # fmt: skip
     rows = []
     for cand in candidates:
         if cand.name in rows_by_name:
@@ -139,7 +144,7 @@ def run_tier0(args: argparse.Namespace, candidates: list[Candidate] | None = Non
             row.update({f"{report.SCORE_PREFIX}{s}": v.get(row["candidate"], math.nan) for s, v in signals.items()})
         meta = {"tier": 0, "base": str(Path(args.base).resolve()), "ckpt": ckpt, "budget": budget,
                 "set_a": args.set_a, "set_b": args.set_b, "init": tier0.INIT, "amplitude": args.amplitude,
-                "wall_s": wall,
+                "wall_s": wall, "reliability": reliable if math.isfinite(reliable) else None,
                 "candidates": [c.as_dict() for c in candidates]}  # fmt: skip
         (out / ORACLE_JSON).write_text(json.dumps(meta, indent=1))
         title = f"Where to grow (tier 0): {args.base}"

@@ -43,6 +43,7 @@ from harness.growth.new_units import Batch, FromStage, prepare, resumed
 from harness.growth.widen_init import added_by_config, init_units
 from harness.models.hooks import eval_mode
 from harness.oracle.candidates import CONTROL, Candidate, continued_model
+from harness.oracle.scoring import spearman  # the rho every signal is scored with
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ AMPLITUDE = "held_out"
 BOOTSTRAP_REPS = 2000
 LEVEL = 0.95
 GAIN = "gain_train_loss"
+SPLITS = 200  # random halvings of set B behind the split-half reliability (its spread over halvings is ~0.01 here)
 
 
 @dataclass(frozen=True)
@@ -224,3 +226,28 @@ def winner_resolved(diffs: Mapping[str, np.ndarray], seed: int = 0) -> tuple[str
     first, second = order[:2]
     d = diffs[first] - diffs[second]
     return first, second, interval(d, bootstrap_indices(len(d), seed=seed))
+
+
+def reliability(diffs: Mapping[str, np.ndarray], splits: int = SPLITS, seed: int = 0) -> float:
+    """Split-half reliability of tier 0's ranking: how far any signal's rho with tier 0 can reach.
+
+    Why: tier 0 has no seed noise, but set B is a sample of images; where the candidates' true gains barely
+    differ, their order on B is mostly which images B drew, and no signal can predict that. Each of ``splits``
+    random halvings of B's images (the same halves for every candidate: the pairing) ranks the candidates by
+    their mean gain on each half; the mean Spearman rho between the halves, stepped up to the whole set by
+    Spearman-Brown (2 rho / (1 + rho)), is the reliability r. A signal's rho with tier 0 is then expected to stay
+    below about sqrt(r) (classical test theory's attenuation bound; approximate for ranks). nan with fewer than
+    3 candidates or 4 images."""
+    names = [k for k in diffs if k != CONTROL]
+    d = np.stack([np.asarray(diffs[k], dtype=float) for k in names]) if names else np.zeros((0, 0))
+    if d.shape[0] < 3 or d.shape[1] < 4:
+        return math.nan
+    rng = np.random.default_rng(seed)
+    rhos = []
+    for _ in range(splits):
+        order = rng.permutation(d.shape[1])
+        half = d.shape[1] // 2
+        rhos.append(spearman(d[:, order[:half]].mean(1), d[:, order[half:]].mean(1)))
+    rho = float(np.nanmean(rhos)) if np.isfinite(rhos).any() else math.nan
+    return 2 * rho / (1 + rho) if rho > -1 else -1.0
+
