@@ -224,6 +224,8 @@ def test_oracle_end_to_end_two_candidates_one_seed(base: Path, tmp_path: Path) -
      (["BASE", "--amplitude", "train"], "--amplitude must be one of same, held_out"),
      (["BASE", "--tier", "1", "--top", "0"], "--top must be >= 1"),
      (["BASE", "--top", "3"], "use it with --tier 1"),
+     (["BASE", "--tier", "1", "--top", "3", "--top-by", "gradmax"], "--top-by must be one of tier0, tiny"),
+     (["BASE", "--tier", "1", "--top-by", "tiny"], "give --top K with it"),
      (["BASE", "--set-a", "300", "--candidates", "conv2d1"], "exceed the training split")],
 )  # fmt: skip
 def test_bad_input_is_one_line_exit_2(base: Path, args: list[str], expected: str, capsys) -> None:
@@ -278,6 +280,18 @@ def test_tier0_bootstrap_is_paired_and_resolves_a_planted_effect() -> None:
     first, second, (d, lo, hi) = winner_resolved({"a": shared + 0.05, "b": shared, "c": shared - 1})
     assert (first, second) == ("a", "b") and d == pytest.approx(0.05) and lo > 0
     assert np.array_equal(idx, bootstrap_indices(400, reps=500))  # the same draws for every candidate
+
+
+def test_top_by_ranks_the_shortlist_by_tier0_or_a_first_order_signal() -> None:
+    from harness.oracle.cli import shortlist
+
+    rows = [{"candidate": c, "gain_train_loss": g} for c, g in [("a", 0.3), ("b", 0.2), ("c", 0.1), ("d", 0.0)]]
+    first_order = {"tiny": {"a": 0.0, "b": 1.0, "c": float("nan"), "d": 2.0}, "gradmax_per_unit": {}}
+    first = (rows, {}, [], [], first_order)
+    assert shortlist(first, 2, "tier0") == ["a", "b"]  # tier 0's gain order
+    assert shortlist(first, 2, "tiny") == ["d", "b"]  # planted: the signal's order, not tier 0's
+    assert shortlist(first, 9, "tiny") == ["d", "b", "a"]  # a nan score is never shortlisted
+    assert shortlist(first, 2, "gradmax_per_unit") == []  # a signal that scored nothing shortlists nothing
 
 
 def test_tier0_reliability_is_high_for_a_planted_spread_and_near_zero_without_one() -> None:

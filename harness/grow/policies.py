@@ -44,7 +44,9 @@ PROBE_POLICIES: tuple[str, ...] = (GRADMAX, EFFECTIVE_RANK)  # policies that rea
 # Policies that measure the round's trained network on fixed training images (tier 0's sets A and B) instead of
 # reading a probe: they need the checkpoint and the data, so the loop calls :func:`measure` for them.
 MEASURED_POLICIES: tuple[str, ...] = (TINY, ORACLE)
-# Their sets (A, B) of training images: grow.oracle_set_a / grow.oracle_set_b, else harness-oracle's defaults.
+# Their sets (A, B) of training images: grow.oracle_set_a / grow.oracle_set_b, else these. Not harness-oracle's set B
+# (8192): the oracle policy runs tier 0 on every candidate every round, so a chain keeps the cheaper 1024 images
+# of the measured loops (docs/results/2026-12-06-loop-ceiling.md) and says so in its experiment config.
 MEASURED_SETS = {"oracle_set_a": 512, "oracle_set_b": 1024}
 UNIFORM_STEPS = 16  # bisection steps for the uniform policy's width fraction (f to 1/65536 of its bracket)
 

@@ -27,13 +27,13 @@ from harness.facts.keys import GROWTH_SCORES
 from harness.oracle import report
 from harness.oracle.candidates import Candidate, check_preserving, enumerate_candidates
 from harness.oracle.data import check_images
-from harness.oracle.first_order import first_order_signals
+from harness.oracle.first_order import GRADMAX_PER_UNIT, TINY, first_order_signals
 from harness.oracle.gains import gains as oracle_gains
 from harness.oracle.gains import paired_diffs
 from harness.oracle.launch import JOBS_DIR, command, read_jobs, run_jobs, write_group
 from harness.oracle.scoring import BOOTSTRAP_REPS, SIGNALS_COLUMNS, SignalScore, score_signal, spearman
 from harness.oracle.signals import all_signals
-from harness.oracle.tier0 import AMPLITUDE, AMPLITUDES, check_amplitude
+from harness.oracle.tier0 import AMPLITUDE, AMPLITUDES, SET_A, SET_B, check_amplitude
 from harness.run.builders import CONF_DIR
 from harness.run.records import RECORD_NAME, RunRecord
 from harness.suggest.config import load_config
@@ -42,6 +42,11 @@ from harness.suggest.load import load_run
 log = logging.getLogger("harness.oracle")
 
 DEFAULT_SEEDS = 3
+# What ranks tier 1's shortlist (--top K): tier 0's gain, or a first-order signal computed on set A. Why a signal:
+# on world_hard's planted stem and conv2d2 bases tier 0's top 5 held the plant on 3 of 6 while tiny's top 6 held it
+# on 6 of 6, and tier 1 ranked the plant first whenever it was fine-tuned
+# (docs/results/2026-12-06-planted-world-hard.md).
+TOP_BY = ("tier0", TINY, GRADMAX_PER_UNIT)
 DEFAULT_STEPS = 100
 # Continued jobs fine-tune at 0.1x the base run's learning rate. Why (README, "Where to grow"): a fresh optimizer
 # at the base's peak LR (0.004) made the control itself worse than the base (val loss 0.074 vs 0.066 on the
@@ -84,6 +89,11 @@ def check_tier_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--top must be >= 1 (the tier-0 top K candidates tier 1 fine-tunes), got {args.top}")
     if args.top is not None and args.tier != 1:
         raise ConfigError("--top picks tier 1's candidates from tier 0's ranking; use it with --tier 1")
+    if args.top_by not in TOP_BY:
+        raise ConfigError(f"--top-by must be one of {', '.join(TOP_BY)} (what ranks tier 1's --top K shortlist), "
+                          f"got {args.top_by!r}")  # fmt: skip
+    if args.top_by != TOP_BY[0] and args.top is None:
+        raise ConfigError("--top-by ranks the --top K shortlist; give --top K with it")
 
 
 # (candidate rows, per-image gains on B, signal scores, notes, first-order signals computed on set A)
@@ -172,6 +182,15 @@ def _write_outputs(out: Path, title: str, notes: list[str], rows: list[dict[str,
         print(f"note: {note}", file=sys.stderr)
 
 
+def shortlist(first: Tier0, top: int, by: str) -> list[str]:
+    """Tier 1's --top K candidates: the K best by tier 0's gain, or by a first-order signal (``--top-by``)."""
+    if by == TOP_BY[0]:
+        gain = {r["candidate"]: r["gain_train_loss"] for r in first[0]}
+    else:
+        gain = {c: v for c, v in first[4].get(by, {}).items() if math.isfinite(v)}
+    return sorted(gain, key=lambda c: -gain[c])[:top]
+
+
 def run_oracle(args: argparse.Namespace) -> Path:
     check_tier_args(args)
     if args.tier == 0:
@@ -186,8 +205,7 @@ def run_oracle(args: argparse.Namespace) -> Path:
     if args.top is not None:  # tier 0 on every candidate first; tier 1 fine-tunes its top K plus --candidates
         every = argparse.Namespace(**{**vars(args), "candidates": None})
         first = run_tier0(every, out=out, write=False)
-        ranked = sorted(first[0], key=lambda r: -r["gain_train_loss"])
-        only = list(dict.fromkeys([*(r["candidate"] for r in ranked[: args.top]), *(only or [])]))
+        only = list(dict.fromkeys([*shortlist(first, args.top, args.top_by), *(only or [])]))
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     steps = args.steps if args.steps is not None else (_steps_of(record) if args.from_scratch else DEFAULT_STEPS)
@@ -202,6 +220,9 @@ def run_oracle(args: argparse.Namespace) -> Path:
     notes = [f"base {args.base} ({ckpt}), budget {budget} parameters, {steps} steps at {lr_scale:g}x the base LR, "
              f"{args.seeds} seeds, "
              f"{'from scratch' if args.from_scratch else 'continued from the checkpoint'}"]  # fmt: skip
+    if args.top is not None:
+        notes.append(f"shortlist: the top {args.top} by {args.top_by}"
+                     + (f", plus --candidates {args.candidates}" if args.candidates else ""))  # fmt: skip
     refused: list[Candidate] = []
     if args.from_scratch:
         notes.append("from scratch: every candidate retrained from initialisation (no step-0 check applies)")
@@ -225,7 +246,7 @@ def run_oracle(args: argparse.Namespace) -> Path:
     write_group(out, config, None if args.from_scratch else ckpt, candidates, lr_scale)
     cmd = command(out, [c.name for c in candidates], range(args.seeds), steps, args.overrides)
     meta = {"base": str(Path(args.base).resolve()), "ckpt": ckpt, "from_scratch": args.from_scratch, "steps": steps,
-            "lr_scale": lr_scale, "seeds": args.seeds, "budget": budget,
+            "lr_scale": lr_scale, "seeds": args.seeds, "budget": budget, "top": args.top, "top_by": args.top_by,
             "candidates": [c.as_dict() for c in candidates],
             "refused": [c.as_dict() for c in refused], "command": cmd, "overrides": list(args.overrides),
             "setup_wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
@@ -344,14 +365,17 @@ def parser() -> argparse.ArgumentParser:
                    "on set A, measure the train-loss drop on set B (deterministic, no seeds); 1: fine-tune every "
                    "candidate and the control over --seeds (the earlier oracle)")  # fmt: skip
     p.add_argument("--top", type=int, help="tier 1 only: fine-tune tier 0's top K candidates (plus --candidates)")
-    p.add_argument("--set-a", type=int, default=512, help="tier 0: training images of TINY's directions and line "
-                   "search, half each with --amplitude held_out (default 512)")  # fmt: skip
+    p.add_argument("--top-by", default=TOP_BY[0], help=f"what ranks the --top K shortlist ({' | '.join(TOP_BY)}; "
+                   f"default {TOP_BY[0]}: tier 0's gain; {TINY} or {GRADMAX_PER_UNIT}: that first-order signal on "
+                   "set A)")  # fmt: skip
+    p.add_argument("--set-a", type=int, default=SET_A, help="tier 0: training images of TINY's directions and line "
+                   f"search, half each with --amplitude held_out (default {SET_A})")  # fmt: skip
     p.add_argument("--amplitude", default=AMPLITUDE,
                    help=f"tier 0: where TINY's line search runs ({' | '.join(AMPLITUDES)}; default {AMPLITUDE}): same "
                    "= on set A, where its directions were fit; held_out = directions from A's first half, amplitude "
                    "from its second")  # fmt: skip
-    p.add_argument("--set-b", type=int, default=1024, help="tier 0: disjoint training images the gain is measured on "
-                   "(default 1024)")  # fmt: skip
+    p.add_argument("--set-b", type=int, default=SET_B, help="tier 0: disjoint training images the gain is measured on "
+                   f"(default {SET_B})")  # fmt: skip
     return p
 
 
