@@ -310,6 +310,7 @@ def test_tier0_reliability_is_high_for_a_planted_spread_and_near_zero_without_on
     # between: true spread about the noise of a mean over the 512 images (0.3 / sqrt(512) = 0.013) -> r near 0.5
     assert 0.2 < np.mean([reliability(world(s, 0.013), splits=50) for s in range(6)]) < 0.8
     assert np.isnan(reliability({"a": np.ones(10), "b": np.zeros(10)}))  # < 3 candidates: nothing to rank
+    assert np.isnan(reliability({k: np.zeros(10) for k in "abc"}))  # every gain equal: no order to replicate
 
 
 def test_tier0_sets_are_disjoint_training_images_and_bad_sizes_are_one_line(base: Path) -> None:

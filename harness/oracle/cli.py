@@ -364,7 +364,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tier", type=int, default=0, help="0 (default): add each candidate's units with TINY, line-search "
                    "on set A, measure the train-loss drop on set B (deterministic, no seeds); 1: fine-tune every "
                    "candidate and the control over --seeds (the earlier oracle)")  # fmt: skip
-    p.add_argument("--top", type=int, help="tier 1 only: fine-tune tier 0's top K candidates (plus --candidates)")
+    p.add_argument("--top", type=int, help="tier 1 only: fine-tune the top K candidates by --top-by (default tier 0's "
+                   "gain), plus --candidates")  # fmt: skip
     p.add_argument("--top-by", default=TOP_BY[0], help=f"what ranks the --top K shortlist ({' | '.join(TOP_BY)}; "
                    f"default {TOP_BY[0]}: tier 0's gain; {TINY} or {GRADMAX_PER_UNIT}: that first-order signal on "
                    "set A)")  # fmt: skip
