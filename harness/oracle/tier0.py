@@ -246,11 +246,10 @@ def reliability(diffs: Mapping[str, np.ndarray], splits: int = SPLITS, seed: int
     d = np.stack([np.asarray(diffs[k], dtype=float) for k in names]) if names else np.zeros((0, 0))
     if d.shape[0] < 3 or d.shape[1] < 4:
         return math.nan
-    rng = np.random.default_rng(seed)
+    rng, half = np.random.default_rng(seed), d.shape[1] // 2
     rhos = []
     for _ in range(splits):
         order = rng.permutation(d.shape[1])
-        half = d.shape[1] // 2
         rhos.append(spearman(d[:, order[:half]].mean(1), d[:, order[half:]].mean(1)))
     if not np.isfinite(rhos).any():
         return math.nan  # every half ranked constant gains: nothing to rank
